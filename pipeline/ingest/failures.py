@@ -1,0 +1,50 @@
+"""Failures found while reading a file, and the reject rows they become.
+
+Every stage (line shape, type parsing, pandera rules) reports failures in one long shape, one row
+per broken rule; `build_rejects` folds them into one reject per line, so a line that breaks two
+rules is rejected once and names both.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+FAILURE_SCHEMA = {
+    "_line_number": pl.Int64,
+    "column": pl.String,
+    "rule": pl.String,
+    "value": pl.String,
+}
+RAW_LINE_SCHEMA = {"_line_number": pl.Int64, "_raw_line": pl.String}
+REJECT_SCHEMA = {
+    "_line_number": pl.Int64,
+    "_raw_line": pl.String,
+    "_column": pl.String,
+    "_rule": pl.String,
+    "_value": pl.String,
+    "_reason": pl.String,
+}
+
+
+def build_rejects(failures: pl.DataFrame, raw_lines: pl.DataFrame) -> pl.DataFrame:
+    """One reject per failing line: its text, the first rule it broke, and every reason."""
+    if failures.is_empty():
+        return pl.DataFrame(schema=REJECT_SCHEMA)
+    reason = (
+        pl.when(pl.col("column").is_null())
+        .then(pl.col("rule"))
+        .otherwise(
+            pl.format("{}: {} (value '{}')", "column", "rule", pl.col("value").fill_null(""))
+        )
+    )
+    per_line = (
+        failures.with_columns(reason.alias("_reason"))
+        .group_by("_line_number", maintain_order=True)
+        .agg(
+            pl.col("column").first().alias("_column"),
+            pl.col("rule").first().alias("_rule"),
+            pl.col("value").first().alias("_value"),
+            pl.col("_reason").str.join("; "),
+        )
+    )
+    return per_line.join(raw_lines, on="_line_number", how="left").select(list(REJECT_SCHEMA))

@@ -1,0 +1,203 @@
+"""Cut a file into blocks of whole lines and sort each block's lines into parseable and rejected.
+
+The line structure is found with numpy over the raw bytes (newline and delimiter positions), so a
+block's good lines can go to polars' multi-threaded CSV parser in one call while every line keeps
+its number in the file. A line with the wrong number of fields, or one that is not UTF-8, is
+rejected here with its number and text, never silently padded or truncated.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from pipeline.ingest.failures import FAILURE_SCHEMA, RAW_LINE_SCHEMA
+from pipeline.ingest.header import Header, split_line
+from pipeline.specs import DatasetSpec
+
+NEWLINE = ord("\n")
+CARRIAGE_RETURN = ord("\r")
+
+
+@dataclass(frozen=True)
+class Block:
+    """Whole lines of a file, each ending in a newline, starting at line `first_line`."""
+
+    first_line: int
+    data: bytes
+
+
+def iter_blocks(handle: BinaryIO, first_line: int, block_bytes: int) -> Iterator[Block]:
+    """Read `handle` in blocks of about `block_bytes`, cut after the last newline of each."""
+    line_number = first_line
+    carry = b""
+    while chunk := handle.read(block_bytes):
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            carry = data
+            continue
+        block, carry = data[:cut], data[cut:]
+        yield Block(line_number, block)
+        line_number += block.count(b"\n")
+    if carry:
+        yield Block(line_number, carry + b"\n")
+
+
+@dataclass(frozen=True)
+class SortedLines:
+    """A block's lines split into those ready for the field parser and those already rejected."""
+
+    fields: pl.DataFrame  # one string column per header field, plus _line_number
+    failures: pl.DataFrame  # FAILURE_SCHEMA
+    raw_lines: pl.DataFrame  # RAW_LINE_SCHEMA, for the rejected lines
+    blank_lines: int
+
+
+def sort_lines(block: Block, header: Header, spec: DatasetSpec) -> SortedLines:
+    """Parse the lines of `block` whose shape fits the header; reject the others."""
+    raw = np.frombuffer(block.data, dtype=np.uint8)
+    ends = np.flatnonzero(raw == NEWLINE)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    # A line's content ends before its newline and before a CR of a CRLF ending.
+    content_ends = ends - (raw[np.maximum(ends - 1, 0)] == CARRIAGE_RETURN) * (ends > starts)
+    lengths = content_ends - starts
+    line_numbers = block.first_line + np.arange(len(ends), dtype=np.int64)
+    delimiters = np.add.reduceat(
+        (raw == ord(spec.delimiter)).view(np.uint8), starts, dtype=np.int64
+    ) * (lengths > 0)  # reduceat counts one byte of an empty line; an empty line has none.
+
+    blank = lengths == 0
+    fits = (delimiters == header.field_count - 1) & ~blank
+    special = ~fits & ~blank  # wrong field count, or (with a quote character) quoted fields
+    if spec.quote is not None:
+        quoted = (
+            np.add.reduceat((raw == ord(spec.quote)).view(np.uint8), starts, dtype=np.int64)
+            * (lengths > 0)
+            > 0
+        )
+        fits &= ~quoted
+        special |= quoted & ~blank
+
+    good_data = block.data if fits.all() else _keep_lines(raw, starts, ends, fits)
+    utf8_ok = _is_utf8(good_data)
+    if not utf8_ok:
+        fits, special = _reject_non_utf8(block.data, starts, content_ends, fits, special)
+        good_data = _keep_lines(raw, starts, ends, fits)
+
+    fields = _parse_fields(good_data, header, spec).with_columns(
+        pl.Series("_line_number", line_numbers[fits])
+    )
+    special_fields, failures, raw_lines = _sort_special_lines(
+        block.data, starts[special], content_ends[special], line_numbers[special], header, spec
+    )
+    return SortedLines(
+        fields=pl.concat([fields, special_fields], how="vertical") if special.any() else fields,
+        failures=failures,
+        raw_lines=raw_lines,
+        blank_lines=int(blank.sum()),
+    )
+
+
+def _keep_lines(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray, keep: np.ndarray) -> bytes:
+    byte_mask = np.repeat(keep, ends - starts + 1)
+    return raw[byte_mask].tobytes()
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        pa.array([data], type=pa.large_binary()).cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _reject_non_utf8(
+    data: bytes, starts: np.ndarray, ends: np.ndarray, fits: np.ndarray, special: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move lines that are not UTF-8 from `fits` to `special`, where they are rejected."""
+    fits = fits.copy()
+    special = special.copy()
+    for index in np.flatnonzero(fits):
+        try:
+            data[starts[index] : ends[index]].decode("utf-8")
+        except UnicodeDecodeError:
+            fits[index] = False
+            special[index] = True
+    return fits, special
+
+
+def _parse_fields(data: bytes, header: Header, spec: DatasetSpec) -> pl.DataFrame:
+    names = [f"_field_{index}" for index in range(header.field_count)]
+    if not data:
+        return pl.DataFrame(schema=dict.fromkeys(names, pl.String))
+    return pl.read_csv(
+        data,
+        has_header=False,
+        separator=spec.delimiter,
+        quote_char=None,
+        infer_schema=False,
+        new_columns=names,
+        empty_string_is_null=False,
+    )
+
+
+def _sort_special_lines(
+    data: bytes,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    line_numbers: np.ndarray,
+    header: Header,
+    spec: DatasetSpec,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The few lines the fast path cannot take: quoted ones are split by `csv`, others rejected.
+
+    Every such line keeps its exact text in `raw_lines`, because joining its fields again would
+    not give back its quotes.
+    """
+    rows: list[list[str]] = []
+    row_numbers: list[int] = []
+    failures: list[tuple[int, str | None, str, str]] = []
+    raw_lines: list[tuple[int, str]] = []
+    for start, end, number in zip(starts, ends, line_numbers, strict=True):
+        number = int(number)
+        try:
+            text = data[start:end].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = data[start:end].decode("utf-8", errors="backslashreplace")
+            failures.append((number, None, "line is not valid UTF-8", str(exc)))
+            raw_lines.append((number, text))
+            continue
+        raw_lines.append((number, text))
+        try:
+            values = split_line(text, spec)
+        except csv.Error as exc:
+            failures.append((number, None, f"quoting error: {exc}", text[:200]))
+            continue
+        if len(values) != header.field_count:
+            failures.append(
+                (
+                    number,
+                    None,
+                    f"line has {len(values)} fields, the header has {header.field_count}",
+                    f"{len(values)} fields",
+                )
+            )
+            continue
+        rows.append(values)
+        row_numbers.append(number)
+    names = [f"_field_{index}" for index in range(header.field_count)]
+    fields = pl.DataFrame(rows, schema=dict.fromkeys(names, pl.String), orient="row").with_columns(
+        pl.Series("_line_number", row_numbers, dtype=pl.Int64)
+    )
+    return (
+        fields,
+        pl.DataFrame(failures, schema=FAILURE_SCHEMA, orient="row"),
+        pl.DataFrame(raw_lines, schema=RAW_LINE_SCHEMA, orient="row"),
+    )

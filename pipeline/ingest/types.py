@@ -1,0 +1,72 @@
+"""Spec column types → polars types and the expressions that parse text into them.
+
+A value that does not parse becomes null here and is reported by `parse_failures`, so a bad value is
+rejected with its column and text instead of being loaded as a silent null.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipeline.specs import ColumnSpec
+
+TRUE_WORDS = ("true", "t", "yes", "y", "1")
+FALSE_WORDS = ("false", "f", "no", "n", "0")
+ISO_DATE = "%Y-%m-%d"
+
+
+def polars_dtype(column: ColumnSpec) -> pl.DataType:
+    """The polars type a spec column is loaded as."""
+    match column.type:
+        case "string":
+            return pl.String()
+        case "int":
+            return pl.Int64()
+        case "float":
+            return pl.Float64()
+        case "decimal":
+            return pl.Decimal(column.precision, column.scale)
+        case "bool":
+            return pl.Boolean()
+        case "date":
+            return pl.Date()
+        case "timestamp":
+            return pl.Datetime("us", "UTC")
+    raise AssertionError(f"unhandled column type {column.type}")
+
+
+def parse_expr(text: pl.Expr, column: ColumnSpec) -> pl.Expr:
+    """Parse `text` (nulls already applied) into the column's type; failures become null."""
+    match column.type:
+        case "string":
+            return text
+        case "int" | "float" | "decimal":
+            return text.cast(polars_dtype(column), strict=False)
+        case "bool":
+            lowered = text.str.to_lowercase()
+            return (
+                pl.when(lowered.is_in(TRUE_WORDS))
+                .then(True)
+                .when(lowered.is_in(FALSE_WORDS))
+                .then(False)
+                .otherwise(None)
+            )
+        case "date":
+            return text.str.to_date(column.format or ISO_DATE, strict=False)
+        case "timestamp":
+            return _parse_timestamp(text, column.format)
+    raise AssertionError(f"unhandled column type {column.type}")
+
+
+def _parse_timestamp(text: pl.Expr, format: str | None) -> pl.Expr:
+    """ISO 8601 with or without an offset (`Z`, `+02:00`); values without one are taken as UTC."""
+    if format is not None:
+        return text.str.to_datetime(format, strict=False, time_unit="us", time_zone="UTC")
+    iso = text.str.replace(" ", "T", literal=True).str.replace(r"Z$", "+00:00")
+    with_offset = iso.str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC"
+    )
+    without_offset = iso.str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"
+    ).dt.replace_time_zone("UTC")
+    return pl.coalesce(with_offset, without_offset)

@@ -1,0 +1,48 @@
+"""Monthly partitions, keyed `YYYY-MM` so a partition key reads like the month in a file name."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import dagster as dg
+
+from pipeline.specs import DatasetSpec
+
+MONTH_FORMAT = "%Y-%m"
+
+
+def monthly_partitions(start_month: str) -> dg.MonthlyPartitionsDefinition:
+    """Months from `start_month` up to the last complete month."""
+    return dg.MonthlyPartitionsDefinition(start_date=start_month, fmt=MONTH_FORMAT)
+
+
+def dataset_partitions(spec: DatasetSpec) -> dg.MonthlyPartitionsDefinition:
+    """The partitions of one dataset's monthly files."""
+    return monthly_partitions(spec.start_month)
+
+
+def reporting_partitions(specs: Iterable[DatasetSpec]) -> dg.MonthlyPartitionsDefinition:
+    """The partitions of the dbt reporting models: from the earliest dataset's first month."""
+    return monthly_partitions(min(spec.start_month for spec in specs))
+
+
+def month_bounds(month: str) -> tuple[dt.date, dt.date]:
+    """First and last day of a `YYYY-MM` month."""
+    first = dt.datetime.strptime(month, MONTH_FORMAT).date()
+    next_first = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return first, next_first - dt.timedelta(days=1)
+
+
+def month_range(first: str, last: str) -> list[str]:
+    """The months from `first` to `last` inclusive; raises ValueError if they are out of order."""
+    start, _ = month_bounds(first)
+    end, _ = month_bounds(last)
+    if end < start:
+        raise ValueError(f"--to {last} is before --from {first}")
+    months = []
+    current = start
+    while current <= end:
+        months.append(current.strftime(MONTH_FORMAT))
+        current = (current.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return months

@@ -1,0 +1,150 @@
+"""Deterministic sample files for the bundled `flights` dataset.
+
+The data has the rhythm real deliveries have (quieter weekends, dips on US public holidays, a spike
+at month end) so that reports and volume checks have something to show, and chosen months carry
+planted defects so the demo shows rejects being quarantined and a blocking check failing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import holidays
+import numpy as np
+import polars as pl
+
+from pipeline.partitions import month_bounds, month_range
+
+CARRIERS = np.array(["AA", "B6", "DL", "UA", "WN", "9E", "MQ", "YX", "NK", "AS"])
+ORIGINS = np.array(["EWR", "JFK", "LGA"])
+DESTINATIONS = np.array(["ATL", "BOS", "ORD", "LAX", "SFO", "MIA", "DFW", "DEN", "SEA", "MCO"])
+DISTANCES = np.array([760, 187, 719, 2475, 2586, 1089, 1372, 1620, 2422, 944], dtype=float)
+DEFECT_KINDS = (
+    "wrong column count",
+    "unparseable date",
+    "non-numeric number",
+    "null in a required column",
+    "date outside the month",
+    "stray quote",
+    "pattern",
+    "allowed",
+    "min",
+)
+# Months of the demo year that carry defects: a few (under the allowed ratio) and many (over it).
+PLANTED_DEFECT_RATIOS = {"2024-03": 0.0004, "2024-08": 0.02}
+DEMO_YEAR = 2024
+
+
+def day_volumes(month: str, rows_per_day: int) -> list[tuple[dt.date, int]]:
+    """Rows per day: weekends at 70%, US public holidays at 40%, the last two days at 130%."""
+    first, last = month_bounds(month)
+    closed = holidays.country_holidays("US", years=first.year)
+    volumes = []
+    for offset in range((last - first).days + 1):
+        day = first + dt.timedelta(days=offset)
+        factor = 0.7 if day.weekday() >= 5 else 1.0
+        if day in closed:
+            factor = 0.4
+        if (last - day).days < 2:
+            factor *= 1.3
+        volumes.append((day, round(rows_per_day * factor)))
+    return volumes
+
+
+def month_frame(
+    month: str, rows_per_day: int, seed: int, defect_ratio: float = 0.0
+) -> pl.DataFrame:
+    """One month of rows as text columns, in file order, with planted defects."""
+    rng = np.random.default_rng(seed)
+    days = day_volumes(month, rows_per_day)
+    dates = np.repeat(np.array([d for d, _ in days], dtype="datetime64[D]"), [n for _, n in days])
+    n = len(dates)
+    route = rng.integers(0, len(DESTINATIONS), n)
+    minutes = rng.integers(5 * 60, 23 * 60, n)
+    stamps = dates.astype("datetime64[m]") + minutes.astype("timedelta64[m]")
+    delay = np.round(rng.gamma(1.2, 12.0, n) - 8).astype(int)
+    frame = pl.DataFrame(
+        {
+            "flight_date": dates.astype(str),
+            "carrier": CARRIERS[rng.integers(0, len(CARRIERS), n)],
+            "flight": rng.integers(1, 6000, n).astype(str),
+            "origin": ORIGINS[rng.integers(0, len(ORIGINS), n)],
+            "dest": DESTINATIONS[route],
+            "distance": DISTANCES[route].astype(str),
+            "dep_delay": np.where(rng.random(n) < 0.02, "NA", delay.astype(str)),
+            "fare": np.char.mod("%.2f", rng.gamma(4.0, 60.0, n)),
+            "cancelled": np.where(rng.random(n) < 0.015, "true", "false"),
+            "time_hour": np.char.add(np.datetime_as_string(stamps, unit="s"), "Z"),
+        }
+    )
+    return _plant_defects(frame, month, rng, defect_ratio)
+
+
+def _plant_defects(
+    frame: pl.DataFrame, month: str, rng: np.random.Generator, ratio: float
+) -> pl.DataFrame:
+    count = round(frame.height * ratio)
+    if count == 0:
+        return frame
+    rows = np.sort(rng.choice(frame.height, size=count, replace=False))
+    kinds = np.arange(count) % len(DEFECT_KINDS)
+    _, last = month_bounds(month)
+    outside = (last + dt.timedelta(days=1)).isoformat()
+    edits = {
+        "wrong column count": ("time_hour", "2024-01-01T00:00:00Z\tEXTRA"),
+        "unparseable date": ("flight_date", "2024-13-45"),
+        "non-numeric number": ("flight", "12x"),
+        "null in a required column": ("carrier", ""),
+        "date outside the month": ("flight_date", outside),
+        "stray quote": ("dest", '"JF'),
+        "pattern": ("carrier", "a1x"),
+        "allowed": ("origin", "XXX"),
+        "min": ("distance", "-5.0"),
+    }
+    columns = {name: frame[name].to_numpy().astype(object) for name in frame.columns}
+    for row, kind in zip(rows, kinds, strict=True):
+        column, value = edits[DEFECT_KINDS[kind]]
+        columns[column][row] = value
+    return pl.DataFrame({name: values.astype(str) for name, values in columns.items()})
+
+
+def write_tsv(frame: pl.DataFrame, path: Path, *, append: bool = False) -> None:
+    """Write text columns as TSV without any quoting, as upstream systems deliver them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab" if append else "wb") as handle:
+        frame.write_csv(handle, separator="\t", quote_style="never", include_header=not append)
+
+
+def write_demo_year(
+    landing_dir: Path, year: int = DEMO_YEAR, rows_per_day: int = 600
+) -> list[Path]:
+    """The example dataset's twelve monthly files for `year`, defects planted as documented."""
+    paths = []
+    for index, month in enumerate(month_range(f"{year}-01", f"{year}-12")):
+        frame = month_frame(
+            month, rows_per_day, seed=index, defect_ratio=PLANTED_DEFECT_RATIOS.get(month, 0.0)
+        )
+        path = landing_dir / f"flights_{month}.tsv"
+        write_tsv(frame, path)
+        paths.append(path)
+    return paths
+
+
+def write_large_month(path: Path, month: str, target_bytes: int, defect_ratio: float) -> int:
+    """A month file of about `target_bytes`, written in slices so memory stays small; its rows."""
+    rows = 0
+    for index, frame in enumerate(_slices(month, defect_ratio)):
+        write_tsv(frame, path, append=index > 0)
+        rows += frame.height
+        if path.stat().st_size >= target_bytes:
+            break
+    return rows
+
+
+def _slices(month: str, defect_ratio: float) -> Iterator[pl.DataFrame]:
+    seed = 1000
+    while True:
+        yield month_frame(month, rows_per_day=20_000, seed=seed, defect_ratio=defect_ratio)
+        seed += 1

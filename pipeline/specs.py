@@ -1,0 +1,209 @@
+"""Dataset specs: the YAML/JSON contract a user writes to add a dataset.
+
+A spec is checked completely when the code location loads, so a typo shows up as one message that
+names the file and the field, not as a failure deep inside a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ColumnType = Literal["string", "int", "float", "decimal", "bool", "date", "timestamp"]
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+MONTH_PLACEHOLDER = "{month}"
+_IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_]*$"
+
+
+class SpecError(ValueError):
+    """A dataset spec that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    """One column of the file: its type and the rules every value must follow."""
+
+    type: ColumnType
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None
+    allowed: list[str | int | float | bool] | None = None
+    format: str | None = Field(default=None, description="strptime format for date/timestamp")
+    precision: Annotated[int, Field(ge=1, le=38)] = 18
+    scale: Annotated[int, Field(ge=0, le=37)] = 2
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern {value!r} does not compile: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _rules_fit_type(self) -> ColumnSpec:
+        numeric = self.type in ("int", "float", "decimal")
+        if (self.min is not None or self.max is not None) and not numeric:
+            raise ValueError(f"min/max apply to int, float and decimal columns, not {self.type}")
+        if self.pattern is not None and self.type != "string":
+            raise ValueError(f"pattern applies to string columns, not {self.type}")
+        if self.format is not None and self.type not in ("date", "timestamp"):
+            raise ValueError(f"format applies to date and timestamp columns, not {self.type}")
+        if self.scale > self.precision:
+            raise ValueError(f"scale {self.scale} is larger than precision {self.precision}")
+        return self
+
+
+class ChecksSpec(_Strict):
+    """Thresholds of the checks that run on every month."""
+
+    max_reject_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class DatasetSpec(_Strict):
+    """A dataset: where its monthly files are and what a valid row looks like."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
+    file_pattern: str
+    start_month: Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+    date_column: str
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = "\t"
+    null_values: list[str] = [""]
+    quote: Annotated[str, Field(min_length=1, max_length=1)] | None = None
+    description: str | None = None
+    columns: Annotated[dict[str, ColumnSpec], Field(min_length=1)]
+    checks: ChecksSpec = ChecksSpec()
+
+    @field_validator("file_pattern")
+    @classmethod
+    def _pattern_has_month(cls, value: str) -> str:
+        if value.count(MONTH_PLACEHOLDER) != 1 or "/" in value:
+            raise ValueError(
+                f"file_pattern must be a file name with exactly one {MONTH_PLACEHOLDER}, "
+                f"e.g. 'flights_{{month}}.tsv'; got {value!r}"
+            )
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _column_names(cls, columns: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        seen: dict[str, str] = {}
+        for name in columns:
+            if not re.match(_IDENTIFIER, name):
+                raise ValueError(
+                    f"column name {name!r} must start with a letter and hold only letters, "
+                    "digits and _ (names starting with _ are reserved for load metadata)"
+                )
+            # Warehouses fold case (Snowflake upper-cases), so `Carrier` and `carrier` collide.
+            if name.lower() in seen:
+                raise ValueError(f"duplicate column {name!r} (same as {seen[name.lower()]!r})")
+            seen[name.lower()] = name
+        return columns
+
+    @model_validator(mode="after")
+    def _date_column_is_a_required_date(self) -> DatasetSpec:
+        column = self.columns.get(self.date_column)
+        if column is None:
+            raise ValueError(f"date_column {self.date_column!r} is not one of the columns")
+        if column.type != "date":
+            raise ValueError(f"date_column {self.date_column!r} must have type date")
+        if self.delimiter in ("\n", "\r") or self.delimiter == self.quote:
+            raise ValueError("delimiter must differ from the quote and line-ending characters")
+        return self
+
+    def file_name(self, month: str) -> str:
+        """The landing file name for a month (`YYYY-MM`)."""
+        return self.file_pattern.replace(MONTH_PLACEHOLDER, month)
+
+    def month_of(self, file_name: str) -> str | None:
+        """The month a landing file belongs to, or None if the name does not fit the pattern."""
+        prefix, suffix = self.file_pattern.split(MONTH_PLACEHOLDER)
+        match = re.fullmatch(re.escape(prefix) + r"(\d{4}-\d{2})" + re.escape(suffix), file_name)
+        if match is None:
+            return None
+        try:
+            dt.date.fromisoformat(match.group(1) + "-01")
+        except ValueError:
+            return None
+        return match.group(1)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; a duplicate column must be an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in keys:
+                raise SpecError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            keys.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_document(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            return json.loads(text, object_pairs_hook=_reject_duplicate_json_keys)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except (yaml.YAMLError, json.JSONDecodeError, SpecError) as exc:
+        raise SpecError(f"{path}: cannot be read: {exc}") from exc
+
+
+def _reject_duplicate_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise SpecError(f"duplicate key {duplicates[0]!r}")
+    return dict(pairs)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"field {field}: {message}")
+    return "; ".join(lines)
+
+
+def load_spec(path: Path) -> DatasetSpec:
+    """Read and check one spec file."""
+    document = _read_document(path)
+    if not isinstance(document, dict):
+        raise SpecError(f"{path}: a dataset spec must be a mapping of fields, got {document!r}")
+    try:
+        return DatasetSpec.model_validate(document)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: {_describe(exc)}") from None
+
+
+def load_specs(directory: Path) -> dict[str, DatasetSpec]:
+    """Every spec in a folder, by dataset name; two files naming one dataset is an error."""
+    if not directory.is_dir():
+        raise SpecError(f"datasets folder {directory} does not exist (PIPELINE_DATASETS_DIR)")
+    specs: dict[str, DatasetSpec] = {}
+    origin: dict[str, Path] = {}
+    for path in sorted(p for p in directory.iterdir() if p.suffix in SPEC_SUFFIXES):
+        spec = load_spec(path)
+        if spec.name in specs:
+            raise SpecError(
+                f"{path}: field name: dataset {spec.name!r} is already defined in "
+                f"{origin[spec.name]}"
+            )
+        specs[spec.name] = spec
+        origin[spec.name] = path
+    return specs

@@ -24,7 +24,7 @@ Progress = Callable[[int, int], None]  # (bytes read so far, file size)
 class StagedLoad:
     """A validated month waiting in the staging folder for the warehouse to take it atomically."""
 
-    dataset: str
+    spec: DatasetSpec
     month: str
     load_id: str
     source_file: str
@@ -39,6 +39,10 @@ class StagedLoad:
     row_parts: tuple[str, ...]
     reject_parts: tuple[str, ...]
     started_at: dt.datetime
+
+    @property
+    def dataset(self) -> str:
+        return self.spec.name
 
 
 def new_load_id() -> str:
@@ -88,7 +92,7 @@ def ingest_file(
             if progress is not None:
                 progress(handle.tell(), size)
     return StagedLoad(
-        dataset=spec.name,
+        spec=spec,
         month=month,
         load_id=load_id,
         source_file=str(path),

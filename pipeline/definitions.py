@@ -1,0 +1,62 @@
+"""The code location: the one Definitions object, assembled from the dataset specs."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from pipeline.assets.checks import build_schema_check
+from pipeline.assets.dbt import build_dbt_assets
+from pipeline.assets.loads import IO_MANAGER_KEY, build_load_asset, raw_asset_key
+from pipeline.partitions import dataset_partitions
+from pipeline.project import DBT_EXECUTABLE, dbt_project
+from pipeline.resources import LandingFiles
+from pipeline.settings import Settings
+from pipeline.specs import DatasetSpec, load_specs
+from pipeline.warehouse.duckdb import DuckDBWarehouse
+from pipeline.warehouse.io_manager import WarehouseIOManager
+
+
+def load_job_name(dataset: str) -> str:
+    """The job that loads one dataset month and brings its checks and reports up to date."""
+    return f"load_{dataset}"
+
+
+def build_load_job(spec: DatasetSpec) -> dg.UnresolvedAssetJobDefinition:
+    """The raw asset, its checks and every dbt model downstream of it, for one month."""
+    return dg.define_asset_job(
+        name=load_job_name(spec.name),
+        selection=dg.AssetSelection.assets(raw_asset_key(spec)).downstream(),
+        partitions_def=dataset_partitions(spec),
+        description=f"Load one month of {spec.name}, check it, and rebuild its reports.",
+        # DuckDB takes one writer at a time: run the steps of a month one after another.
+        executor_def=dg.in_process_executor,
+    )
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    """Resources for the configured warehouse."""
+    warehouse = DuckDBWarehouse(path=str(settings.duckdb_path))
+    return {
+        "warehouse": warehouse,
+        IO_MANAGER_KEY: WarehouseIOManager(warehouse=warehouse),
+        "files": LandingFiles(
+            landing_dir=str(settings.landing_dir), staging_dir=str(settings.staging_dir)
+        ),
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+    }
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """Everything Dagster shows, for the specs in `settings.datasets_dir`."""
+    settings.export_for_subprocesses()
+    specs = list(load_specs(settings.datasets_dir).values())
+    return dg.Definitions(
+        assets=[build_load_asset(spec) for spec in specs] + [build_dbt_assets(specs)],
+        asset_checks=[build_schema_check(spec) for spec in specs],
+        jobs=[build_load_job(spec) for spec in specs],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions(Settings.from_env())

@@ -1,0 +1,27 @@
+"""Resources other than the warehouse: where files land and where validated parts are staged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from pipeline.ingest.parts import DEFAULT_PART_BYTES
+from pipeline.ingest.stream import DEFAULT_BLOCK_BYTES
+
+
+class LandingFiles(dg.ConfigurableResource):
+    """The landing folder monthly files arrive in, and the staging folder for Parquet parts."""
+
+    landing_dir: str
+    staging_dir: str
+    block_bytes: int = DEFAULT_BLOCK_BYTES
+    part_bytes: int = DEFAULT_PART_BYTES
+
+    @property
+    def landing_path(self) -> Path:
+        return Path(self.landing_dir)
+
+    @property
+    def staging_path(self) -> Path:
+        return Path(self.staging_dir)

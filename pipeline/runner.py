@@ -1,0 +1,137 @@
+"""Run and read months through Dagster: the shared core of the CLI and the tests.
+
+Each month is its own run in the instance at DAGSTER_HOME, so each month has its own status and
+check results in the UI, and one bad month never blocks the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from pipeline.assets.loads import raw_asset_key
+from pipeline.definitions import load_job_name
+from pipeline.specs import DatasetSpec
+
+ROW_FIGURES = ("rows_read", "rows_loaded", "rows_rejected")
+CHECK_WORDS = {
+    AssetCheckExecutionRecordStatus.SUCCEEDED: "passed",
+    AssetCheckExecutionRecordStatus.FAILED: "FAILED",
+    AssetCheckExecutionRecordStatus.PLANNED: "not run",
+}
+
+
+@dataclass(frozen=True)
+class MonthResult:
+    """How one month's run went, in the terms of the summary a user reads."""
+
+    month: str
+    success: bool
+    rows: dict[str, int] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+
+
+def load_months(
+    defs: dg.Definitions,
+    spec: DatasetSpec,
+    months: Sequence[str],
+    instance: dg.DagsterInstance,
+    on_month: Callable[[MonthResult], None] | None = None,
+) -> list[MonthResult]:
+    """Materialize each month in its own run (load, checks, reports) and report how it went."""
+    job = defs.resolve_job_def(load_job_name(spec.name))
+    results = []
+    for month in months:
+        run = job.execute_in_process(partition_key=month, instance=instance, raise_on_error=False)
+        result = _month_result(month, run, raw_asset_key(spec))
+        results.append(result)
+        if on_month is not None:
+            on_month(result)
+    return results
+
+
+def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetKey) -> MonthResult:
+    rows: dict[str, int] = {}
+    for event in run.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key == raw_key:
+            rows = {
+                name: materialization.metadata[name].value
+                for name in ROW_FIGURES
+                if name in materialization.metadata
+            }
+    checks = {
+        f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}": (
+            "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
+        )
+        for evaluation in run.get_asset_check_evaluations()
+        if evaluation.asset_key == raw_key
+    }
+    errors = tuple(
+        f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+        for event in run.get_step_failure_events()
+        if event.step_failure_data.error is not None
+    )
+    return MonthResult(month=month, success=run.success, rows=rows, checks=checks, errors=errors)
+
+
+@dataclass(frozen=True)
+class MonthStatus:
+    """A month as the instance records it: materialized, failed or missing."""
+
+    month: str
+    status: str
+    rows: dict[str, int]
+    checks: dict[str, str]
+
+
+def month_statuses(
+    defs: dg.Definitions, spec: DatasetSpec, instance: dg.DagsterInstance, months: Sequence[str]
+) -> list[MonthStatus]:
+    """The checkpoint: what Dagster knows of each month of a dataset."""
+    key = raw_asset_key(spec)
+    assets_def = defs.resolve_assets_def(key)
+    partitions_def = assets_def.partitions_def
+    assert partitions_def is not None
+    by_partition = instance.get_status_by_partition(key, list(months), partitions_def) or {}
+    check_keys = sorted(defs.resolve_asset_graph().get_check_keys_for_assets([key]))
+    statuses = []
+    for month in months:
+        status = by_partition.get(month)
+        statuses.append(
+            MonthStatus(
+                month=month,
+                status=status.value.lower() if status is not None else "missing",
+                rows=_latest_rows(instance, key, month),
+                checks=_latest_checks(instance, check_keys, month),
+            )
+        )
+    return statuses
+
+
+def _latest_rows(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> dict[str, int]:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return {}
+    metadata = records[0].asset_materialization.metadata
+    return {name: metadata[name].value for name in ROW_FIGURES if name in metadata}
+
+
+def _latest_checks(
+    instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey], month: str
+) -> dict[str, str]:
+    outcomes = {}
+    for check_key in check_keys:
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            check_key, limit=1, partition_filter=PartitionKeyFilter(key=month)
+        )
+        if history:
+            outcomes[check_key.name] = CHECK_WORDS.get(history[0].status, history[0].status.value)
+    return outcomes

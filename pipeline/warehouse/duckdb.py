@@ -1,0 +1,153 @@
+"""DuckDB, the embedded default: one file, one writer at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline.ingest.failures import REJECT_SCHEMA
+from pipeline.ingest.stream import StagedLoad
+from pipeline.specs import ColumnSpec, DatasetSpec
+from pipeline.warehouse.base import META_SCHEMA, RAW_SCHEMA, Warehouse, rejects_table
+from pipeline.warehouse.ledger import LEDGER_COLUMNS, LEDGER_TABLE, LedgerEntry
+
+GENERIC_TYPES = {
+    "string": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMPTZ",
+}
+LOAD_COLUMN_TYPES = {
+    "_month": "VARCHAR",
+    "_source_file": "VARCHAR",
+    "_line_number": "BIGINT",
+    "_loaded_at": "TIMESTAMPTZ",
+}
+
+
+def quote(identifier: str) -> str:
+    """A double-quoted identifier; spec names are already restricted to letters, digits and _."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def column_type(column: ColumnSpec) -> str:
+    """The DuckDB type of a spec column."""
+    if column.type == "decimal":
+        return f"DECIMAL({column.precision}, {column.scale})"
+    return GENERIC_TYPES[column.type]
+
+
+class DuckDBWarehouse(Warehouse):
+    """A DuckDB database file (PIPELINE_DUCKDB_PATH).
+
+    DuckDB lets one process write a file at a time, so connections are opened per operation and
+    closed at once, and the jobs run one step at a time (see definitions.py).
+    """
+
+    path: str
+    memory_limit: str = "1GB"
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        connection = duckdb.connect(self.path, config={"memory_limit": self.memory_limit})
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.connect() as connection:
+            self._ensure_meta(connection)
+            cursor = connection.execute(sql, list(parameters))
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def record_load(self, entry: LedgerEntry) -> None:
+        with self.connect() as connection:
+            self._ensure_meta(connection)
+            self._insert_ledger(connection, entry)
+
+    def swap_month(self, spec: DatasetSpec, staged: StagedLoad, entry: LedgerEntry) -> None:
+        with self.connect() as connection:
+            self._ensure_meta(connection)
+            self._ensure_tables(connection, spec)
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                for table, parts in (
+                    (spec.name, staged.row_parts),
+                    (rejects_table(spec.name), staged.reject_parts),
+                ):
+                    self._replace(connection, table, parts, staged, entry)
+                self._insert_ledger(connection, entry)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+    def _replace(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        table: str,
+        parts: Sequence[str],
+        staged: StagedLoad,
+        entry: LedgerEntry,
+    ) -> None:
+        target = f"{RAW_SCHEMA}.{quote(table)}"
+        connection.execute(f"DELETE FROM {target} WHERE _month = ?", [staged.month])
+        if parts:
+            connection.execute(
+                f"INSERT INTO {target} BY NAME "
+                "SELECT *, ? AS _month, ? AS _source_file, ? AS _loaded_at FROM read_parquet(?)",
+                [staged.month, staged.source_file, entry.finished_at, list(parts)],
+            )
+
+    def _ensure_meta(self, connection: duckdb.DuckDBPyConnection) -> None:
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {META_SCHEMA}")
+        columns = ", ".join(
+            f"{name} {GENERIC_TYPES[kind]}" for name, kind in LEDGER_COLUMNS.items()
+        )
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.{LEDGER_TABLE} ({columns})")
+
+    def _ensure_tables(self, connection: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> None:
+        """Create the dataset's tables, and add columns a newer spec declares."""
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+        data_columns = {name: column_type(column) for name, column in spec.columns.items()}
+        reject_columns = {name: "VARCHAR" for name in REJECT_SCHEMA} | {"_line_number": "BIGINT"}
+        for table, columns in (
+            (spec.name, data_columns | LOAD_COLUMN_TYPES),
+            (
+                rejects_table(spec.name),
+                {"_month": "VARCHAR", "_source_file": "VARCHAR"}
+                | reject_columns
+                | {"_loaded_at": "TIMESTAMPTZ"},
+            ),
+        ):
+            target = f"{RAW_SCHEMA}.{quote(table)}"
+            ddl = ", ".join(f"{quote(name)} {kind}" for name, kind in columns.items())
+            connection.execute(f"CREATE TABLE IF NOT EXISTS {target} ({ddl})")
+            existing = {
+                row[0]
+                for row in connection.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = ? AND table_name = ?",
+                    [RAW_SCHEMA, table],
+                ).fetchall()
+            }
+            for name, kind in columns.items():
+                if name not in existing:
+                    connection.execute(f"ALTER TABLE {target} ADD COLUMN {quote(name)} {kind}")
+
+    def _insert_ledger(self, connection: duckdb.DuckDBPyConnection, entry: LedgerEntry) -> None:
+        placeholders = ", ".join("?" for _ in LEDGER_COLUMNS)
+        connection.execute(
+            f"INSERT INTO {META_SCHEMA}.{LEDGER_TABLE} ({', '.join(LEDGER_COLUMNS)}) "
+            f"VALUES ({placeholders})",
+            entry.values(),
+        )

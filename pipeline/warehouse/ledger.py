@@ -1,0 +1,81 @@
+"""The load ledger: one row per attempt to load a month, whatever its outcome."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+
+from pipeline.ingest.stream import StagedLoad
+
+LEDGER_TABLE = "load_ledger"
+LEDGER_COLUMNS = {
+    "load_id": "string",
+    "dataset": "string",
+    "month": "string",
+    "source_file": "string",
+    "file_size": "int",
+    "fingerprint": "string",
+    "rows_read": "int",
+    "rows_loaded": "int",
+    "rows_rejected": "int",
+    "started_at": "timestamp",
+    "finished_at": "timestamp",
+    "run_id": "string",
+    "status": "string",
+    "error": "string",
+}
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What happened to one load attempt; `status` is `loaded` or `failed`.
+
+    Counts are those of the file as read; with `failed` none of its rows reached the tables.
+    """
+
+    load_id: str
+    dataset: str
+    month: str
+    source_file: str
+    file_size: int | None
+    fingerprint: str | None
+    rows_read: int | None
+    rows_loaded: int | None
+    rows_rejected: int | None
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    run_id: str
+    status: str
+    error: str | None = None
+
+    def values(self) -> list[object]:
+        """Field values in `LEDGER_COLUMNS` order, for a parameterised INSERT."""
+        row = asdict(self)
+        return [row[name] for name in LEDGER_COLUMNS]
+
+    @classmethod
+    def for_staged(
+        cls,
+        staged: StagedLoad,
+        run_id: str,
+        status: str,
+        finished_at: dt.datetime,
+        error: str | None = None,
+    ) -> LedgerEntry:
+        """The ledger row of a staged load that finished with `status`."""
+        return cls(
+            load_id=staged.load_id,
+            dataset=staged.dataset,
+            month=staged.month,
+            source_file=staged.source_file,
+            file_size=staged.file_size,
+            fingerprint=staged.fingerprint,
+            rows_read=staged.rows_read,
+            rows_loaded=staged.rows_loaded,
+            rows_rejected=staged.rows_rejected,
+            started_at=staged.started_at,
+            finished_at=finished_at,
+            run_id=run_id,
+            status=status,
+            error=error,
+        )

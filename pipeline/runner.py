@@ -42,12 +42,15 @@ def load_months(
     months: Sequence[str],
     instance: dg.DagsterInstance,
     on_month: Callable[[MonthResult], None] | None = None,
+    run_config: dict | None = None,
 ) -> list[MonthResult]:
     """Materialize each month in its own run (load, checks, reports) and report how it went."""
     job = defs.resolve_job_def(load_job_name(spec.name))
     results = []
     for month in months:
-        run = job.execute_in_process(partition_key=month, instance=instance, raise_on_error=False)
+        run = job.execute_in_process(
+            partition_key=month, instance=instance, raise_on_error=False, run_config=run_config
+        )
         result = _month_result(month, run, raw_asset_key(spec))
         results.append(result)
         if on_month is not None:

@@ -1,3 +1,5 @@
+{{ config(meta={'dagster': {'ref': {'name': 'dq_load_history'}}}) }}
+
 -- Every successful load accounts for each row it read: loaded or rejected, never lost.
 select *
 from {{ ref('dq_load_history') }}

@@ -1,3 +1,5 @@
+{{ config(meta={'dagster': {'ref': {'name': 'flights_monthly'}}}) }}
+
 -- The monthly mart adds up to the daily one.
 select m.month
 from {{ ref('flights_monthly') }} m

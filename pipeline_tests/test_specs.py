@@ -1,0 +1,92 @@
+"""A spec with a mistake fails when the code location loads, naming the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.specs import SpecError, load_spec, load_specs
+
+VALID = """\
+name: flights
+file_pattern: "flights_{month}.tsv"
+start_month: "2013-01"
+date_column: flight_date
+delimiter: "\\t"
+null_values: ["", "NA"]
+columns:
+  flight_date: {type: date, nullable: false}
+  carrier:     {type: string, nullable: false, pattern: "^[A-Z0-9]{2}$"}
+  flight:      {type: int, nullable: false, min: 1}
+  origin:      {type: string, nullable: false, allowed: [EWR, JFK, LGA]}
+  distance:    {type: float, min: 0}
+  time_hour:   {type: timestamp}
+checks:
+  max_reject_ratio: 0.001
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "flights.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_documented_contract_is_accepted(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, VALID))
+    assert spec.name == "flights"
+    assert spec.delimiter == "\t"
+    assert spec.columns["carrier"].pattern == "^[A-Z0-9]{2}$"
+    assert spec.columns["distance"].nullable is True
+    assert spec.checks.max_reject_ratio == 0.001
+    assert spec.file_name("2013-04") == "flights_2013-04.tsv"
+    assert spec.month_of("flights_2013-04.tsv") == "2013-04"
+    assert spec.month_of("flights_2013-13.tsv") is None
+
+
+def test_json_specs_are_accepted(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '{"name": "trades", "file_pattern": "t_{month}.tsv", "start_month": "2020-01",'
+        ' "date_column": "d", "columns": {"d": {"type": "date"}}}',
+        "trades.json",
+    )
+    assert load_specs(tmp_path)["trades"].columns["d"].type == "date"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "message"),
+    [
+        ("{type: int, nullable: false, min: 1}", "{type: integer}", "columns.flight.type", "Input should be"),
+        ("name: flights", "name: Flights-2", "field name", "should match pattern"),
+        ('"^[A-Z0-9]{2}$"', '"^[A-Z"', "columns.carrier.pattern", "does not compile"),
+        ("date_column: flight_date", "date_column: departed", "date_column", "not one of the columns"),
+        ('"flights_{month}.tsv"', '"flights.tsv"', "file_pattern", "{month}"),
+        ("  distance:    {type: float, min: 0}", "  Carrier:     {type: string}", "columns", "duplicate column"),
+        ("checks:", "checks:\n  max_rejects: 3", "checks.max_rejects", "Extra inputs"),
+    ],
+)
+def test_mistakes_name_the_file_and_the_field(
+    tmp_path: Path, old: str, new: str, field: str, message: str
+) -> None:
+    assert old in VALID
+    path = write(tmp_path, VALID.replace(old, new))
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    assert str(path) in str(error.value)
+    assert field in str(error.value)
+    assert message in str(error.value)
+
+
+def test_a_column_listed_twice_is_an_error_not_a_silent_overwrite(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("  distance:", "  origin: {type: string}\n  distance:"))
+    with pytest.raises(SpecError, match=r"flights\.yaml.*line 12: duplicate key 'origin'"):
+        load_spec(path)
+
+
+def test_two_files_for_one_dataset_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, VALID, "a.yaml")
+    write(tmp_path, VALID, "b.yml")
+    with pytest.raises(SpecError, match=r"b\.yml: field name: dataset 'flights' is already defined"):
+        load_specs(tmp_path)

@@ -16,7 +16,7 @@ $(INSTALLED): pyproject.toml setup.cfg
 
 install: $(INSTALLED)
 	@mkdir -p "$(DAGSTER_HOME)"
-	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp pipeline/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 
 # Exit code 1 from `pipeline load` means a month failed its checks: the demo plants such a month.
 demo: install

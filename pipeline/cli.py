@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import click
 
 EXIT_DATA_PROBLEM = 1
 EXIT_USAGE = 2
 DEFAULT_DAGSTER_HOME = ".dagster_home"
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The summary shows each failure's first line; the run's full log stays in the UI.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+INSTANCE_TEMPLATE = Path(__file__).with_name("dagster.yaml")
 
 
 def _instance():
@@ -27,6 +31,8 @@ def _instance():
 
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(INSTANCE_TEMPLATE, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
@@ -73,13 +79,29 @@ def _months(spec, first: str | None, last: str | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def _quiet_stdout(quiet: bool) -> Iterator[None]:
-    """Hide what dagster-dbt echoes of dbt's log on stdout; the run's events keep it for the UI."""
+def _summary_stream(quiet: bool) -> Iterator[TextIO]:
+    """A stream to the terminal for the summary, with everything else on stdout hidden if `quiet`.
+
+    dagster-dbt echoes dbt's log to stdout, and Dagster's compute-log capture tees it to file
+    descriptor 1 itself, so hiding it means pointing descriptor 1 elsewhere; the run's events still
+    keep the log for the UI.
+    """
     if not quiet:
-        yield
+        yield sys.stdout
         return
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        yield
+    sys.stdout.flush()
+    terminal = os.dup(1)
+    sink = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(sink, 1)
+    try:
+        with open(terminal, "w", closefd=False) as stream:
+            yield stream
+            stream.flush()
+    finally:
+        sys.stdout.flush()
+        os.dup2(terminal, 1)
+        os.close(terminal)
+        os.close(sink)
 
 
 def _figures(rows: dict[str, int]) -> str:
@@ -115,30 +137,30 @@ def load(dataset: str, first: str | None, last: str | None, verbose: bool) -> No
     Every month is its own Dagster run in DAGSTER_HOME, so it shows in the UI with its own status
     and check results.
     """
+    defs, specs = _code_location()
     from pipeline.runner import MonthResult, load_months
 
-    defs, specs = _code_location()
     spec = _spec(specs, dataset)
     months = _months(spec, first, last)
     click.echo(f"Loading {spec.name}: {months[0]}..{months[-1]} ({len(months)} months)")
     click.echo(HEADER)
+    with _summary_stream(quiet=not verbose) as out:
 
-    def show(result: MonthResult) -> None:
-        status = "ok" if result.success else "FAILED"
-        click.echo(
-            f"{result.month:<8} {status:<13} {_figures(result.rows)}  {_checks(result.checks)}"
+        def show(result: MonthResult) -> None:
+            status = "ok" if result.success else "FAILED"
+            figures = _figures(result.rows)
+            click.echo(f"{result.month:<8} {status:<13} {figures}  {_checks(result.checks)}", out)
+            for error in result.errors:
+                click.echo(f"{'':<8} {error.splitlines()[0]}", err=True)
+
+        results = load_months(
+            defs,
+            spec,
+            months,
+            _instance(),
+            on_month=show,
+            run_config=None if verbose else QUIET_RUN_CONFIG,
         )
-        for error in result.errors:
-            click.echo(f"{'':<8} {error.splitlines()[0]}", err=True)
-
-    results = load_months(
-        defs,
-        spec,
-        months,
-        _instance(),
-        on_month=show,
-        run_config=None if verbose else QUIET_RUN_CONFIG,
-    )
     _summarise(results)
     if not all(result.success for result in results):
         sys.exit(EXIT_DATA_PROBLEM)
@@ -162,9 +184,9 @@ def _summarise(results: Sequence) -> None:
 @click.option("--to", "last", metavar="YYYY-MM", help="Last month (default: last complete month).")
 def status(dataset: str, first: str | None, last: str | None) -> None:
     """One line per month of DATASET: materialized / failed / missing, rows, checks."""
+    defs, specs = _code_location()
     from pipeline.runner import month_statuses
 
-    defs, specs = _code_location()
     spec = _spec(specs, dataset)
     click.echo(HEADER)
     for month in month_statuses(defs, spec, _instance(), _months(spec, first, last)):

@@ -7,31 +7,14 @@ from dagster_dbt import DbtCliResource
 
 from pipeline.assets.checks import build_schema_check
 from pipeline.assets.dbt import build_dbt_assets
-from pipeline.assets.loads import IO_MANAGER_KEY, build_load_asset, raw_asset_key
-from pipeline.partitions import dataset_partitions
+from pipeline.assets.loads import IO_MANAGER_KEY, build_load_asset
+from pipeline.jobs import build_load_job
 from pipeline.project import DBT_EXECUTABLE, dbt_project
 from pipeline.resources import LandingFiles
 from pipeline.settings import Settings
-from pipeline.specs import DatasetSpec, load_specs
+from pipeline.specs import load_specs
 from pipeline.warehouse.duckdb import DuckDBWarehouse
 from pipeline.warehouse.io_manager import WarehouseIOManager
-
-
-def load_job_name(dataset: str) -> str:
-    """The job that loads one dataset month and brings its checks and reports up to date."""
-    return f"load_{dataset}"
-
-
-def build_load_job(spec: DatasetSpec) -> dg.UnresolvedAssetJobDefinition:
-    """The raw asset, its checks and every dbt model downstream of it, for one month."""
-    return dg.define_asset_job(
-        name=load_job_name(spec.name),
-        selection=dg.AssetSelection.assets(raw_asset_key(spec)).downstream(),
-        partitions_def=dataset_partitions(spec),
-        description=f"Load one month of {spec.name}, check it, and rebuild its reports.",
-        # DuckDB takes one writer at a time: run the steps of a month one after another.
-        executor_def=dg.in_process_executor,
-    )
 
 
 def build_resources(settings: Settings) -> dict[str, object]:

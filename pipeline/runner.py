@@ -6,6 +6,7 @@ check results in the UI, and one bad month never blocks the others.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from pipeline.assets.loads import raw_asset_key
-from pipeline.definitions import load_job_name
+from pipeline.jobs import load_job_name
 from pipeline.specs import DatasetSpec
 
 ROW_FIGURES = ("rows_read", "rows_loaded", "rows_rejected")
@@ -76,11 +77,17 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         if evaluation.asset_key == raw_key
     }
     errors = tuple(
-        f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+        f"{event.step_key}: {_readable(event.step_failure_data.error.message)}"
         for event in run.get_step_failure_events()
         if event.step_failure_data.error is not None
     )
     return MonthResult(month=month, success=run.success, rows=rows, checks=checks, errors=errors)
+
+
+def _readable(message: str) -> str:
+    """The first line of an error, without the exception's module path in front."""
+    first = message.strip().splitlines()[0]
+    return re.sub(r"^[\w.]+\.(\w+): ", "", first)
 
 
 @dataclass(frozen=True)

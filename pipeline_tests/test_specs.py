@@ -46,7 +46,7 @@ def test_the_documented_contract_is_accepted(tmp_path: Path) -> None:
 
 
 def test_json_specs_are_accepted(tmp_path: Path) -> None:
-    path = write(
+    write(
         tmp_path,
         '{"name": "trades", "file_pattern": "t_{month}.tsv", "start_month": "2020-01",'
         ' "date_column": "d", "columns": {"d": {"type": "date"}}}',
@@ -58,12 +58,27 @@ def test_json_specs_are_accepted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "field", "message"),
     [
-        ("{type: int, nullable: false, min: 1}", "{type: integer}", "columns.flight.type", "Input should be"),
+        (
+            "{type: int, nullable: false, min: 1}",
+            "{type: integer}",
+            "columns.flight.type",
+            "Input should be",
+        ),
         ("name: flights", "name: Flights-2", "field name", "should match pattern"),
         ('"^[A-Z0-9]{2}$"', '"^[A-Z"', "columns.carrier.pattern", "does not compile"),
-        ("date_column: flight_date", "date_column: departed", "date_column", "not one of the columns"),
+        (
+            "date_column: flight_date",
+            "date_column: departed",
+            "date_column",
+            "not one of the columns",
+        ),
         ('"flights_{month}.tsv"', '"flights.tsv"', "file_pattern", "{month}"),
-        ("  distance:    {type: float, min: 0}", "  Carrier:     {type: string}", "columns", "duplicate column"),
+        (
+            "  distance:    {type: float, min: 0}",
+            "  Carrier:     {type: string}",
+            "columns",
+            "duplicate column",
+        ),
         ("checks:", "checks:\n  max_rejects: 3", "checks.max_rejects", "Extra inputs"),
     ],
 )
@@ -88,5 +103,7 @@ def test_a_column_listed_twice_is_an_error_not_a_silent_overwrite(tmp_path: Path
 def test_two_files_for_one_dataset_are_refused(tmp_path: Path) -> None:
     write(tmp_path, VALID, "a.yaml")
     write(tmp_path, VALID, "b.yml")
-    with pytest.raises(SpecError, match=r"b\.yml: field name: dataset 'flights' is already defined"):
+    with pytest.raises(
+        SpecError, match=r"b\.yml: field name: dataset 'flights' is already defined"
+    ):
         load_specs(tmp_path)

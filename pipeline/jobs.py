@@ -1,0 +1,26 @@
+"""One job per dataset: a month's load, its checks and the reports built on it."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipeline.assets.loads import raw_asset_key
+from pipeline.partitions import dataset_partitions
+from pipeline.specs import DatasetSpec
+
+
+def load_job_name(dataset: str) -> str:
+    """The name of the job that loads one month of `dataset`."""
+    return f"load_{dataset}"
+
+
+def build_load_job(spec: DatasetSpec) -> dg.UnresolvedAssetJobDefinition:
+    """The raw asset, its checks and every dbt model downstream of it, for one month."""
+    return dg.define_asset_job(
+        name=load_job_name(spec.name),
+        selection=dg.AssetSelection.assets(raw_asset_key(spec)).downstream(),
+        partitions_def=dataset_partitions(spec),
+        description=f"Load one month of {spec.name}, check it, and rebuild its reports.",
+        # DuckDB takes one writer at a time: run the steps of a month one after another.
+        executor_def=dg.in_process_executor,
+    )

@@ -1,0 +1,70 @@
+"""The CLI as a user runs it: a subprocess with environment variables and a temp DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.sample_data import month_frame, write_tsv
+from pipeline.settings import Settings
+
+PIPELINE = str(Path(sys.executable).with_name("pipeline"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PIPELINE, *args], capture_output=True, text=True, env=os.environ.copy(), timeout=600
+    )
+
+
+def test_load_then_status_round_trip(settings: Settings) -> None:
+    write_tsv(month_frame("2024-01", 30, seed=1), settings.landing_dir / "flights_2024-01.tsv")
+    write_tsv(
+        month_frame("2024-02", 30, seed=2, defect_ratio=0.05),
+        settings.landing_dir / "flights_2024-02.tsv",
+    )
+
+    loaded = run("load", "flights", "--from", "2024-01", "--to", "2024-02")
+
+    assert loaded.returncode == 1, loaded.stderr
+    lines = {line.split()[0]: line for line in loaded.stdout.splitlines() if line[:4] == "2024"}
+    assert "ok" in lines["2024-01"] and "schema passed" in lines["2024-01"]
+    assert "FAILED" in lines["2024-02"] and "schema FAILED (ERROR)" in lines["2024-02"]
+    assert "1 of 2 months ok" in loaded.stdout
+    assert "Running with dbt" not in loaded.stdout  # dbt's log stays out of the summary
+
+    status = run("status", "flights", "--to", "2024-03")
+    assert status.returncode == 0, status.stderr
+    rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
+    assert rows["2024-01"][1] == "materialized" and rows["2024-01"][-1] == "passed"
+    assert rows["2024-02"][-1] == "FAILED"
+    assert rows["2024-03"][1] == "missing"
+
+
+def test_usage_mistakes_exit_2_and_say_what_is_wrong(settings: Settings) -> None:
+    unknown = run("load", "trains", "--from", "2024-01", "--to", "2024-01")
+    assert (
+        unknown.returncode == 2 and "unknown dataset 'trains'; datasets: flights" in unknown.stderr
+    )
+    early = run("load", "flights", "--from", "2023-12", "--to", "2024-01")
+    assert early.returncode == 2 and "2023-12 outside flights's months" in early.stderr
+
+
+def test_a_broken_spec_is_reported_with_its_file(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    (datasets / "bad.yaml").write_text(
+        "name: bad\nfile_pattern: 'b_{month}.tsv'\nstart_month: '2024-01'\n"
+        "date_column: d\ncolumns: {d: {type: datetime}}\n"
+    )
+    monkeypatch.setenv("PIPELINE_DATASETS_DIR", str(datasets))
+    result = run("status", "bad")
+    assert result.returncode == 1
+    assert f"{datasets / 'bad.yaml'}: field columns.d.type" in result.stderr
+    assert "Traceback" not in result.stderr

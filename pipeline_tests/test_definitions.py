@@ -1,0 +1,30 @@
+"""The code location loads, and its pieces are wired the way the README says."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from pipeline.assets.dbt import partitioned_dbt_vars
+from pipeline.definitions import build_definitions
+from pipeline.jobs import load_job_name
+from pipeline.settings import Settings
+
+
+def test_definitions_load_and_the_load_job_resolves(settings: Settings) -> None:
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(load_job_name("flights"))
+    graph = defs.resolve_asset_graph()
+    raw = dg.AssetKey(["raw", "flights"])
+    assert job.partitions_def is not None
+    assert job.partitions_def.get_partition_keys()[:2] == ["2024-01", "2024-02"]
+    downstream = {key.to_user_string() for key in graph.get(raw).child_keys}
+    assert {"stg_flights", "dq_load_history"} <= downstream
+    schema_check = graph.get_check_spec(dg.AssetCheckKey(raw, "schema"))
+    assert schema_check.blocking
+
+
+def test_dbt_gets_the_month_of_its_partition() -> None:
+    window = dg.TimeWindow(dt.datetime(2024, 3, 1), dt.datetime(2024, 4, 1))
+    assert partitioned_dbt_vars(window) == {"month": "2024-03"}

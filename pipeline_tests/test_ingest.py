@@ -1,0 +1,189 @@
+"""Streaming ingest: every line is loaded or rejected with its number and reason, never lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.ingest.header import LoadError
+from pipeline.ingest.stream import StagedLoad, ingest_file
+from pipeline.specs import DatasetSpec
+
+SPEC = {
+    "name": "flights",
+    "file_pattern": "flights_{month}.tsv",
+    "start_month": "2024-01",
+    "date_column": "flight_date",
+    "null_values": ["", "NA"],
+    "columns": {
+        "flight_date": {"type": "date", "nullable": False},
+        "carrier": {"type": "string", "nullable": False, "pattern": "^[A-Z0-9]{2}$"},
+        "flight": {"type": "int", "nullable": False, "min": 1},
+        "origin": {"type": "string", "nullable": False, "allowed": ["EWR", "JFK", "LGA"]},
+        "distance": {"type": "float", "min": 0},
+        "time_hour": {"type": "timestamp"},
+        "note": {"type": "string"},
+    },
+    "checks": {"max_reject_ratio": 0.001},
+}
+HEADER = "flight_date\tcarrier\tflight\torigin\tdistance\ttime_hour\tnote"
+# line number -> (line, the rule it breaks or None)
+LINES = {
+    2: ("2024-01-01\tAA\t11\tEWR\t1400.5\t2024-01-01T05:00:00Z\tok", None),
+    3: ("2024-01-01\tAA\t12\tEWR\t1400.5\t2024-01-01T05:00:00Z\tok\textra", "line has 8 fields"),
+    4: ("2024-01-32\tAA\t13\tEWR\t1400.5\t2024-01-01T05:00:00Z\tok", "is not a valid date"),
+    5: ("2024-01-02\tAA\t1x4\tJFK\t1400.5\t2024-01-02T05:00:00Z\tok", "is not a valid int"),
+    6: ("2024-01-02\t\t15\tJFK\t1400.5\t2024-01-02T05:00:00Z\tok", "is required but empty"),
+    7: ("2024-02-01\tAA\t16\tJFK\t1400.5\t2024-02-01T05:00:00Z\tok", "must fall inside 2024-01"),
+    8: ('2024-01-03\t"A\t17\tLGA\t1400.5\t2024-01-03T05:00:00Z\tok', "must match pattern"),
+    9: ("2024-01-03\tB6\t18\tLGA\t187\t2024-01-03T05:00:00+02:00\tafter the quote", None),
+    10: ("2024-01-03\tabc\t19\tLGA\t187\t2024-01-03T05:00:00Z\tok", "must match pattern"),
+    11: ("2024-01-04\tDL\t20\tXXX\t187\t2024-01-04T05:00:00Z\tok", "must be one of EWR, JFK, LGA"),
+    12: ("2024-01-04\tDL\t0\tEWR\t187\t2024-01-04T05:00:00Z\tok", "must be >= 1"),
+    13: ("2024-01-05\tDL\t21\tEWR\tNA\t\tnulls allowed", None),
+    14: ("2024-01-05\tDL\t22\tEWR", "line has 4 fields"),
+    15: ('2024-01-06\tUA\t23\tJFK\t-1\t2024-01-06T05:00:00\the said "hi', "must be >= 0"),
+    16: ('2024-01-06\tUA\t24\tJFK\t0\t2024-01-06 05:00:00\the said "hi', None),
+}
+GOOD = [number for number, (_, rule) in LINES.items() if rule is None]
+
+
+@pytest.fixture
+def spec() -> DatasetSpec:
+    return DatasetSpec.model_validate(SPEC)
+
+
+def write(tmp_path: Path, content: bytes) -> Path:
+    path = tmp_path / "landing" / "flights_2024-01.tsv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def text(lines: list[str], newline: str = "\n", final: str = "\n") -> bytes:
+    return (newline.join(lines) + final).encode()
+
+
+def ingest(tmp_path: Path, spec: DatasetSpec, content: bytes, **options) -> StagedLoad:
+    return ingest_file(spec, write(tmp_path, content), "2024-01", tmp_path / "staging", **options)
+
+
+def frames(staged: StagedLoad) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rows = pl.concat([pl.read_parquet(p) for p in staged.row_parts]).sort("_line_number")
+    rejects = pl.concat([pl.read_parquet(p) for p in staged.reject_parts]).sort("_line_number")
+    return rows, rejects
+
+
+def test_planted_defects_are_rejected_with_line_and_reason(
+    tmp_path: Path, spec: DatasetSpec
+) -> None:
+    staged = ingest(tmp_path, spec, text([HEADER] + [line for line, _ in LINES.values()]))
+    rows, rejects = frames(staged)
+
+    assert staged.rows_read == len(LINES) == staged.rows_loaded + staged.rows_rejected
+    assert rows["_line_number"].to_list() == GOOD
+    assert rejects["_line_number"].to_list() == [n for n in LINES if n not in GOOD]
+    for reject in rejects.iter_rows(named=True):
+        line, rule = LINES[reject["_line_number"]]
+        assert rule in reject["_reason"], reject
+        assert reject["_raw_line"] == line
+    by_line = {r["_line_number"]: r for r in rejects.iter_rows(named=True)}
+    assert by_line[5]["_column"] == "flight" and by_line[5]["_value"] == "1x4"
+    assert by_line[11]["_reason"] == "origin: must be one of EWR, JFK, LGA (value 'XXX')"
+
+
+def test_rows_are_typed_and_nulls_applied(tmp_path: Path, spec: DatasetSpec) -> None:
+    rows, _ = frames(ingest(tmp_path, spec, text([HEADER] + [line for line, _ in LINES.values()])))
+    after_quote = rows.filter(pl.col("_line_number") == 9).row(0, named=True)
+    assert after_quote["flight"] == 18 and after_quote["distance"] == 187.0
+    assert after_quote["time_hour"].isoformat() == "2024-01-03T03:00:00+00:00"
+    nulls = rows.filter(pl.col("_line_number") == 13).row(0, named=True)
+    assert nulls["distance"] is None and nulls["time_hour"] is None
+    stray = rows.filter(pl.col("_line_number") == 16).row(0, named=True)
+    assert stray["note"] == 'he said "hi'
+    assert stray["time_hour"].isoformat() == "2024-01-06T05:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(text([HEADER, LINES[2][0], LINES[9][0]], "\r\n", "\r\n"), id="crlf"),
+        pytest.param(b"\xef\xbb\xbf" + text([HEADER, LINES[2][0], LINES[9][0]]), id="utf8-bom"),
+        pytest.param(text([HEADER, LINES[2][0], LINES[9][0]], final=""), id="no-final-newline"),
+        pytest.param(text([HEADER, LINES[2][0], LINES[9][0]], final="\n\n"), id="blank-last-line"),
+        pytest.param(text([HEADER, LINES[2][0], LINES[9][0]], "\r\n", "\r\n\r\n"), id="crlf-blank"),
+    ],
+)
+def test_format_variations_load_cleanly(tmp_path: Path, spec: DatasetSpec, content: bytes) -> None:
+    staged = ingest(tmp_path, spec, content)
+    rows, _ = frames_or_empty(staged)
+    assert (staged.rows_read, staged.rows_loaded, staged.rows_rejected) == (2, 2, 0)
+    assert rows["_line_number"].to_list() == [2, 3]
+    assert rows["note"].to_list() == ["ok", "after the quote"]
+
+
+def frames_or_empty(staged: StagedLoad) -> tuple[pl.DataFrame, list]:
+    rows = pl.concat([pl.read_parquet(p) for p in staged.row_parts])
+    return rows.sort("_line_number"), list(staged.reject_parts)
+
+
+def test_tiny_blocks_give_the_same_result(tmp_path: Path, spec: DatasetSpec) -> None:
+    content = text([HEADER] + [line for line, _ in LINES.values()], "\r\n")
+    whole = frames(ingest(tmp_path, spec, content))
+    pieces = frames(ingest(tmp_path, spec, content, block_bytes=7, part_bytes=1))
+    assert whole[0].equals(pieces[0])
+    assert whole[1].equals(pieces[1])
+
+
+def test_a_line_that_is_not_utf8_is_rejected_alone(tmp_path: Path, spec: DatasetSpec) -> None:
+    bad = LINES[2][0].replace("ok", "caf").encode() + b"\xe9"
+    content = b"\n".join([HEADER.encode(), bad, LINES[9][0].encode()]) + b"\n"
+    rows, rejects = frames(ingest(tmp_path, spec, content))
+    assert rows["_line_number"].to_list() == [3]
+    assert rejects.row(0, named=True)["_line_number"] == 2
+    assert "not valid UTF-8" in rejects.row(0, named=True)["_reason"]
+
+
+def test_quoted_fields_only_when_the_spec_says_so(tmp_path: Path, spec: DatasetSpec) -> None:
+    quoted = spec.model_copy(update={"quote": '"'})
+    line = '2024-01-01\tAA\t11\tEWR\t1\t2024-01-01T05:00:00Z\t"tab\there"'
+    rows, _ = frames_or_empty(ingest(tmp_path, quoted, text([HEADER, line])))
+    assert rows["note"].to_list() == ["tab\there"]
+    staged = ingest(tmp_path, spec, text([HEADER, line]))
+    assert staged.rows_rejected == 1
+
+
+def test_columns_may_be_reordered_and_extra_ones_are_ignored(
+    tmp_path: Path, spec: DatasetSpec
+) -> None:
+    names = HEADER.split("\t")
+    fields = LINES[2][0].split("\t")
+    order = [6, 5, 4, 3, 2, 1, 0]
+    header = "\t".join([names[i] for i in order] + ["gate"])
+    line = "\t".join([fields[i] for i in order] + ["B12"])
+    staged = ingest(tmp_path, spec, text([header, line]))
+    rows, _ = frames_or_empty(staged)
+    assert staged.extra_columns == ("gate",)
+    assert rows.row(0, named=True)["carrier"] == "AA"
+
+
+def test_a_header_missing_a_column_refuses_the_whole_file(
+    tmp_path: Path, spec: DatasetSpec
+) -> None:
+    header = HEADER.replace("\torigin", "")
+    with pytest.raises(LoadError) as error:
+        ingest(tmp_path, spec, text([header, LINES[2][0]]))
+    message = str(error.value)
+    assert "flights_2024-01.tsv line 1" in message and "lacks column(s) origin" in message
+    assert not (tmp_path / "staging").exists() or not any((tmp_path / "staging").rglob("*.parquet"))
+
+
+def test_an_empty_file_and_a_missing_file_are_load_errors(
+    tmp_path: Path, spec: DatasetSpec
+) -> None:
+    with pytest.raises(LoadError, match="line 1: the file is empty"):
+        ingest(tmp_path, spec, b"")
+    with pytest.raises(LoadError, match="no file for flights 2024-02"):
+        ingest_file(spec, tmp_path / "nope.tsv", "2024-02", tmp_path / "staging")

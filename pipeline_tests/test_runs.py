@@ -1,0 +1,92 @@
+"""Months through Dagster end to end: load, blocking check, dbt models and tests, in a real
+instance, a real DuckDB file and real dbt runs."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+
+from pipeline.definitions import build_definitions
+from pipeline.runner import load_months, month_statuses
+from pipeline.sample_data import month_frame, write_tsv
+from pipeline.settings import Settings
+from pipeline.specs import DatasetSpec
+
+
+def land(settings: Settings, spec: DatasetSpec, month: str, defects: float = 0.0) -> None:
+    frame = month_frame(month, rows_per_day=30, seed=hash(month) % 1000, defect_ratio=defects)
+    write_tsv(frame, settings.landing_dir / spec.file_name(month))
+
+
+def scalar(settings: Settings, sql: str) -> object:
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as connection:
+        return connection.execute(sql).fetchone()[0]
+
+
+def test_a_bad_month_is_quarantined_and_kept_out_of_the_reports(
+    settings: Settings, instance: dg.DagsterInstance, flights: DatasetSpec
+) -> None:
+    land(settings, flights, "2024-01")
+    land(settings, flights, "2024-02", defects=0.05)
+    defs = build_definitions(settings)
+
+    good, bad = load_months(defs, flights, ["2024-01", "2024-02"], instance)
+
+    assert good.success and good.checks == {"raw/flights:schema": "passed"}
+    assert good.rows["rows_read"] == good.rows["rows_loaded"] > 0
+    assert not bad.success
+    assert bad.checks == {"raw/flights:schema": "FAILED (ERROR)"}
+    assert bad.rows["rows_read"] == bad.rows["rows_loaded"] + bad.rows["rows_rejected"]
+    assert any("blocking asset check failed" in error for error in bad.errors)
+    # The blocking check does not undo the write: the rows and rejects are there to inspect...
+    assert (
+        scalar(settings, "select count(*) from raw.flights_rejects where _month = '2024-02'")
+        == (bad.rows["rows_rejected"])
+    )
+    # ...but the month never reached the reports.
+    assert (
+        scalar(settings, "select string_agg(month, ',') from analytics.flights_monthly")
+        == "2024-01"
+    )
+    assert (
+        scalar(settings, "select sum(flights) from analytics.flights_daily")
+        == good.rows["rows_loaded"]
+    )
+
+    statuses = {
+        s.month: s
+        for s in month_statuses(defs, flights, instance, ["2024-01", "2024-02", "2024-03"])
+    }
+    assert statuses["2024-01"].status == "materialized"
+    assert statuses["2024-01"].checks["schema"] == "passed"
+    assert statuses["2024-02"].checks["schema"] == "FAILED"
+    assert statuses["2024-03"].status == "missing"
+
+
+def test_rerunning_a_month_gives_no_duplicates_and_dbt_tests_pass(
+    settings: Settings, instance: dg.DagsterInstance, flights: DatasetSpec
+) -> None:
+    land(settings, flights, "2024-01")
+    defs = build_definitions(settings)
+
+    first = load_months(defs, flights, ["2024-01"], instance)[0]
+    land(settings, flights, "2024-01", defects=0.0005)  # a corrected delivery, one reject
+    again = load_months(defs, flights, ["2024-01"], instance)[0]
+
+    assert first.success and again.success
+    loaded = again.rows["rows_loaded"]
+    assert scalar(settings, "select count(*) from raw.flights") == loaded
+    assert scalar(settings, "select sum(flights) from analytics.flights_monthly") == loaded
+    assert scalar(settings, "select count(*) from analytics.flights_monthly") == 1
+    assert scalar(settings, "select attempts from analytics.dq_load_history") == 2
+    dbt_tests = [
+        record
+        for record in instance.get_event_records(
+            dg.EventRecordsFilter(dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        )
+        if record.asset_key != dg.AssetKey(["raw", "flights"])
+    ]
+    assert dbt_tests, "dbt tests should report as asset checks"
+    assert all(
+        record.event_log_entry.dagster_event.event_specific_data.passed for record in dbt_tests
+    )

@@ -11,7 +11,7 @@ from pipeline.ingest.failures import FAILURE_SCHEMA, build_rejects
 from pipeline.ingest.header import Header
 from pipeline.ingest.lines import Block, sort_lines
 from pipeline.ingest.schema import schema_failures
-from pipeline.ingest.types import parse_expr
+from pipeline.ingest.types import fallback_parse_expr, parse_expr
 from pipeline.specs import DatasetSpec
 
 
@@ -44,6 +44,7 @@ def validate_block(
         "_line_number",
         *(parse_expr(pl.col(name), column).alias(name) for name, column in spec.columns.items()),
     )
+    typed = _reparse_missed(text, typed, spec)
     parse_failures = _parse_failures(text, typed, spec)
     parsed = typed.filter(~pl.col("_line_number").is_in(parse_failures["_line_number"].implode()))
     failures = pl.concat([lines.failures, parse_failures, schema_failures(schema, parsed)])
@@ -66,6 +67,20 @@ def validate_block(
 
 def _nulls_applied(field: pl.Expr, spec: DatasetSpec) -> pl.Expr:
     return pl.when(field.is_in(spec.null_values)).then(None).otherwise(field)
+
+
+def _reparse_missed(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
+    """Give values the fast parse missed a second, slower chance (see `fallback_parse_expr`)."""
+    for name, column in spec.columns.items():
+        fallback = fallback_parse_expr(pl.col(name), column)
+        if fallback is None:
+            continue
+        missed = text[name].is_not_null() & typed[name].is_null()
+        if not missed.any():
+            continue
+        retried = text.filter(missed).select(fallback.alias(name))[name]
+        typed = typed.with_columns(typed[name].scatter(missed.arg_true(), retried))
+    return typed
 
 
 def _parse_failures(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:

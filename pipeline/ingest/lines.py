@@ -15,7 +15,6 @@ from typing import BinaryIO
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from pipeline.ingest.failures import FAILURE_SCHEMA, RAW_LINE_SCHEMA
 from pipeline.ingest.header import Header, split_line
@@ -70,7 +69,7 @@ def sort_lines(block: Block, header: Header, spec: DatasetSpec) -> SortedLines:
     lengths = content_ends - starts
     line_numbers = block.first_line + np.arange(len(ends), dtype=np.int64)
     delimiters = np.add.reduceat(
-        (raw == ord(spec.delimiter)).view(np.uint8), starts, dtype=np.int64
+        (raw == ord(spec.delimiter)).view(np.uint8), starts, dtype=np.int32
     ) * (lengths > 0)  # reduceat counts one byte of an empty line; an empty line has none.
 
     blank = lengths == 0
@@ -78,22 +77,22 @@ def sort_lines(block: Block, header: Header, spec: DatasetSpec) -> SortedLines:
     special = ~fits & ~blank  # wrong field count, or (with a quote character) quoted fields
     if spec.quote is not None:
         quoted = (
-            np.add.reduceat((raw == ord(spec.quote)).view(np.uint8), starts, dtype=np.int64)
+            np.add.reduceat((raw == ord(spec.quote)).view(np.uint8), starts, dtype=np.int32)
             * (lengths > 0)
             > 0
         )
         fits &= ~quoted
         special |= quoted & ~blank
 
-    good_data = block.data if fits.all() else _keep_lines(raw, starts, ends, fits)
-    utf8_ok = _is_utf8(good_data)
-    if not utf8_ok:
+    try:
+        fields = _parse_fields(_keep_lines(block.data, starts, ends, fits), spec, header)
+    except pl.exceptions.ComputeError as error:
+        if "utf-8" not in str(error):
+            raise
+        # Rare: find the lines that are not UTF-8, reject them, parse the rest.
         fits, special = _reject_non_utf8(block.data, starts, content_ends, fits, special)
-        good_data = _keep_lines(raw, starts, ends, fits)
-
-    fields = _parse_fields(good_data, header, spec).with_columns(
-        pl.Series("_line_number", line_numbers[fits])
-    )
+        fields = _parse_fields(_keep_lines(block.data, starts, ends, fits), spec, header)
+    fields = fields.with_columns(pl.Series("_line_number", line_numbers[fits]))
     special_fields, failures, raw_lines = _sort_special_lines(
         block.data, starts[special], content_ends[special], line_numbers[special], header, spec
     )
@@ -105,17 +104,18 @@ def sort_lines(block: Block, header: Header, spec: DatasetSpec) -> SortedLines:
     )
 
 
-def _keep_lines(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray, keep: np.ndarray) -> bytes:
-    byte_mask = np.repeat(keep, ends - starts + 1)
-    return raw[byte_mask].tobytes()
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        pa.array([data], type=pa.large_binary()).cast(pa.large_string())
-    except pa.ArrowInvalid:
-        return False
-    return True
+def _keep_lines(data: bytes, starts: np.ndarray, ends: np.ndarray, keep: np.ndarray) -> bytes:
+    """The lines marked `keep`, copied once: the dropped lines are few, so copy the runs between."""
+    if keep.all():
+        return data
+    view = memoryview(data)
+    pieces = []
+    position = 0
+    for index in np.flatnonzero(~keep):
+        pieces.append(view[position : starts[index]])
+        position = ends[index] + 1
+    pieces.append(view[position:])
+    return b"".join(pieces)
 
 
 def _reject_non_utf8(
@@ -133,7 +133,8 @@ def _reject_non_utf8(
     return fits, special
 
 
-def _parse_fields(data: bytes, header: Header, spec: DatasetSpec) -> pl.DataFrame:
+def _parse_fields(data: bytes, spec: DatasetSpec, header: Header) -> pl.DataFrame:
+    """Split lines known to have the header's field count; raises ComputeError on bad UTF-8."""
     names = [f"_field_{index}" for index in range(header.field_count)]
     if not data:
         return pl.DataFrame(schema=dict.fromkeys(names, pl.String))

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from pipeline.ingest.batches import validate_block
+from pipeline.ingest.batches import ValidatedBatch, validate_block
 from pipeline.ingest.files import fingerprint
 from pipeline.ingest.header import LoadError, read_header
-from pipeline.ingest.lines import iter_blocks
+from pipeline.ingest.lines import Block, iter_blocks
 from pipeline.ingest.parts import DEFAULT_PART_BYTES, PartWriter
 from pipeline.ingest.schema import build_schema
 from pipeline.specs import DatasetSpec
 
-DEFAULT_BLOCK_BYTES = 32 * 1024 * 1024
+DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
+DEFAULT_WORKERS = 2
 Progress = Callable[[int, int], None]  # (bytes read so far, file size)
 
 
@@ -45,6 +49,24 @@ class StagedLoad:
         return self.spec.name
 
 
+def validate_ahead(
+    blocks: Iterator[Block], validate: Callable[[Block], ValidatedBatch], workers: int
+) -> Iterator[ValidatedBatch]:
+    """Validate up to `workers` blocks at once and yield them in file order.
+
+    numpy, polars and pyarrow release the GIL, so the next block is parsed while this one is
+    written; the bound keeps memory at `workers` blocks however large the file.
+    """
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="validate") as pool:
+        pending: deque[Future[ValidatedBatch]] = deque()
+        for block in blocks:
+            pending.append(pool.submit(validate, block))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def new_load_id() -> str:
     """A unique id for one load attempt, used for staging paths and the ledger."""
     return uuid.uuid4().hex
@@ -59,12 +81,13 @@ def ingest_file(
     load_id: str | None = None,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     part_bytes: int = DEFAULT_PART_BYTES,
+    workers: int = DEFAULT_WORKERS,
     progress: Progress | None = None,
 ) -> StagedLoad:
     """Validate `path` as `spec`'s file for `month` and stage its rows and rejects as Parquet.
 
-    Memory holds one block at a time. Raises `LoadError` before staging anything if the file is
-    missing or its header lacks a spec column.
+    Memory holds `workers` blocks at a time. Raises `LoadError` before staging anything if the
+    file is missing or its header lacks a spec column.
     """
     if not path.is_file():
         raise LoadError(
@@ -82,8 +105,10 @@ def ingest_file(
         PartWriter(staging_dir, "rejects", part_bytes) as rejects_out,
     ):
         header = read_header(handle, spec, path)
-        for block in iter_blocks(handle, first_line=2, block_bytes=block_bytes):
-            batch = validate_block(block, header, spec, schema)
+        blocks = iter_blocks(handle, first_line=2, block_bytes=block_bytes)
+        for batch in validate_ahead(
+            blocks, partial(validate_block, header=header, spec=spec, schema=schema), workers
+        ):
             rows_out.write(batch.rows)
             rejects_out.write(batch.rejects)
             rows_loaded += batch.rows.height

@@ -55,6 +55,12 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        # DuckDB names the database after the file: `raw.duckdb` would make `raw.x` ambiguous.
+        if Path(self.path).stem in (RAW_SCHEMA, META_SCHEMA, "analytics"):
+            raise ValueError(
+                f"PIPELINE_DUCKDB_PATH={self.path}: the file name clashes with a schema of the "
+                "same name; choose another, e.g. warehouse.duckdb"
+            )
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         connection = duckdb.connect(self.path, config={"memory_limit": self.memory_limit})
         try:

@@ -48,19 +48,10 @@ def validate_block(
     parse_failures = _parse_failures(text, typed, spec)
     parsed = typed.filter(~pl.col("_line_number").is_in(parse_failures["_line_number"].implode()))
     failures = pl.concat([lines.failures, parse_failures, schema_failures(schema, parsed)])
-    if failures.is_empty():
-        return ValidatedBatch(
-            rows=typed,
-            rejects=build_rejects(failures, lines.raw_lines),
-            blank_lines=lines.blank_lines,
-        )
-    rejected = failures["_line_number"].unique()
-    raw_lines = pl.concat(
-        [lines.raw_lines, _rebuilt_lines(lines.fields, rejected, lines.raw_lines, spec)]
-    )
+    rejected = failures["_line_number"].unique().sort()
     return ValidatedBatch(
         rows=parsed.filter(~pl.col("_line_number").is_in(rejected.implode())),
-        rejects=build_rejects(failures, raw_lines).sort("_line_number"),
+        rejects=build_rejects(failures, lines.raw_lines(rejected)).sort("_line_number"),
         blank_lines=lines.blank_lines,
     )
 
@@ -96,19 +87,3 @@ def _parse_failures(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) 
         if column.type != "string"
     ]
     return pl.concat(frames).cast(FAILURE_SCHEMA) if frames else pl.DataFrame(schema=FAILURE_SCHEMA)
-
-
-def _rebuilt_lines(
-    fields: pl.DataFrame, rejected: pl.Series, known: pl.DataFrame, spec: DatasetSpec
-) -> pl.DataFrame:
-    """The text of rejected lines that parsed into fields: the fields joined again.
-
-    Without a quote character this is the line exactly (minus a CRLF's CR); quoted lines were kept
-    verbatim in `known` and are skipped here.
-    """
-    wanted = rejected.filter(~rejected.is_in(known["_line_number"].implode()))
-    field_columns = [name for name in fields.columns if name.startswith("_field_")]
-    return fields.filter(pl.col("_line_number").is_in(wanted.implode())).select(
-        "_line_number",
-        pl.concat_str(field_columns, separator=spec.delimiter).alias("_raw_line"),
-    )

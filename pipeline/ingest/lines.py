@@ -55,8 +55,21 @@ class SortedLines:
 
     fields: pl.DataFrame  # one string column per header field, plus _line_number
     failures: pl.DataFrame  # FAILURE_SCHEMA
-    raw_lines: pl.DataFrame  # RAW_LINE_SCHEMA, for the rejected lines
     blank_lines: int
+    block: Block
+    starts: np.ndarray  # byte offset of each line of the block
+    ends: np.ndarray  # byte offset where each line's content ends (before CR LF)
+
+    def raw_lines(self, line_numbers: pl.Series) -> pl.DataFrame:
+        """The exact text of some lines, as read (invalid UTF-8 shown as backslash escapes)."""
+        index = line_numbers.to_numpy() - self.block.first_line
+        texts = [
+            self.block.data[start:end].decode("utf-8", errors="backslashreplace")
+            for start, end in zip(self.starts[index], self.ends[index], strict=True)
+        ]
+        return pl.DataFrame(
+            {"_line_number": line_numbers, "_raw_line": texts}, schema=RAW_LINE_SCHEMA
+        )
 
 
 def sort_lines(block: Block, header: Header, spec: DatasetSpec) -> SortedLines:
@@ -93,14 +106,16 @@ def sort_lines(block: Block, header: Header, spec: DatasetSpec) -> SortedLines:
         fits, special = _reject_non_utf8(block.data, starts, content_ends, fits, special)
         fields = _parse_fields(_keep_lines(block.data, starts, ends, fits), spec, header)
     fields = fields.with_columns(pl.Series("_line_number", line_numbers[fits]))
-    special_fields, failures, raw_lines = _sort_special_lines(
+    special_fields, failures = _sort_special_lines(
         block.data, starts[special], content_ends[special], line_numbers[special], header, spec
     )
     return SortedLines(
         fields=pl.concat([fields, special_fields], how="vertical") if special.any() else fields,
         failures=failures,
-        raw_lines=raw_lines,
         blank_lines=int(blank.sum()),
+        block=block,
+        starts=starts,
+        ends=content_ends,
     )
 
 
@@ -156,26 +171,18 @@ def _sort_special_lines(
     line_numbers: np.ndarray,
     header: Header,
     spec: DatasetSpec,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """The few lines the fast path cannot take: quoted ones are split by `csv`, others rejected.
-
-    Every such line keeps its exact text in `raw_lines`, because joining its fields again would
-    not give back its quotes.
-    """
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The few lines the fast path cannot take: quoted ones are split by `csv`, others rejected."""
     rows: list[list[str]] = []
     row_numbers: list[int] = []
     failures: list[tuple[int, str | None, str, str]] = []
-    raw_lines: list[tuple[int, str]] = []
     for start, end, number in zip(starts, ends, line_numbers, strict=True):
         number = int(number)
         try:
             text = data[start:end].decode("utf-8")
         except UnicodeDecodeError as exc:
-            text = data[start:end].decode("utf-8", errors="backslashreplace")
             failures.append((number, None, "line is not valid UTF-8", str(exc)))
-            raw_lines.append((number, text))
             continue
-        raw_lines.append((number, text))
         try:
             values = split_line(text, spec)
         except csv.Error as exc:
@@ -197,8 +204,4 @@ def _sort_special_lines(
     fields = pl.DataFrame(rows, schema=dict.fromkeys(names, pl.String), orient="row").with_columns(
         pl.Series("_line_number", row_numbers, dtype=pl.Int64)
     )
-    return (
-        fields,
-        pl.DataFrame(failures, schema=FAILURE_SCHEMA, orient="row"),
-        pl.DataFrame(raw_lines, schema=RAW_LINE_SCHEMA, orient="row"),
-    )
+    return fields, pl.DataFrame(failures, schema=FAILURE_SCHEMA, orient="row")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipeline.ingest.parts import DEFAULT_PART_BYTES
 from pipeline.ingest.stream import DEFAULT_BLOCK_BYTES
 
 
@@ -16,7 +15,6 @@ class LandingFiles(dg.ConfigurableResource):
     landing_dir: str
     staging_dir: str
     block_bytes: int = DEFAULT_BLOCK_BYTES
-    part_bytes: int = DEFAULT_PART_BYTES
 
     @property
     def landing_path(self) -> Path:

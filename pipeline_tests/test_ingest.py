@@ -132,7 +132,7 @@ def frames_or_empty(staged: StagedLoad) -> tuple[pl.DataFrame, list]:
 def test_tiny_blocks_give_the_same_result(tmp_path: Path, spec: DatasetSpec) -> None:
     content = text([HEADER] + [line for line, _ in LINES.values()], "\r\n")
     whole = frames(ingest(tmp_path, spec, content))
-    pieces = frames(ingest(tmp_path, spec, content, block_bytes=7, part_bytes=1))
+    pieces = frames(ingest(tmp_path, spec, content, block_bytes=7))
     assert whole[0].equals(pieces[0])
     assert whole[1].equals(pieces[1])
 

@@ -19,7 +19,7 @@ def stage(
 ) -> StagedLoad:
     path = settings.landing_dir / spec.file_name(month)
     write_tsv(month_frame(month, rows_per_day=40, seed=seed, defect_ratio=defects), path)
-    return ingest_file(spec, path, month, settings.staging_dir, part_bytes=50_000)
+    return ingest_file(spec, path, month, settings.staging_dir, block_bytes=50_000)
 
 
 def counts(warehouse: DuckDBWarehouse, month: str) -> tuple[int, int, list[str]]:

@@ -50,7 +50,6 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 month,
                 files.staging_path,
                 block_bytes=files.block_bytes,
-                part_bytes=files.part_bytes,
                 progress=_progress_logger(context, str(path)),
             )
         except LoadError as exc:

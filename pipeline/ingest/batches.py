@@ -33,31 +33,27 @@ def validate_block(
 ) -> ValidatedBatch:
     """Parse, type and validate the lines of `block` against the spec."""
     lines = sort_lines(block, header, spec)
-    text = lines.fields.select(
-        "_line_number",
-        *(
-            _nulls_applied(pl.col(f"_field_{position}"), spec).alias(name)
-            for name, position in header.positions.items()
-        ),
-    )
+    text = lines.fields
     typed = text.select(
         "_line_number",
         *(parse_expr(pl.col(name), column).alias(name) for name, column in spec.columns.items()),
     )
     typed = _reparse_missed(text, typed, spec)
     parse_failures = _parse_failures(text, typed, spec)
-    parsed = typed.filter(~pl.col("_line_number").is_in(parse_failures["_line_number"].implode()))
+    parsed = _without_lines(typed, parse_failures["_line_number"])
     failures = pl.concat([lines.failures, parse_failures, schema_failures(schema, parsed)])
     rejected = failures["_line_number"].unique().sort()
     return ValidatedBatch(
-        rows=parsed.filter(~pl.col("_line_number").is_in(rejected.implode())),
+        rows=_without_lines(parsed, rejected),
         rejects=build_rejects(failures, lines.raw_lines(rejected)).sort("_line_number"),
         blank_lines=lines.blank_lines,
     )
 
 
-def _nulls_applied(field: pl.Expr, spec: DatasetSpec) -> pl.Expr:
-    return pl.when(field.is_in(spec.null_values)).then(None).otherwise(field)
+def _without_lines(frame: pl.DataFrame, line_numbers: pl.Series) -> pl.DataFrame:
+    if line_numbers.is_empty():
+        return frame
+    return frame.filter(~pl.col("_line_number").is_in(line_numbers.implode()))
 
 
 def _reparse_missed(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
@@ -76,14 +72,18 @@ def _reparse_missed(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) 
 
 def _parse_failures(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
     """Values that were present but did not parse as their column's type."""
+    typed_columns = {name: c for name, c in spec.columns.items() if c.type != "string"}
+    missed = text.select(
+        (pl.col(name).is_not_null() & typed[name].is_null()).alias(name) for name in typed_columns
+    )
     frames = [
-        text.filter(text[name].is_not_null() & typed[name].is_null()).select(
+        text.filter(missed[name]).select(
             "_line_number",
             pl.lit(name).alias("column"),
             pl.lit(f"is not a valid {column.type}").alias("rule"),
             pl.col(name).alias("value"),
         )
-        for name, column in spec.columns.items()
-        if column.type != "string"
+        for name, column in typed_columns.items()
+        if missed[name].any()
     ]
     return pl.concat(frames).cast(FAILURE_SCHEMA) if frames else pl.DataFrame(schema=FAILURE_SCHEMA)

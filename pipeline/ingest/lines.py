@@ -53,7 +53,7 @@ def iter_blocks(handle: BinaryIO, first_line: int, block_bytes: int) -> Iterator
 class SortedLines:
     """A block's lines split into those ready for the field parser and those already rejected."""
 
-    fields: pl.DataFrame  # one string column per header field, plus _line_number
+    fields: pl.DataFrame  # the spec's columns as text (nulls applied), plus _line_number
     failures: pl.DataFrame  # FAILURE_SCHEMA
     blank_lines: int
     block: Block
@@ -149,19 +149,26 @@ def _reject_non_utf8(
 
 
 def _parse_fields(data: bytes, spec: DatasetSpec, header: Header) -> pl.DataFrame:
-    """Split lines known to have the header's field count; raises ComputeError on bad UTF-8."""
-    names = [f"_field_{index}" for index in range(header.field_count)]
+    """Split lines known to have the header's field count into the spec's columns, as text.
+
+    Only the spec's columns are parsed, and null values are applied by the parser. Raises
+    ComputeError if the data is not UTF-8.
+    """
+    names = list(header.positions)
     if not data:
         return pl.DataFrame(schema=dict.fromkeys(names, pl.String))
-    return pl.read_csv(
+    frame = pl.read_csv(
         data,
         has_header=False,
         separator=spec.delimiter,
         quote_char=None,
         infer_schema=False,
-        new_columns=names,
-        empty_string_is_null=False,
+        columns=list(header.positions.values()),
+        null_values=spec.null_values,
+        empty_string_is_null="" in spec.null_values,
     )
+    # Columns come back in the order asked for, named by position.
+    return frame.rename(dict(zip(frame.columns, names, strict=True)))
 
 
 def _sort_special_lines(
@@ -198,9 +205,14 @@ def _sort_special_lines(
                 )
             )
             continue
-        rows.append(values)
+        rows.append(
+            [
+                None if values[position] in spec.null_values else values[position]
+                for position in header.positions.values()
+            ]
+        )
         row_numbers.append(number)
-    names = [f"_field_{index}" for index in range(header.field_count)]
+    names = list(header.positions)
     fields = pl.DataFrame(rows, schema=dict.fromkeys(names, pl.String), orient="row").with_columns(
         pl.Series("_line_number", row_numbers, dtype=pl.Int64)
     )

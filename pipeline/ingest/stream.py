@@ -15,7 +15,7 @@ from pipeline.ingest.batches import ValidatedBatch, validate_block
 from pipeline.ingest.files import fingerprint
 from pipeline.ingest.header import LoadError, read_header
 from pipeline.ingest.lines import Block, iter_blocks
-from pipeline.ingest.parts import DEFAULT_PART_BYTES, PartWriter
+from pipeline.ingest.parts import PartWriter
 from pipeline.ingest.schema import build_schema
 from pipeline.specs import DatasetSpec
 
@@ -80,7 +80,6 @@ def ingest_file(
     *,
     load_id: str | None = None,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
-    part_bytes: int = DEFAULT_PART_BYTES,
     workers: int = DEFAULT_WORKERS,
     progress: Progress | None = None,
 ) -> StagedLoad:
@@ -99,11 +98,9 @@ def ingest_file(
     size = path.stat().st_size
     schema = build_schema(spec, month)
     rows_loaded = rows_rejected = blank_lines = 0
-    with (
-        path.open("rb") as handle,
-        PartWriter(staging_dir, "rows", part_bytes) as rows_out,
-        PartWriter(staging_dir, "rejects", part_bytes) as rejects_out,
-    ):
+    rows_out = PartWriter(staging_dir, "rows")
+    rejects_out = PartWriter(staging_dir, "rejects")
+    with path.open("rb") as handle:
         header = read_header(handle, spec, path)
         blocks = iter_blocks(handle, first_line=2, block_bytes=block_bytes)
         for batch in validate_ahead(

@@ -4,6 +4,9 @@ The asset decides everything that must keep a bad file from replacing a good mon
 unreadable header) before the warehouse is touched; the IO manager then swaps the month in.
 """
 
+import datetime as dt
+from collections.abc import Callable
+
 import dagster as dg
 
 from pipeline.ingest.header import LoadError
@@ -76,8 +79,9 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
 
 
 def _failed_entry(
-    spec: DatasetSpec, month: str, path: str, run_id: str, started_at, error: Exception
+    spec: DatasetSpec, month: str, path: str, run_id: str, started_at: dt.datetime, error: Exception
 ) -> LedgerEntry:
+    """The ledger row of a file refused before anything was staged."""
     return LedgerEntry(
         load_id=new_load_id(),
         dataset=spec.name,
@@ -96,7 +100,7 @@ def _failed_entry(
     )
 
 
-def _progress_logger(context: dg.AssetExecutionContext, path: str):
+def _progress_logger(context: dg.AssetExecutionContext, path: str) -> Callable[[int, int], None]:
     """Log every tenth of the file, so a long month shows it is moving."""
     logged = 0
 

@@ -14,17 +14,36 @@ from typing import Any
 import dagster as dg
 
 from pipeline.ingest.stream import StagedLoad
-from pipeline.specs import DatasetSpec
-from pipeline.warehouse.ledger import LedgerEntry
+from pipeline.specs import ColumnSpec, DatasetSpec
+from pipeline.warehouse.ledger import LEDGER_COLUMNS, LedgerEntry
 
 RAW_SCHEMA = "raw"
 META_SCHEMA = "pipeline"
-LOAD_COLUMNS = ("_month", "_source_file", "_line_number", "_loaded_at")
+_TEXT, _INT, _TIME = ColumnSpec(type="string"), ColumnSpec(type="int"), ColumnSpec(type="timestamp")
+# What every load adds to a dataset's own columns.
+LOAD_COLUMNS = {"_month": _TEXT, "_source_file": _TEXT, "_line_number": _INT, "_loaded_at": _TIME}
+REJECT_COLUMNS = {
+    "_month": _TEXT,
+    "_source_file": _TEXT,
+    "_line_number": _INT,
+    "_raw_line": _TEXT,
+    "_column": _TEXT,
+    "_rule": _TEXT,
+    "_value": _TEXT,
+    "_reason": _TEXT,
+    "_loaded_at": _TIME,
+}
+LEDGER_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in LEDGER_COLUMNS.items()}
 
 
 def rejects_table(dataset: str) -> str:
     """The quarantine table of a dataset."""
     return f"{dataset}_rejects"
+
+
+def dataset_tables(spec: DatasetSpec) -> dict[str, dict[str, ColumnSpec]]:
+    """The raw tables of a dataset and their columns, in spec types; dialects map the types."""
+    return {spec.name: dict(spec.columns) | LOAD_COLUMNS, rejects_table(spec.name): REJECT_COLUMNS}
 
 
 class Warehouse(dg.ConfigurableResource):

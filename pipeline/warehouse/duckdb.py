@@ -9,10 +9,16 @@ from typing import Any
 
 import duckdb
 
-from pipeline.ingest.failures import REJECT_SCHEMA
 from pipeline.ingest.stream import StagedLoad
 from pipeline.specs import ColumnSpec, DatasetSpec
-from pipeline.warehouse.base import META_SCHEMA, RAW_SCHEMA, Warehouse, rejects_table
+from pipeline.warehouse.base import (
+    LEDGER_LAYOUT,
+    META_SCHEMA,
+    RAW_SCHEMA,
+    Warehouse,
+    dataset_tables,
+    rejects_table,
+)
 from pipeline.warehouse.ledger import LEDGER_COLUMNS, LEDGER_TABLE, LedgerEntry
 
 GENERIC_TYPES = {
@@ -22,12 +28,6 @@ GENERIC_TYPES = {
     "bool": "BOOLEAN",
     "date": "DATE",
     "timestamp": "TIMESTAMPTZ",
-}
-LOAD_COLUMN_TYPES = {
-    "_month": "VARCHAR",
-    "_source_file": "VARCHAR",
-    "_line_number": "BIGINT",
-    "_loaded_at": "TIMESTAMPTZ",
 }
 
 
@@ -120,40 +120,37 @@ class DuckDBWarehouse(Warehouse):
             )
 
     def _ensure_meta(self, connection: duckdb.DuckDBPyConnection) -> None:
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {META_SCHEMA}")
-        columns = ", ".join(
-            f"{name} {GENERIC_TYPES[kind]}" for name, kind in LEDGER_COLUMNS.items()
-        )
-        connection.execute(f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.{LEDGER_TABLE} ({columns})")
+        self._ensure_table(connection, META_SCHEMA, LEDGER_TABLE, LEDGER_LAYOUT)
 
     def _ensure_tables(self, connection: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> None:
-        """Create the dataset's tables, and add columns a newer spec declares."""
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-        data_columns = {name: column_type(column) for name, column in spec.columns.items()}
-        reject_columns = {name: "VARCHAR" for name in REJECT_SCHEMA} | {"_line_number": "BIGINT"}
-        for table, columns in (
-            (spec.name, data_columns | LOAD_COLUMN_TYPES),
-            (
-                rejects_table(spec.name),
-                {"_month": "VARCHAR", "_source_file": "VARCHAR"}
-                | reject_columns
-                | {"_loaded_at": "TIMESTAMPTZ"},
-            ),
-        ):
-            target = f"{RAW_SCHEMA}.{quote(table)}"
-            ddl = ", ".join(f"{quote(name)} {kind}" for name, kind in columns.items())
-            connection.execute(f"CREATE TABLE IF NOT EXISTS {target} ({ddl})")
-            existing = {
-                row[0]
-                for row in connection.execute(
-                    "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_schema = ? AND table_name = ?",
-                    [RAW_SCHEMA, table],
-                ).fetchall()
-            }
-            for name, kind in columns.items():
-                if name not in existing:
-                    connection.execute(f"ALTER TABLE {target} ADD COLUMN {quote(name)} {kind}")
+        for table, columns in dataset_tables(spec).items():
+            self._ensure_table(connection, RAW_SCHEMA, table, columns)
+
+    def _ensure_table(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        schema: str,
+        table: str,
+        columns: dict[str, ColumnSpec],
+    ) -> None:
+        """Create the table if absent, and add the columns a newer spec declares."""
+        target = f"{schema}.{quote(table)}"
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        ddl = ", ".join(f"{quote(name)} {column_type(column)}" for name, column in columns.items())
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {target} ({ddl})")
+        existing = {
+            name
+            for (name,) in connection.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ?",
+                [schema, table],
+            ).fetchall()
+        }
+        for name, column in columns.items():
+            if name not in existing:
+                connection.execute(
+                    f"ALTER TABLE {target} ADD COLUMN {quote(name)} {column_type(column)}"
+                )
 
     def _insert_ledger(self, connection: duckdb.DuckDBPyConnection, entry: LedgerEntry) -> None:
         placeholders = ", ".join("?" for _ in LEDGER_COLUMNS)

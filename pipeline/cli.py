@@ -130,18 +130,41 @@ def main() -> None:
 @click.argument("dataset")
 @click.option("--from", "first", metavar="YYYY-MM", help="First month (default: the spec's first).")
 @click.option("--to", "last", metavar="YYYY-MM", help="Last month (default: last complete month).")
+@click.option("--force", is_flag=True, help="Reload months already loaded from the same file.")
+@click.option(
+    "--retry-failed", is_flag=True, help="Run only months whose last run or check failed."
+)
 @click.option("--verbose", is_flag=True, help="Show Dagster's and dbt's logs.")
-def load(dataset: str, first: str | None, last: str | None, verbose: bool) -> None:
+def load(
+    dataset: str,
+    first: str | None,
+    last: str | None,
+    force: bool,
+    retry_failed: bool,
+    verbose: bool,
+) -> None:
     """Load DATASET month by month: validate, load, check, and rebuild its reports.
 
     Every month is its own Dagster run in DAGSTER_HOME, so it shows in the UI with its own status
-    and check results.
+    and check results. Months already loaded from the same file are skipped, so re-running a
+    half-finished batch does only the rest.
     """
     defs, specs = _code_location()
-    from pipeline.runner import MonthResult, load_months
+    from pipeline.ingest.files import fingerprint
+    from pipeline.runner import MonthResult, load_months, month_statuses, plan_months
+    from pipeline.settings import Settings
 
     spec = _spec(specs, dataset)
     months = _months(spec, first, last)
+    instance = _instance()
+    landing = Settings.from_env().landing_dir
+    files = {month: landing / spec.file_name(month) for month in months}
+    plan = plan_months(
+        month_statuses(defs, spec, instance, months),
+        {month: fingerprint(path) if path.is_file() else None for month, path in files.items()},
+        force=force,
+        retry_failed=retry_failed,
+    )
     click.echo(f"Loading {spec.name}: {months[0]}..{months[-1]} ({len(months)} months)")
     click.echo(HEADER)
     with _summary_stream(quiet=not verbose) as out:
@@ -153,29 +176,58 @@ def load(dataset: str, first: str | None, last: str | None, verbose: bool) -> No
             for error in result.errors:
                 click.echo(f"{'':<8} {error.splitlines()[0]}", err=True)
 
+        for month, reason in plan.skipped.items():
+            click.echo(f"{month:<8} {'skipped':<13} {reason}", out)
         results = load_months(
             defs,
             spec,
-            months,
-            _instance(),
+            plan.run,
+            instance,
             on_month=show,
             run_config=None if verbose else QUIET_RUN_CONFIG,
         )
-    _summarise(results)
+    _summarise(results, plan.skipped)
     if not all(result.success for result in results):
         sys.exit(EXIT_DATA_PROBLEM)
 
 
-def _summarise(results: Sequence) -> None:
-    failed = [result.month for result in results if not result.success]
+def _summarise(results: Sequence, skipped: dict[str, str]) -> None:
+    failed = [result for result in results if not result.success]
     read = sum(result.rows.get("rows_read", 0) for result in results)
     rejected = sum(result.rows.get("rows_rejected", 0) for result in results)
     click.echo(
-        f"\n{len(results) - len(failed)} of {len(results)} months ok; "
-        f"{read:,} rows read, {rejected:,} rejected (quarantined in raw.<dataset>_rejects)."
+        f"\nMonths: {len(results) - len(failed)} loaded, {len(skipped)} skipped, "
+        f"{len(failed)} failed; {read:,} rows read, {rejected:,} rejected "
+        "(quarantined in raw.<dataset>_rejects)."
     )
+    for result in failed:
+        reason = result.errors[0] if result.errors else "see the run in the Dagster UI"
+        click.echo(f"  {result.month} failed: {reason}")
     if failed:
-        click.echo(f"Failed: {', '.join(failed)}. `pipeline status` and the Dagster UI show why.")
+        click.echo("Fix the data or the spec, then `pipeline load ... --retry-failed`.")
+
+
+@main.command()
+@click.argument("dataset")
+@click.option("--month", required=True, metavar="YYYY-MM", help="The month to delete.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(dataset: str, month: str, yes: bool) -> None:
+    """Delete MONTH of DATASET from the raw, rejects and report tables.
+
+    The deletion is recorded in the load ledger and the month shows as not materialized, so the
+    next load or sensor tick loads it again.
+    """
+    defs, specs = _code_location()
+    from pipeline.runner import purge_month
+
+    spec = _spec(specs, dataset)
+    _months(spec, month, month)
+    if not yes:
+        click.confirm(f"Delete {dataset} {month} from raw, rejects and report tables?", abort=True)
+    deleted = purge_month(defs, spec, month, _instance(), defs.resources["warehouse"])
+    for table, count in deleted.items():
+        click.echo(f"{table}: {count:,} rows deleted")
+    click.echo(f"{dataset} {month} purged; recorded in pipeline.load_ledger.")
 
 
 @main.command()
@@ -193,6 +245,22 @@ def status(dataset: str, first: str | None, last: str | None) -> None:
         click.echo(
             f"{month.month:<8} {month.status:<13} {_figures(month.rows)}  {_checks(month.checks)}"
         )
+
+
+@main.command()
+def doctor() -> None:
+    """Check the specs, the landing folder, the Dagster instance and the warehouse."""
+    from pipeline.doctor import examine
+    from pipeline.settings import Settings
+
+    _instance()
+    problems = 0
+    for finding in examine(Settings.from_env()):
+        click.echo(str(finding))
+        problems += not finding.ok
+    if problems:
+        click.echo(f"\n{problems} problem(s) found.")
+        sys.exit(EXIT_DATA_PROBLEM)
 
 
 @main.command("sample-data")

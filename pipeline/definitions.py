@@ -11,6 +11,7 @@ from pipeline.assets.loads import IO_MANAGER_KEY, build_load_asset
 from pipeline.jobs import build_load_job
 from pipeline.project import DBT_EXECUTABLE, dbt_project
 from pipeline.resources import LandingFiles
+from pipeline.sensors import build_landing_sensor
 from pipeline.settings import Settings
 from pipeline.specs import load_specs
 from pipeline.warehouse.duckdb import DuckDBWarehouse
@@ -35,9 +36,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     settings.export_for_subprocesses()
     specs = list(load_specs(settings.datasets_dir).values())
     return dg.Definitions(
-        assets=[build_load_asset(spec) for spec in specs] + [build_dbt_assets(specs)],
+        assets=[build_load_asset(spec) for spec in specs] + build_dbt_assets(specs),
         asset_checks=[build_schema_check(spec) for spec in specs],
         jobs=[build_load_job(spec) for spec in specs],
+        sensors=[build_landing_sensor(spec) for spec in specs],
         resources=build_resources(settings),
     )
 

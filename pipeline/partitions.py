@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 
 import dagster as dg
 
@@ -20,11 +19,6 @@ def monthly_partitions(start_month: str) -> dg.MonthlyPartitionsDefinition:
 def dataset_partitions(spec: DatasetSpec) -> dg.MonthlyPartitionsDefinition:
     """The partitions of one dataset's monthly files."""
     return monthly_partitions(spec.start_month)
-
-
-def reporting_partitions(specs: Iterable[DatasetSpec]) -> dg.MonthlyPartitionsDefinition:
-    """The partitions of the dbt reporting models: from the earliest dataset's first month."""
-    return monthly_partitions(min(spec.start_month for spec in specs))
 
 
 def month_bounds(month: str) -> tuple[dt.date, dt.date]:

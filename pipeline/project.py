@@ -9,6 +9,7 @@ from pathlib import Path
 from dagster_dbt import DbtProject
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+DBT_PACKAGE = "pipeline_reports"  # `name` in dbt_project.yml
 
 # The dbt installed beside this Python, so the venv works without being activated.
 DBT_EXECUTABLE = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"

@@ -17,6 +17,8 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from pipeline.assets.loads import raw_asset_key
 from pipeline.jobs import load_job_name
 from pipeline.specs import DatasetSpec
+from pipeline.warehouse.base import Warehouse, now
+from pipeline.warehouse.ledger import LedgerEntry
 
 ROW_FIGURES = ("rows_read", "rows_loaded", "rows_rejected")
 CHECK_WORDS = {
@@ -98,6 +100,12 @@ class MonthStatus:
     status: str
     rows: dict[str, int]
     checks: dict[str, str]
+    fingerprint: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """The month's last run failed, or its data failed a check."""
+        return self.status == "failed" or any(word == "FAILED" for word in self.checks.values())
 
 
 def month_statuses(
@@ -113,25 +121,75 @@ def month_statuses(
     statuses = []
     for month in months:
         status = by_partition.get(month)
+        metadata = _latest_metadata(instance, key, month)
         statuses.append(
             MonthStatus(
                 month=month,
                 status=status.value.lower() if status is not None else "missing",
-                rows=_latest_rows(instance, key, month),
+                rows={name: metadata[name] for name in ROW_FIGURES if name in metadata},
                 checks=_latest_checks(instance, check_keys, month),
+                fingerprint=metadata.get("fingerprint"),
             )
         )
     return statuses
 
 
-def _latest_rows(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> dict[str, int]:
+def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> dict:
+    """The metadata values of the month's latest materialization (none after a purge)."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
         return {}
-    metadata = records[0].asset_materialization.metadata
-    return {name: metadata[name].value for name in ROW_FIGURES if name in metadata}
+    return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which months a `load` runs, and why it leaves the others."""
+
+    run: list[str]
+    skipped: dict[str, str]
+
+
+def plan_months(
+    statuses: Sequence[MonthStatus],
+    fingerprints: dict[str, str | None],
+    *,
+    force: bool = False,
+    retry_failed: bool = False,
+) -> Plan:
+    """Partition status as the checkpoint: re-running a half-finished batch does only the rest.
+
+    A month already materialized from a file with the same fingerprint is skipped unless `force`;
+    with `retry_failed` only months whose last run or check failed are run.
+    """
+    run: list[str] = []
+    skipped: dict[str, str] = {}
+    for status in statuses:
+        if retry_failed and not status.failed:
+            skipped[status.month] = "did not fail"
+        elif (
+            not force
+            and not retry_failed
+            and status.status == "materialized"
+            and status.fingerprint is not None
+            and status.fingerprint == fingerprints.get(status.month)
+        ):
+            skipped[status.month] = "already loaded from this file (--force reloads it)"
+        else:
+            run.append(status.month)
+    return Plan(run=run, skipped=skipped)
+
+
+def partitioned_downstream(defs: dg.Definitions, key: dg.AssetKey) -> list[dg.AssetKey]:
+    """`key` and the partitioned assets built from it: what a month's purge un-materializes."""
+    graph = defs.resolve_asset_graph()
+    found = [key]
+    for child in sorted(graph.get(key).child_keys):
+        if graph.get(child).partitions_def is not None:
+            found.extend(k for k in partitioned_downstream(defs, child) if k not in found)
+    return found
 
 
 def _latest_checks(
@@ -145,3 +203,25 @@ def _latest_checks(
         if history:
             outcomes[check_key.name] = CHECK_WORDS.get(history[0].status, history[0].status.value)
     return outcomes
+
+
+def purge_month(
+    defs: dg.Definitions,
+    spec: DatasetSpec,
+    month: str,
+    instance: dg.DagsterInstance,
+    warehouse: Warehouse,
+) -> dict[str, int]:
+    """Delete a month everywhere it was loaded and show it as not materialized again.
+
+    The warehouse deletes the raw rows, the rejects and the month's rows of the dataset's report
+    tables in one transaction and records a `purged` ledger row; then Dagster forgets the month's
+    materializations, so its status is `missing` and a sensor or `pipeline load` loads it anew.
+    """
+    keys = partitioned_downstream(defs, raw_asset_key(spec))
+    stamp = now()
+    entry = LedgerEntry.without_rows(spec.name, month, "pipeline purge", "purged", stamp, stamp)
+    deleted = warehouse.purge_month(spec, month, [key.path[-1] for key in keys[1:]], entry)
+    for key in keys:
+        instance.wipe_asset_partitions(key, [month])
+    return deleted

@@ -83,6 +83,10 @@ class DatasetSpec(_Strict):
     null_values: list[str] = [""]
     quote: Annotated[str, Field(min_length=1, max_length=1)] | None = None
     description: str | None = None
+    ready_marker: str | None = Field(
+        default=None,
+        description="a suffix such as '.done': a file is loaded once FILE + suffix exists",
+    )
     columns: Annotated[dict[str, ColumnSpec], Field(min_length=1)]
     checks: ChecksSpec = ChecksSpec()
 

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
-
-PIPELINE = str(Path(sys.executable).with_name("pipeline"))
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PIPELINE, *args], capture_output=True, text=True, env=os.environ.copy(), timeout=600
-    )
+from pipeline_tests.support import run
 
 
 def test_load_then_status_round_trip(settings: Settings) -> None:
@@ -34,7 +24,7 @@ def test_load_then_status_round_trip(settings: Settings) -> None:
     lines = {line.split()[0]: line for line in loaded.stdout.splitlines() if line[:4] == "2024"}
     assert "ok" in lines["2024-01"] and "schema passed" in lines["2024-01"]
     assert "FAILED" in lines["2024-02"] and "schema FAILED (ERROR)" in lines["2024-02"]
-    assert "1 of 2 months ok" in loaded.stdout
+    assert "Months: 1 loaded, 0 skipped, 1 failed" in loaded.stdout
     assert "Running with dbt" not in loaded.stdout  # dbt's log stays out of the summary
 
     status = run("status", "flights", "--to", "2024-03")

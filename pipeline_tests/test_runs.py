@@ -4,23 +4,18 @@ instance, a real DuckDB file and real dbt runs."""
 from __future__ import annotations
 
 import dagster as dg
-import duckdb
 
 from pipeline.definitions import build_definitions
 from pipeline.runner import load_months, month_statuses
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
+from pipeline_tests.support import scalar
 
 
 def land(settings: Settings, spec: DatasetSpec, month: str, defects: float = 0.0) -> None:
     frame = month_frame(month, rows_per_day=30, seed=hash(month) % 1000, defect_ratio=defects)
     write_tsv(frame, settings.landing_dir / spec.file_name(month))
-
-
-def scalar(settings: Settings, sql: str) -> object:
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as connection:
-        return connection.execute(sql).fetchone()[0]
 
 
 def test_a_bad_month_is_quarantined_and_kept_out_of_the_reports(

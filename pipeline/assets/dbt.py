@@ -1,16 +1,24 @@
-"""The dbt reporting models, built month by month after the raw month they read."""
+"""The dbt reporting models as Dagster assets.
+
+A dataset's models (everything downstream of its dbt source `raw.<dataset>`) are partitioned like
+the dataset and built month by month after that month's blocking check. Models over the load
+ledger span every dataset, so they are one unpartitioned asset group downstream of all loads.
+"""
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from pipeline.assets.loads import raw_asset_key
-from pipeline.partitions import MONTH_FORMAT, reporting_partitions
-from pipeline.project import dbt_project, ensure_manifest
+from pipeline.partitions import MONTH_FORMAT, dataset_partitions
+from pipeline.project import DBT_PACKAGE, dbt_project, ensure_manifest
 from pipeline.specs import DatasetSpec
+
+LEDGER_SELECTION = "source:pipeline.load_ledger+"
 
 
 def partitioned_dbt_vars(time_window: dg.TimeWindow) -> dict[str, str]:
@@ -18,7 +26,9 @@ def partitioned_dbt_vars(time_window: dg.TimeWindow) -> dict[str, str]:
     return {"month": time_window.start.strftime(MONTH_FORMAT)}
 
 
-LEDGER_SOURCE = "source.pipeline_reports.pipeline.load_ledger"
+def dataset_selection(dataset: str) -> str:
+    """The dbt selector of a dataset's models."""
+    return f"source:raw.{dataset}+"
 
 
 class ReportingTranslator(DagsterDbtTranslator):
@@ -37,24 +47,71 @@ class ReportingTranslator(DagsterDbtTranslator):
     ) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         node = manifest["nodes"].get(unique_id, {})
-        if LEDGER_SOURCE in node.get("depends_on", {}).get("nodes", []):
+        if _ledger_source() in node.get("depends_on", {}).get("nodes", []):
             spec = spec.merge_attributes(deps=self.raw_keys)
         return spec
 
 
-def build_dbt_assets(specs: Sequence[DatasetSpec]) -> dg.AssetsDefinition:
-    """All dbt models as monthly-partitioned assets; dbt tests become their asset checks."""
+def build_dbt_assets(specs: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
+    """Per dataset with models: its monthly models; then the ledger models, if any."""
+    manifest_path = ensure_manifest()
+    children = json.loads(manifest_path.read_text())["child_map"]
+    translator = ReportingTranslator([raw_asset_key(spec) for spec in specs])
+    assets = [
+        _dbt_assets(
+            manifest_path,
+            name=f"{spec.name}_reports",
+            select=dataset_selection(spec.name),
+            translator=translator,
+            partitions_def=dataset_partitions(spec),
+        )
+        for spec in specs
+        if children.get(_source(f"raw.{spec.name}"))
+    ]
+    if children.get(_ledger_source()):
+        assets.append(
+            _dbt_assets(
+                manifest_path,
+                name="quality_reports",
+                select=LEDGER_SELECTION,
+                translator=translator,
+            )
+        )
+    return assets
 
+
+def _dbt_assets(
+    manifest_path: Path,
+    *,
+    name: str,
+    select: str,
+    translator: DagsterDbtTranslator,
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> dg.AssetsDefinition:
     @dbt_assets(
-        manifest=ensure_manifest(),
+        manifest=manifest_path,
         project=dbt_project,
-        dagster_dbt_translator=ReportingTranslator([raw_asset_key(spec) for spec in specs]),
-        partitions_def=reporting_partitions(specs),
+        name=name,
+        select=select,
+        # A ledger model downstream of a dataset belongs to the ledger group alone.
+        exclude="" if select == LEDGER_SELECTION else LEDGER_SELECTION,
+        dagster_dbt_translator=translator,
+        partitions_def=partitions_def,
         # One month per run, so each month's models run after that month's blocking check.
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
+        backfill_policy=dg.BackfillPolicy.multi_run(1) if partitions_def else None,
     )
-    def reporting_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        dbt_vars = partitioned_dbt_vars(context.partition_time_window)
-        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+    def reports(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        args = ["build"]
+        if context.has_partition_key:
+            args += ["--vars", json.dumps(partitioned_dbt_vars(context.partition_time_window))]
+        yield from dbt.cli(args, context=context).stream()
 
-    return reporting_models
+    return reports
+
+
+def _source(name: str) -> str:
+    return f"source.{DBT_PACKAGE}.{name}"
+
+
+def _ledger_source() -> str:
+    return _source("pipeline.load_ledger")

@@ -4,13 +4,12 @@ The asset decides everything that must keep a bad file from replacing a good mon
 unreadable header) before the warehouse is touched; the IO manager then swaps the month in.
 """
 
-import datetime as dt
 from collections.abc import Callable
 
 import dagster as dg
 
 from pipeline.ingest.header import LoadError
-from pipeline.ingest.stream import StagedLoad, ingest_file, new_load_id
+from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.partitions import dataset_partitions
 from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec
@@ -18,6 +17,11 @@ from pipeline.warehouse.base import RAW_SCHEMA, Warehouse, now
 from pipeline.warehouse.ledger import LedgerEntry
 
 PROGRESS_STEPS = 10
+# Transient trouble (a locked warehouse file, a dropped connection) is retried with growing,
+# jittered delays; a bad file raises Failure(allow_retries=False) and fails once.
+LOAD_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 IO_MANAGER_KEY = "warehouse_io_manager"
 
 
@@ -38,6 +42,7 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         kinds={"python", "parquet"},
         # One month per run: each month gets its own check results and status (see the README).
         backfill_policy=dg.BackfillPolicy.multi_run(1),
+        retry_policy=LOAD_RETRY_POLICY,
         metadata={"file_pattern": spec.file_pattern, "columns": ", ".join(spec.columns)},
     )
     def load(
@@ -57,7 +62,16 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             )
         except LoadError as exc:
             warehouse.record_load(
-                _failed_entry(spec, month, str(path), context.run_id, started_at, exc)
+                LedgerEntry.without_rows(
+                    spec.name,
+                    month,
+                    context.run_id,
+                    "failed",
+                    started_at,
+                    now(),
+                    str(path),
+                    str(exc),
+                )
             )
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         return dg.Output(
@@ -76,28 +90,6 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         )
 
     return load
-
-
-def _failed_entry(
-    spec: DatasetSpec, month: str, path: str, run_id: str, started_at: dt.datetime, error: Exception
-) -> LedgerEntry:
-    """The ledger row of a file refused before anything was staged."""
-    return LedgerEntry(
-        load_id=new_load_id(),
-        dataset=spec.name,
-        month=month,
-        source_file=path,
-        file_size=None,
-        fingerprint=None,
-        rows_read=None,
-        rows_loaded=None,
-        rows_rejected=None,
-        started_at=started_at,
-        finished_at=now(),
-        run_id=run_id,
-        status="failed",
-        error=str(error),
-    )
 
 
 def _progress_logger(context: dg.AssetExecutionContext, path: str) -> Callable[[int, int], None]:

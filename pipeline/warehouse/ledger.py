@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 
-from pipeline.ingest.stream import StagedLoad
+from pipeline.ingest.stream import StagedLoad, new_load_id
 
 LEDGER_TABLE = "load_ledger"
 LEDGER_COLUMNS = {
@@ -52,6 +52,36 @@ class LedgerEntry:
         """Field values in `LEDGER_COLUMNS` order, for a parameterised INSERT."""
         row = asdict(self)
         return [row[name] for name in LEDGER_COLUMNS]
+
+    @classmethod
+    def without_rows(
+        cls,
+        dataset: str,
+        month: str,
+        run_id: str,
+        status: str,
+        started_at: dt.datetime,
+        finished_at: dt.datetime,
+        source_file: str = "",
+        error: str | None = None,
+    ) -> LedgerEntry:
+        """An attempt that moved no rows: a file refused before staging, or a purge."""
+        return cls(
+            load_id=new_load_id(),
+            dataset=dataset,
+            month=month,
+            source_file=source_file,
+            file_size=None,
+            fingerprint=None,
+            rows_read=None,
+            rows_loaded=None,
+            rows_rejected=None,
+            started_at=started_at,
+            finished_at=finished_at,
+            run_id=run_id,
+            status=status,
+            error=error,
+        )
 
     @classmethod
     def for_staged(

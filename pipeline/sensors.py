@@ -1,0 +1,102 @@
+"""File-arrival sensors: a landed month file starts that month's load job.
+
+The run key is the file's fingerprint (size, mtime, head/tail hash), so Dagster never starts a
+second run for an unchanged file and always starts one for a corrected file. A file is picked up
+only once it is stable: the same size and mtime on two ticks in a row, or, if the spec names a
+`ready_marker`, once the marker file exists beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from pipeline.ingest.files import fingerprint
+from pipeline.jobs import load_job_name
+from pipeline.partitions import dataset_partitions
+from pipeline.resources import LandingFiles
+from pipeline.specs import MONTH_PLACEHOLDER, DatasetSpec
+
+DEFAULT_INTERVAL_SECONDS = 60
+
+
+def tick_interval() -> int:
+    """Seconds between looks at the landing folder (PIPELINE_SENSOR_INTERVAL_SECONDS)."""
+    return int(os.environ.get("PIPELINE_SENSOR_INTERVAL_SECONDS") or DEFAULT_INTERVAL_SECONDS)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What one look at the landing folder found for a dataset."""
+
+    requests: list[dg.RunRequest]
+    files: dict[str, dict[str, str]]  # file name -> {"seen": size:mtime, "fingerprint": ...}
+    skipped: list[str]  # files that look like the dataset's but cannot be loaded, and why
+
+
+def scan_landing(
+    spec: DatasetSpec, landing_dir: Path, previous: dict[str, dict[str, str]], months: set[str]
+) -> Scan:
+    """Decide which files to load now; reads the folder, nothing else.
+
+    A stable file is requested on every tick with the same run key, which Dagster runs once; its
+    fingerprint is kept in the cursor so it is hashed once, not on every tick.
+    """
+    prefix, suffix = spec.file_pattern.split(MONTH_PLACEHOLDER)
+    requests: list[dg.RunRequest] = []
+    files: dict[str, dict[str, str]] = {}
+    skipped: list[str] = []
+    candidates = sorted(landing_dir.glob(f"{prefix}*{suffix}")) if landing_dir.is_dir() else []
+    for path in candidates:
+        month = spec.month_of(path.name)
+        if month is None:
+            skipped.append(f"{path.name}: name does not fit {spec.file_pattern} (month YYYY-MM)")
+            continue
+        if month not in months:
+            skipped.append(f"{path.name}: {month} is outside {spec.name}'s months")
+            continue
+        stat = path.stat()
+        seen = f"{stat.st_size}:{stat.st_mtime_ns}"
+        before = previous.get(path.name, {})
+        unchanged = before.get("seen") == seen
+        if spec.ready_marker:
+            stable = path.with_name(path.name + spec.ready_marker).exists()
+        else:
+            stable = unchanged
+        state = {"seen": seen}
+        if stable:
+            state["fingerprint"] = (unchanged and before.get("fingerprint")) or fingerprint(path)
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{spec.name}:{month}:{state['fingerprint']}",
+                    partition_key=month,
+                    tags={"pipeline/source_file": str(path)},
+                )
+            )
+        files[path.name] = state
+    return Scan(requests=requests, files=files, skipped=skipped)
+
+
+def build_landing_sensor(spec: DatasetSpec) -> dg.SensorDefinition:
+    """The sensor that loads `spec`'s months as their files land."""
+
+    @dg.sensor(
+        name=f"{spec.name}_landing",
+        job_name=load_job_name(spec.name),
+        minimum_interval_seconds=tick_interval(),
+        description=f"Loads a month of {spec.name} when {spec.file_pattern} lands and is stable.",
+    )
+    def landing(context: dg.SensorEvaluationContext, files: LandingFiles) -> dg.SensorResult:
+        previous = json.loads(context.cursor) if context.cursor else {}
+        months = set(dataset_partitions(spec).get_partition_keys())
+        scan = scan_landing(spec, files.landing_path, previous, months)
+        for message in scan.skipped:
+            context.log.warning(f"skipped {message}")
+        # One small entry per landed file of this dataset: its size/mtime and fingerprint.
+        return dg.SensorResult(run_requests=scan.requests, cursor=json.dumps(scan.files))
+
+    return landing

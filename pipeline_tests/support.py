@@ -1,0 +1,27 @@
+"""Helpers shared by tests: run the CLI as a user does, read the warehouse file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from pipeline.settings import Settings
+
+PIPELINE = str(Path(sys.executable).with_name("pipeline"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """`pipeline ARGS` in a subprocess with the test's environment."""
+    return subprocess.run(
+        [PIPELINE, *args], capture_output=True, text=True, env=os.environ.copy(), timeout=600
+    )
+
+
+def scalar(settings: Settings, sql: str) -> object:
+    """The first value of a query on the test's DuckDB file, read-only."""
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as connection:
+        return connection.execute(sql).fetchone()[0]

@@ -1,0 +1,92 @@
+"""Operating it: resuming a batch from the partition status, and purging a month."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+
+from pipeline.definitions import build_definitions
+from pipeline.runner import load_months, month_statuses, plan_months, purge_month
+from pipeline.sample_data import month_frame, write_tsv
+from pipeline.settings import Settings
+from pipeline.specs import DatasetSpec
+from pipeline_tests.support import run, scalar
+
+
+def land(settings: Settings, month: str, seed: int) -> None:
+    write_tsv(month_frame(month, 20, seed=seed), settings.landing_dir / f"flights_{month}.tsv")
+
+
+def month_lines(output: str) -> dict[str, str]:
+    return {line.split()[0]: line for line in output.splitlines() if line[:4] == "2024"}
+
+
+def test_a_resumed_batch_runs_only_the_month_that_failed(settings: Settings) -> None:
+    land(settings, "2024-01", 1)
+    land(settings, "2024-03", 3)  # 2024-02 has not arrived yet
+
+    first = run("load", "flights", "--from", "2024-01", "--to", "2024-03")
+    assert first.returncode == 1
+    assert "FAILED" in month_lines(first.stdout)["2024-02"]
+    assert "no file for flights 2024-02" in first.stderr
+
+    land(settings, "2024-02", 2)
+    resumed = run("load", "flights", "--from", "2024-01", "--to", "2024-03")
+
+    assert resumed.returncode == 0, resumed.stderr
+    lines = month_lines(resumed.stdout)
+    assert "skipped" in lines["2024-01"] and "already loaded from this file" in lines["2024-01"]
+    assert "skipped" in lines["2024-03"]
+    assert "ok" in lines["2024-02"].split()
+    assert "Months: 1 loaded, 2 skipped, 0 failed" in resumed.stdout
+
+
+def test_plan_skips_what_is_done_and_retries_what_failed() -> None:
+    from pipeline.runner import MonthStatus
+
+    statuses = [
+        MonthStatus("2024-01", "materialized", {}, {"schema": "passed"}, "a"),
+        MonthStatus("2024-02", "materialized", {}, {"schema": "FAILED"}, "b"),
+        MonthStatus("2024-03", "failed", {}, {}, None),
+        MonthStatus("2024-04", "materialized", {}, {"schema": "passed"}, "old"),
+        MonthStatus("2024-05", "missing", {}, {}, None),
+    ]
+    files = {"2024-01": "a", "2024-02": "b", "2024-03": "c", "2024-04": "new", "2024-05": "e"}
+    assert plan_months(statuses, files).run == ["2024-03", "2024-04", "2024-05"]
+    assert plan_months(statuses, files, force=True).run == [s.month for s in statuses]
+    retry = plan_months(statuses, files, retry_failed=True)
+    assert retry.run == ["2024-02", "2024-03"]
+    assert retry.skipped["2024-01"] == "did not fail"
+
+
+def test_purge_deletes_the_month_everywhere_and_records_it(
+    settings: Settings, instance: dg.DagsterInstance, flights: DatasetSpec
+) -> None:
+    for seed, month in enumerate(["2024-01", "2024-02"]):
+        write_tsv(
+            month_frame(month, 20, seed=seed, defect_ratio=0.0005),
+            settings.landing_dir / f"flights_{month}.tsv",
+        )
+    defs = build_definitions(settings)
+    assert all(r.success for r in load_months(defs, flights, ["2024-01", "2024-02"], instance))
+
+    deleted = purge_month(defs, flights, "2024-01", instance, defs.resources["warehouse"])
+
+    assert deleted["raw.flights"] > 0 and deleted["analytics.flights_daily"] == 31
+    for table, column in [
+        ("raw.flights", "_month"),
+        ("raw.flights_rejects", "_month"),
+        ("analytics.flights_daily", "month"),
+        ("analytics.flights_monthly", "month"),
+    ]:
+        assert scalar(settings, f"select count(*) from {table} where {column} = '2024-01'") == 0
+    assert scalar(settings, "select count(*) from raw.flights where _month = '2024-02'") > 0
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as connection:
+        statuses = connection.execute(
+            "select status from pipeline.load_ledger where month = '2024-01' order by finished_at"
+        ).fetchall()
+    assert [status for (status,) in statuses] == ["loaded", "purged"]
+    by_month = {
+        s.month: s.status for s in month_statuses(defs, flights, instance, ["2024-01", "2024-02"])
+    }
+    assert by_month == {"2024-01": "missing", "2024-02": "materialized"}

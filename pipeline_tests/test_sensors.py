@@ -1,0 +1,103 @@
+"""The landing sensor, driven tick by tick over a temp landing folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipeline.resources import LandingFiles
+from pipeline.sensors import build_landing_sensor
+from pipeline.settings import Settings
+from pipeline.specs import DatasetSpec
+
+
+class Ticks:
+    """Evaluates the sensor like the daemon does, carrying the cursor from tick to tick."""
+
+    def __init__(self, spec: DatasetSpec, settings: Settings, instance: dg.DagsterInstance):
+        self.sensor = build_landing_sensor(spec)
+        self.files = LandingFiles(
+            landing_dir=str(settings.landing_dir), staging_dir=str(settings.staging_dir)
+        )
+        self.instance = instance
+        self.cursor: str | None = None
+        self.seen_keys: set[str] = set()
+
+    def tick(self) -> list[dg.RunRequest]:
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources={"files": self.files}
+        )
+        result = self.sensor(context)
+        self.cursor = result.cursor
+        # The daemon launches a run key once; later requests with the same key are skipped.
+        new = [r for r in result.run_requests or [] if r.run_key not in self.seen_keys]
+        self.seen_keys.update(r.run_key for r in new)
+        self.logged = context.log
+        return new
+
+
+@pytest.fixture
+def ticks(flights: DatasetSpec, settings: Settings, instance: dg.DagsterInstance) -> Ticks:
+    return Ticks(flights, settings, instance)
+
+
+def land(settings: Settings, name: str, text: str) -> Path:
+    path = settings.landing_dir / name
+    path.write_text(text)
+    return path
+
+
+def test_a_new_file_is_loaded_once_when_stable(ticks: Ticks, settings: Settings) -> None:
+    land(settings, "flights_2024-03.tsv", "header\nrow\n")
+    assert ticks.tick() == []  # first sight: might still be written
+    (request,) = ticks.tick()
+    assert request.partition_key == "2024-03"
+    assert request.run_key.startswith("flights:2024-03:")
+    assert ticks.tick() == []  # unchanged file: same run key, no second run
+
+
+def test_a_file_still_growing_waits(ticks: Ticks, settings: Settings) -> None:
+    path = land(settings, "flights_2024-03.tsv", "header\n")
+    ticks.tick()
+    with path.open("a") as handle:
+        handle.write("more rows\n")
+    assert ticks.tick() == []
+    assert len(ticks.tick()) == 1
+
+
+def test_a_replaced_file_is_loaded_again(ticks: Ticks, settings: Settings) -> None:
+    path = land(settings, "flights_2024-03.tsv", "header\nrow\n")
+    ticks.tick()
+    (first,) = ticks.tick()
+    path.write_text("header\ncorrected row\n")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert ticks.tick() == []
+    (second,) = ticks.tick()
+    assert second.partition_key == "2024-03" and second.run_key != first.run_key
+
+
+def test_junk_names_are_skipped_not_crashed_on(
+    ticks: Ticks, settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    land(settings, "flights_2024-13.tsv", "x\n")
+    land(settings, "flights_1999-01.tsv", "x\n")
+    land(settings, "flights_latest.tsv", "x\n")
+    land(settings, "notes.txt", "x\n")
+    assert ticks.tick() == [] and ticks.tick() == []
+    messages = capfd.readouterr().err  # the sensor's log, as the daemon would show it
+    assert "flights_2024-13.tsv: name does not fit" in messages
+    assert "flights_1999-01.tsv: 1999-01 is outside flights's months" in messages
+    assert "flights_latest.tsv" in messages and "notes.txt" not in messages
+
+
+def test_a_ready_marker_when_the_spec_asks_for_one(
+    flights: DatasetSpec, settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    ticks = Ticks(flights.model_copy(update={"ready_marker": ".done"}), settings, instance)
+    land(settings, "flights_2024-03.tsv", "header\nrow\n")
+    assert ticks.tick() == [] and ticks.tick() == []
+    land(settings, "flights_2024-03.tsv.done", "")
+    assert len(ticks.tick()) == 1

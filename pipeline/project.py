@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,10 +19,40 @@ DBT_EXECUTABLE = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
+DBT_SOURCE_SUFFIXES = (".sql", ".yml", ".yaml", ".csv", ".md")
+DBT_GENERATED_DIRS = ("target", "logs", "dbt_packages")
+
+
 def ensure_manifest(project: DbtProject = dbt_project) -> Path:
-    """Parse the dbt project if it has no manifest yet (a fresh clone); under `dagster dev`,
-    re-parse so model edits show up without a manual step."""
-    project.prepare_if_dev()
-    if not project.manifest_path.exists():
-        project.preparer.prepare(project)
-    return project.manifest_path
+    """The dbt manifest, parsed again (a few seconds) if any model, test or macro is newer.
+
+    A stale manifest names tests that no longer exist, and the run fails on them; re-parsing on
+    change keeps a fresh clone and an edited model working without a manual step.
+    """
+    manifest = project.manifest_path
+    if not manifest.exists() or _newest_source(project.project_dir) > manifest.stat().st_mtime:
+        _parse(project)
+    return manifest
+
+
+def _parse(project: DbtProject) -> None:
+    """`dbt parse` with the dbt beside this Python (dagster-dbt's preparer looks on PATH)."""
+    result = subprocess.run(
+        [DBT_EXECUTABLE, "parse", "--project-dir", str(project.project_dir)],
+        cwd=project.project_dir,
+        env={**os.environ, "DBT_PROFILES_DIR": str(project.profiles_dir)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"dbt parse failed in {project.project_dir}:\n{result.stdout[-4000:]}")
+
+
+def _newest_source(project_dir: Path) -> float:
+    return max(
+        path.stat().st_mtime
+        for path in project_dir.rglob("*")
+        if path.suffix in DBT_SOURCE_SUFFIXES
+        and not any(part in DBT_GENERATED_DIRS for part in path.relative_to(project_dir).parts)
+    )

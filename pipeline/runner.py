@@ -121,11 +121,14 @@ def month_statuses(
     statuses = []
     for month in months:
         status = by_partition.get(month)
+        if status is None:  # never loaded, or purged: older check results no longer apply
+            statuses.append(MonthStatus(month=month, status="missing", rows={}, checks={}))
+            continue
         metadata = _latest_metadata(instance, key, month)
         statuses.append(
             MonthStatus(
                 month=month,
-                status=status.value.lower() if status is not None else "missing",
+                status=status.value.lower(),
                 rows={name: metadata[name] for name in ROW_FIGURES if name in metadata},
                 checks=_latest_checks(instance, check_keys, month),
                 fingerprint=metadata.get("fingerprint"),
@@ -215,13 +218,16 @@ def purge_month(
     """Delete a month everywhere it was loaded and show it as not materialized again.
 
     The warehouse deletes the raw rows, the rejects and the month's rows of the dataset's report
-    tables in one transaction and records a `purged` ledger row; then Dagster forgets the month's
-    materializations, so its status is `missing` and a sensor or `pipeline load` loads it anew.
+    tables in one transaction and records a `purged` ledger row. Then the month's runs are deleted
+    from the instance, so its status is `missing` and a sensor or `pipeline load` loads it anew:
+    Dagster's SQLite and Postgres storages cannot wipe one partition of an asset, and every month
+    runs on its own, so the month's runs are exactly its history. The ledger keeps the record.
     """
     keys = partitioned_downstream(defs, raw_asset_key(spec))
     stamp = now()
     entry = LedgerEntry.without_rows(spec.name, month, "pipeline purge", "purged", stamp, stamp)
     deleted = warehouse.purge_month(spec, month, [key.path[-1] for key in keys[1:]], entry)
-    for key in keys:
-        instance.wipe_asset_partitions(key, [month])
+    for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": month})):
+        if run.job_name == load_job_name(spec.name):
+            instance.delete_run(run.run_id)
     return deleted

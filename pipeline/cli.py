@@ -111,7 +111,12 @@ def _figures(rows: dict[str, int]) -> str:
 
 
 def _checks(checks: dict[str, str]) -> str:
-    return ", ".join(f"{name.split(':')[-1]} {word}" for name, word in checks.items()) or "-"
+    """Failures by name, passes by count: `schema FAILED (ERROR); 5 passed`."""
+    if not checks:
+        return "-"
+    failed = [f"{name.split(':')[-1]} {word}" for name, word in checks.items() if word != "passed"]
+    passed = len(checks) - len(failed)
+    return "; ".join([*failed, f"{passed} passed"] if passed else failed)
 
 
 HEADER = f"{'month':<8} {'status':<13} {'read':>10} {'loaded':>10} {'rejected':>9}  checks"
@@ -273,9 +278,19 @@ def doctor() -> None:
 )
 def sample_data(landing_dir: Path) -> None:
     """Write a year of `flights` sample files, with planted defects, to the landing folder."""
-    from pipeline.sample_data import DEMO_YEAR, PLANTED_DEFECT_RATIOS, write_demo_year
+    from pipeline.sample_data import (
+        DEMO_YEAR,
+        PLANTED_DEFECT_RATIOS,
+        PLANTED_EARLY_DEPARTURES,
+        PLANTED_MISSING_DAYS,
+        write_demo_year,
+    )
 
     paths = write_demo_year(landing_dir)
     click.echo(f"Wrote {len(paths)} files for {DEMO_YEAR} to {landing_dir}")
     for month, ratio in PLANTED_DEFECT_RATIOS.items():
         click.echo(f"  {month}: about {ratio:.2%} of lines carry planted defects")
+    for month, day in PLANTED_MISSING_DAYS.items():
+        click.echo(f"  {month}: no rows for {day} (the completeness check fails)")
+    for month, count in PLANTED_EARLY_DEPARTURES.items():
+        click.echo(f"  {month}: {count} departures over an hour early (a WARNING rule fires)")

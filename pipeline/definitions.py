@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from pipeline.assets.checks import build_schema_check
+from pipeline.assets.checks import build_checks
 from pipeline.assets.dbt import build_dbt_assets
 from pipeline.assets.loads import IO_MANAGER_KEY, build_load_asset
 from pipeline.jobs import build_load_job
@@ -37,7 +37,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     specs = list(load_specs(settings.datasets_dir).values())
     return dg.Definitions(
         assets=[build_load_asset(spec) for spec in specs] + build_dbt_assets(specs),
-        asset_checks=[build_schema_check(spec) for spec in specs],
+        asset_checks=[check for spec in specs for check in build_checks(spec)],
         jobs=[build_load_job(spec) for spec in specs],
         sensors=[build_landing_sensor(spec) for spec in specs],
         resources=build_resources(settings),

@@ -34,6 +34,10 @@ DEFECT_KINDS = (
 )
 # Months of the demo year that carry defects: a few (under the allowed ratio) and many (over it).
 PLANTED_DEFECT_RATIOS = {"2024-03": 0.0004, "2024-08": 0.02}
+# A delivery that lost a day (the completeness check fails) and one with early departures (a
+# WARNING rule fires).
+PLANTED_MISSING_DAYS = {"2024-11": dt.date(2024, 11, 5)}
+PLANTED_EARLY_DEPARTURES = {"2024-05": 12}
 DEMO_YEAR = 2024
 
 
@@ -126,6 +130,15 @@ def write_demo_year(
         frame = month_frame(
             month, rows_per_day, seed=index, defect_ratio=PLANTED_DEFECT_RATIOS.get(month, 0.0)
         )
+        if month in PLANTED_MISSING_DAYS:
+            frame = frame.filter(pl.col("flight_date") != str(PLANTED_MISSING_DAYS[month]))
+        if month in PLANTED_EARLY_DEPARTURES:
+            frame = frame.with_columns(
+                pl.when(pl.int_range(pl.len()) < PLANTED_EARLY_DEPARTURES[month])
+                .then(pl.lit("-75"))
+                .otherwise(pl.col("dep_delay"))
+                .alias("dep_delay")
+            )
         path = landing_dir / f"flights_{month}.tsv"
         write_tsv(frame, path)
         paths.append(path)

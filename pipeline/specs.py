@@ -66,10 +66,55 @@ class ColumnSpec(_Strict):
         return self
 
 
+class CompletenessSpec(_Strict):
+    """Which days of a month must have rows.
+
+    `every_day` (default); `business_days`: Monday to Friday minus the public holidays of
+    `country` (and `subdiv`) from the `holidays` package; `weekdays`: the listed days of the week
+    (0 = Monday … 6 = Sunday). `extra_closed_dates` / `extra_open_dates` adjust any calendar.
+    """
+
+    calendar: Literal["every_day", "business_days", "weekdays"] = "every_day"
+    country: str = "US"
+    subdiv: str | None = None
+    weekdays: list[Annotated[int, Field(ge=0, le=6)]] = [0, 1, 2, 3, 4]
+    extra_closed_dates: list[dt.date] = []
+    extra_open_dates: list[dt.date] = []
+    severity: Literal["ERROR", "WARN"] = "ERROR"
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        import holidays
+
+        if value not in holidays.list_supported_countries():
+            raise ValueError(f"country {value!r} is not known to the holidays package")
+        return value
+
+
 class ChecksSpec(_Strict):
     """Thresholds of the checks that run on every month."""
 
     max_reject_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+    completeness: CompletenessSpec = CompletenessSpec()
+
+
+class RuleSpec(_Strict):
+    """A custom SQL rule: rows matching `where` are findings.
+
+    CRITICAL is a blocking ERROR check, WARNING a WARN check, INFO a passing check that records
+    the count. The check fails when more than `max_violations` rows match.
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=80)]
+    where: Annotated[str, Field(min_length=1)]
+    severity: Literal["CRITICAL", "WARNING", "INFO"] = "WARNING"
+    max_violations: Annotated[int, Field(ge=0)] = 0
+
+    @property
+    def check_name(self) -> str:
+        """The asset check's name: the rule's name in lower case, words joined by _."""
+        return "rule_" + re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")
 
 
 class DatasetSpec(_Strict):
@@ -89,6 +134,7 @@ class DatasetSpec(_Strict):
     )
     columns: Annotated[dict[str, ColumnSpec], Field(min_length=1)]
     checks: ChecksSpec = ChecksSpec()
+    rules: list[RuleSpec] = []
 
     @field_validator("file_pattern")
     @classmethod
@@ -115,6 +161,15 @@ class DatasetSpec(_Strict):
                 raise ValueError(f"duplicate column {name!r} (same as {seen[name.lower()]!r})")
             seen[name.lower()] = name
         return columns
+
+    @field_validator("rules")
+    @classmethod
+    def _rule_names_unique(cls, rules: list[RuleSpec]) -> list[RuleSpec]:
+        names = [rule.check_name for rule in rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"two rules share the check name {duplicates[0]!r}")
+        return rules
 
     @model_validator(mode="after")
     def _date_column_is_a_required_date(self) -> DatasetSpec:

@@ -1,37 +1,105 @@
 """Partition-aware asset checks built from the check functions in `pipeline.checks`."""
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 
 from pipeline.assets.loads import raw_asset_key
+from pipeline.checks.completeness import check_closed_days, check_completeness, days_with_rows
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.rejects import check_rejects
+from pipeline.checks.rules import check_rule
 from pipeline.partitions import dataset_partitions
 from pipeline.specs import DatasetSpec
-from pipeline.warehouse.base import Warehouse
+from pipeline.warehouse.base import Warehouse, now
+from pipeline.warehouse.ledger import CheckRecord
 
 SCHEMA_CHECK = "schema"
+Evaluate = Callable[[Warehouse, str], CheckOutcome]
 
 
-def build_schema_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
-    """Blocking: a month with more rejects than allowed does not flow into the reports."""
+def build_checks(spec: DatasetSpec) -> list[dg.AssetChecksDefinition]:
+    """Every check of a dataset month: the spec's rows, its calendar, and its custom rules."""
+    completeness = spec.checks.completeness
+    checks = [
+        _check(
+            spec,
+            SCHEMA_CHECK,
+            blocking=True,
+            description=(
+                f"Lines that break the spec of {spec.name} (field count, types, nulls, patterns, "
+                f"allowed values, ranges, dates outside the month) stay under "
+                f"{spec.checks.max_reject_ratio:.4%} of the file."
+            ),
+            evaluate=lambda warehouse, month: check_rejects(warehouse, spec, month),
+        ),
+        _check(
+            spec,
+            "completeness",
+            blocking=completeness.severity == "ERROR",
+            description=f"Every {completeness.calendar} day of the month has rows.",
+            evaluate=lambda warehouse, month: check_completeness(
+                spec, month, days_with_rows(warehouse, spec, month)
+            ),
+        ),
+        _check(
+            spec,
+            "closed_days",
+            blocking=False,
+            description=f"No rows on days the {completeness.calendar} calendar closes (WARN).",
+            evaluate=lambda warehouse, month: check_closed_days(
+                spec, month, days_with_rows(warehouse, spec, month)
+            ),
+        ),
+    ]
+    for rule in spec.rules:
+        checks.append(
+            _check(
+                spec,
+                rule.check_name,
+                blocking=rule.severity == "CRITICAL",
+                description=f"{rule.severity}: rows where {rule.where} (rule {rule.name!r}).",
+                evaluate=lambda warehouse, month, rule=rule: check_rule(
+                    warehouse, spec, rule, month
+                ),
+            )
+        )
+    return checks
+
+
+def _check(
+    spec: DatasetSpec, name: str, *, blocking: bool, description: str, evaluate: Evaluate
+) -> dg.AssetChecksDefinition:
+    """One partitioned check; its verdict is also kept in pipeline.check_results."""
 
     @dg.asset_check(
         asset=raw_asset_key(spec),
-        name=SCHEMA_CHECK,
-        blocking=True,
+        name=name,
+        blocking=blocking,
         partitions_def=dataset_partitions(spec),
-        description=(
-            f"Lines that break the spec of {spec.name} (field count, types, nulls, patterns, "
-            f"allowed values, ranges, dates outside the month) stay under "
-            f"{spec.checks.max_reject_ratio:.4%} of the file."
-        ),
+        description=description,
     )
-    def schema(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-        return to_check_result(check_rejects(warehouse, spec, context.partition_key))
+    def check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+        month = context.partition_key
+        outcome = evaluate(warehouse, month)
+        warehouse.record_check(
+            CheckRecord(
+                dataset=spec.name,
+                month=month,
+                check_name=name,
+                severity=outcome.severity,
+                passed=outcome.passed,
+                observed=outcome.observed,
+                threshold=outcome.threshold,
+                summary=outcome.summary,
+                run_id=context.run_id,
+                checked_at=now(),
+            )
+        )
+        return to_check_result(outcome)
 
-    return schema
+    return check
 
 
 def to_check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:

@@ -19,5 +19,7 @@ class CheckOutcome:
     passed: bool
     severity: Severity
     summary: str
+    observed: float | None = None  # the figure the verdict is about, kept in check_results
+    threshold: float | None = None
     facts: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)

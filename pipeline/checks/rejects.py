@@ -41,6 +41,8 @@ def check_rejects(warehouse: Warehouse, spec: DatasetSpec, month: str) -> CheckO
             f"{rejected} of {read} lines rejected ({ratio:.4%}), {verdict} the allowed "
             f"{limit:.4%}; see raw.{rejects_table(spec.name)}"
         ),
+        observed=ratio,
+        threshold=limit,
         facts={
             "rows_read": read,
             "rows_loaded": load["rows_loaded"],

@@ -15,7 +15,7 @@ import dagster as dg
 
 from pipeline.ingest.stream import StagedLoad
 from pipeline.specs import ColumnSpec, DatasetSpec
-from pipeline.warehouse.ledger import LEDGER_COLUMNS, LedgerEntry
+from pipeline.warehouse.ledger import CHECK_RESULT_COLUMNS, LEDGER_COLUMNS, CheckRecord, LedgerEntry
 
 RAW_SCHEMA = "raw"
 META_SCHEMA = "pipeline"
@@ -35,6 +35,7 @@ REJECT_COLUMNS = {
     "_loaded_at": _TIME,
 }
 LEDGER_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in LEDGER_COLUMNS.items()}
+CHECK_RESULTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in CHECK_RESULT_COLUMNS.items()}
 
 
 def rejects_table(dataset: str) -> str:
@@ -76,6 +77,10 @@ class Warehouse(dg.ConfigurableResource):
 
         Returns the rows deleted per table.
         """
+
+    @abstractmethod
+    def record_check(self, record: CheckRecord) -> None:
+        """Append one check verdict to pipeline.check_results."""
 
     @abstractmethod
     def record_load(self, entry: LedgerEntry) -> None:

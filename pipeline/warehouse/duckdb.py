@@ -12,6 +12,7 @@ import duckdb
 from pipeline.ingest.stream import StagedLoad
 from pipeline.specs import ColumnSpec, DatasetSpec
 from pipeline.warehouse.base import (
+    CHECK_RESULTS_LAYOUT,
     LEDGER_LAYOUT,
     META_SCHEMA,
     RAW_SCHEMA,
@@ -20,7 +21,14 @@ from pipeline.warehouse.base import (
     dataset_tables,
     rejects_table,
 )
-from pipeline.warehouse.ledger import LEDGER_COLUMNS, LEDGER_TABLE, LedgerEntry
+from pipeline.warehouse.ledger import (
+    CHECK_RESULT_COLUMNS,
+    CHECK_RESULTS_TABLE,
+    LEDGER_COLUMNS,
+    LEDGER_TABLE,
+    CheckRecord,
+    LedgerEntry,
+)
 
 GENERIC_TYPES = {
     "string": "VARCHAR",
@@ -82,6 +90,13 @@ class DuckDBWarehouse(Warehouse):
             cursor = connection.execute(sql, list(parameters))
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def record_check(self, record: CheckRecord) -> None:
+        with self.connect() as connection:
+            self._ensure_meta(connection)
+            self._append(
+                connection, CHECK_RESULTS_TABLE, list(CHECK_RESULT_COLUMNS), record.values()
+            )
 
     def record_load(self, entry: LedgerEntry) -> None:
         with self.connect() as connection:
@@ -166,6 +181,7 @@ class DuckDBWarehouse(Warehouse):
 
     def _ensure_meta(self, connection: duckdb.DuckDBPyConnection) -> None:
         self._ensure_table(connection, META_SCHEMA, LEDGER_TABLE, LEDGER_LAYOUT)
+        self._ensure_table(connection, META_SCHEMA, CHECK_RESULTS_TABLE, CHECK_RESULTS_LAYOUT)
 
     def _ensure_tables(self, connection: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> None:
         for table, columns in dataset_tables(spec).items():
@@ -198,9 +214,17 @@ class DuckDBWarehouse(Warehouse):
                 )
 
     def _insert_ledger(self, connection: duckdb.DuckDBPyConnection, entry: LedgerEntry) -> None:
-        placeholders = ", ".join("?" for _ in LEDGER_COLUMNS)
+        self._append(connection, LEDGER_TABLE, list(LEDGER_COLUMNS), entry.values())
+
+    def _append(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        table: str,
+        columns: list[str],
+        values: list[object],
+    ) -> None:
+        placeholders = ", ".join("?" for _ in columns)
         connection.execute(
-            f"INSERT INTO {META_SCHEMA}.{LEDGER_TABLE} ({', '.join(LEDGER_COLUMNS)}) "
-            f"VALUES ({placeholders})",
-            entry.values(),
+            f"INSERT INTO {META_SCHEMA}.{table} ({', '.join(columns)}) VALUES ({placeholders})",
+            values,
         )

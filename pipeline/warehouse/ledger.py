@@ -109,3 +109,38 @@ class LedgerEntry:
             status=status,
             error=error,
         )
+
+
+CHECK_RESULTS_TABLE = "check_results"
+CHECK_RESULT_COLUMNS = {
+    "dataset": "string",
+    "month": "string",
+    "check_name": "string",
+    "severity": "string",
+    "passed": "bool",
+    "observed": "float",
+    "threshold": "float",
+    "summary": "string",
+    "run_id": "string",
+    "checked_at": "timestamp",
+}
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One check verdict on one dataset month, kept for the quality history."""
+
+    dataset: str
+    month: str
+    check_name: str
+    severity: str
+    passed: bool
+    observed: float | None
+    threshold: float | None
+    summary: str
+    run_id: str
+    checked_at: dt.datetime
+
+    def values(self) -> list[object]:
+        row = asdict(self)
+        return [row[name] for name in CHECK_RESULT_COLUMNS]

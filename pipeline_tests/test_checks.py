@@ -1,0 +1,125 @@
+"""Data-quality checks on data built to trigger them and data built not to, in a real DuckDB."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from pipeline.checks.completeness import (
+    check_closed_days,
+    check_completeness,
+    days_with_rows,
+    open_days,
+)
+from pipeline.checks.rules import check_rule
+from pipeline.ingest.stream import ingest_file
+from pipeline.sample_data import month_frame, write_tsv
+from pipeline.settings import Settings
+from pipeline.specs import CompletenessSpec, DatasetSpec, RuleSpec
+from pipeline.warehouse.duckdb import DuckDBWarehouse
+
+BUSINESS = CompletenessSpec(calendar="business_days", country="US")
+
+
+def load(
+    settings: Settings, warehouse: DuckDBWarehouse, spec: DatasetSpec, frame: pl.DataFrame
+) -> None:
+    path = settings.landing_dir / "flights_2024-01.tsv"
+    write_tsv(frame, path)
+    warehouse.replace_month(ingest_file(spec, path, "2024-01", settings.staging_dir), "test")
+
+
+def with_calendar(spec: DatasetSpec, calendar: CompletenessSpec) -> DatasetSpec:
+    return spec.model_copy(
+        update={"checks": spec.checks.model_copy(update={"completeness": calendar})}
+    )
+
+
+def test_business_days_skip_weekends_and_us_holidays() -> None:
+    days = open_days("2024-01", BUSINESS)
+    assert dt.date(2024, 1, 1) not in days  # New Year's Day
+    assert dt.date(2024, 1, 15) not in days  # Martin Luther King Jr. Day
+    assert dt.date(2024, 1, 6) not in days  # a Saturday
+    assert len(days) == 21
+    adjusted = BUSINESS.model_copy(
+        update={
+            "extra_closed_dates": [dt.date(2024, 1, 2)],
+            "extra_open_dates": [dt.date(2024, 1, 6)],
+        }
+    )
+    assert dt.date(2024, 1, 2) not in open_days("2024-01", adjusted)
+    assert dt.date(2024, 1, 6) in open_days("2024-01", adjusted)
+    weekdays = CompletenessSpec(calendar="weekdays", weekdays=[0])
+    assert [d.day for d in open_days("2024-01", weekdays)] == [1, 8, 15, 22, 29]
+
+
+def test_holidays_are_not_missing_business_days(
+    settings: Settings, warehouse: DuckDBWarehouse, flights: DatasetSpec
+) -> None:
+    spec = with_calendar(flights, BUSINESS)
+    business = {str(day) for day in open_days("2024-01", BUSINESS)}
+    load(
+        settings,
+        warehouse,
+        spec,
+        month_frame("2024-01", 5, seed=1).filter(pl.col("flight_date").is_in(business)),
+    )
+
+    observed = days_with_rows(warehouse, spec, "2024-01")
+    assert check_completeness(spec, "2024-01", observed).passed
+    assert check_closed_days(spec, "2024-01", observed).passed
+
+
+def test_a_missing_day_fails_and_weekend_rows_warn(
+    settings: Settings, warehouse: DuckDBWarehouse, flights: DatasetSpec
+) -> None:
+    spec = with_calendar(flights, BUSINESS)
+    frame = month_frame("2024-01", 5, seed=1).filter(pl.col("flight_date") != "2024-01-17")
+    load(settings, warehouse, spec, frame)
+    observed = days_with_rows(warehouse, spec, "2024-01")
+
+    missing = check_completeness(spec, "2024-01", observed)
+    assert not missing.passed and missing.severity == "ERROR"
+    assert missing.samples["missing"] == [{"date": "2024-01-17", "weekday": "Wed"}]
+    closed = check_closed_days(spec, "2024-01", observed)
+    assert not closed.passed and closed.severity == "WARN"
+    assert {row["date"] for row in closed.samples["closed_days"]} >= {"2024-01-01", "2024-01-06"}
+
+
+@pytest.mark.parametrize(
+    ("rule", "passed", "severity"),
+    [
+        (RuleSpec(name="any delay", where="dep_delay > 0", severity="CRITICAL"), False, "ERROR"),
+        (RuleSpec(name="any delay", where="dep_delay > 0", severity="INFO"), True, "WARN"),
+        (RuleSpec(name="absurd", where="distance > 99999", severity="CRITICAL"), True, "ERROR"),
+        (RuleSpec(name="few", where="dep_delay > 0", max_violations=10**6), True, "WARN"),
+    ],
+)
+def test_rules_count_matches_with_line_numbers(
+    settings: Settings,
+    warehouse: DuckDBWarehouse,
+    flights: DatasetSpec,
+    rule: RuleSpec,
+    passed: bool,
+    severity: str,
+) -> None:
+    load(settings, warehouse, flights, month_frame("2024-01", 5, seed=1))
+    outcome = check_rule(warehouse, flights, rule, "2024-01")
+    assert outcome.passed is passed and outcome.severity == severity
+    assert outcome.facts["matches"] == outcome.observed
+    if outcome.observed:
+        lines = [row["line"] for row in outcome.samples["matching_rows"]]
+        assert lines == sorted(lines) and lines[0] >= 2
+
+
+def test_a_rule_that_does_not_compile_names_the_rule_and_the_error(
+    settings: Settings, warehouse: DuckDBWarehouse, flights: DatasetSpec
+) -> None:
+    load(settings, warehouse, flights, month_frame("2024-01", 5, seed=1))
+    rule = RuleSpec(name="typo", where="dep_dely > 0", severity="CRITICAL")
+    outcome = check_rule(warehouse, flights, rule, "2024-01")
+    assert not outcome.passed
+    assert outcome.summary.startswith("rule 'typo' could not run:")
+    assert "dep_dely" in outcome.summary

@@ -93,7 +93,7 @@ def _check(
                 observed=outcome.observed,
                 threshold=outcome.threshold,
                 summary=outcome.summary,
-                run_id=context.run_id,
+                run_id=context.run.run_id,
                 checked_at=now(),
             )
         )

@@ -18,7 +18,8 @@ from pipeline.partitions import MONTH_FORMAT, dataset_partitions
 from pipeline.project import DBT_PACKAGE, dbt_project, ensure_manifest
 from pipeline.specs import DatasetSpec
 
-LEDGER_SELECTION = "source:pipeline.load_ledger+"
+# The loader's bookkeeping (load ledger, check results): dbt source `pipeline`.
+LEDGER_SELECTION = "source:pipeline+"
 
 
 def partitioned_dbt_vars(time_window: dg.TimeWindow) -> dict[str, str]:
@@ -32,10 +33,10 @@ def dataset_selection(dataset: str) -> str:
 
 
 class ReportingTranslator(DagsterDbtTranslator):
-    """Models that read the load ledger depend on every dataset's raw asset.
+    """Models that read the loader's bookkeeping depend on every dataset's raw asset.
 
-    Every load writes the ledger, so a data-quality mart over it is downstream of all loads and
-    is rebuilt in each dataset's load job.
+    Every load writes the ledger and the check results, so marts over them are downstream of all
+    loads and are rebuilt in each dataset's load job.
     """
 
     def __init__(self, raw_keys: Sequence[dg.AssetKey]):
@@ -47,7 +48,7 @@ class ReportingTranslator(DagsterDbtTranslator):
     ) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         node = manifest["nodes"].get(unique_id, {})
-        if _ledger_source() in node.get("depends_on", {}).get("nodes", []):
+        if any(_is_bookkeeping(dep) for dep in node.get("depends_on", {}).get("nodes", [])):
             spec = spec.merge_attributes(deps=self.raw_keys)
         return spec
 
@@ -68,7 +69,7 @@ def build_dbt_assets(specs: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
         for spec in specs
         if children.get(_source(f"raw.{spec.name}"))
     ]
-    if children.get(_ledger_source()):
+    if any(children.get(node) for node in children if _is_bookkeeping(node)):
         assets.append(
             _dbt_assets(
                 manifest_path,
@@ -113,5 +114,5 @@ def _source(name: str) -> str:
     return f"source.{DBT_PACKAGE}.{name}"
 
 
-def _ledger_source() -> str:
-    return _source("pipeline.load_ledger")
+def _is_bookkeeping(node: str) -> bool:
+    return node.startswith(_source("pipeline."))

@@ -170,7 +170,8 @@ def load(
         force=force,
         retry_failed=retry_failed,
     )
-    click.echo(f"Loading {spec.name}: {months[0]}..{months[-1]} ({len(months)} months)")
+    count = f"{len(months)} month{'s' if len(months) > 1 else ''}"
+    click.echo(f"Loading {spec.name}: {months[0]}..{months[-1]} ({count})")
     click.echo(HEADER)
     with _summary_stream(quiet=not verbose) as out:
 
@@ -179,7 +180,7 @@ def load(
             figures = _figures(result.rows)
             click.echo(f"{result.month:<8} {status:<13} {figures}  {_checks(result.checks)}", out)
             for error in result.errors:
-                click.echo(f"{'':<8} {error.splitlines()[0]}", err=True)
+                click.echo(f"{'':<8} {error}", out)
 
         for month, reason in plan.skipped.items():
             click.echo(f"{month:<8} {'skipped':<13} {reason}", out)
@@ -191,19 +192,21 @@ def load(
             on_month=show,
             run_config=None if verbose else QUIET_RUN_CONFIG,
         )
-    _summarise(results, plan.skipped)
-    if not all(result.success for result in results):
+    _summarise(spec.name, results, plan.skipped)
+    if plan.failing:
+        click.echo(f"Still failing from an earlier load: {', '.join(plan.failing)}.")
+    if plan.failing or not all(result.success for result in results):
         sys.exit(EXIT_DATA_PROBLEM)
 
 
-def _summarise(results: Sequence, skipped: dict[str, str]) -> None:
+def _summarise(dataset: str, results: Sequence, skipped: dict[str, str]) -> None:
     failed = [result for result in results if not result.success]
     read = sum(result.rows.get("rows_read", 0) for result in results)
     rejected = sum(result.rows.get("rows_rejected", 0) for result in results)
     click.echo(
         f"\nMonths: {len(results) - len(failed)} loaded, {len(skipped)} skipped, "
         f"{len(failed)} failed; {read:,} rows read, {rejected:,} rejected "
-        "(quarantined in raw.<dataset>_rejects)."
+        f"(quarantined in raw.{dataset}_rejects)."
     )
     for result in failed:
         reason = result.errors[0] if result.errors else "see the run in the Dagster UI"
@@ -240,16 +243,34 @@ def purge(dataset: str, month: str, yes: bool) -> None:
 @click.option("--from", "first", metavar="YYYY-MM", help="First month (default: the spec's first).")
 @click.option("--to", "last", metavar="YYYY-MM", help="Last month (default: last complete month).")
 def status(dataset: str, first: str | None, last: str | None) -> None:
-    """One line per month of DATASET: materialized / failed / missing, rows, checks."""
+    """One line per month of DATASET: materialized / check failed / failed / missing, rows, checks.
+
+    Without --to, months up to the latest one that has landed or been loaded.
+    """
     defs, specs = _code_location()
     from pipeline.runner import month_statuses
 
     spec = _spec(specs, dataset)
+    instance = _instance()
     click.echo(HEADER)
-    for month in month_statuses(defs, spec, _instance(), _months(spec, first, last)):
-        click.echo(
-            f"{month.month:<8} {month.status:<13} {_figures(month.rows)}  {_checks(month.checks)}"
-        )
+    months = _months(spec, first, last or _last_known_month(spec, instance))
+    for month in month_statuses(defs, spec, instance, months):
+        # Materialized data whose ERROR check failed is not a usable month: say so up front.
+        shown = "check failed" if month.status == "materialized" and month.failed else month.status
+        click.echo(f"{month.month:<8} {shown:<13} {_figures(month.rows)}  {_checks(month.checks)}")
+
+
+def _last_known_month(spec, instance) -> str | None:
+    """The latest month that has landed or been loaded, so `status` does not list empty years."""
+    from pipeline.assets.loads import raw_asset_key
+    from pipeline.partitions import dataset_partitions
+    from pipeline.settings import Settings
+
+    landing = Settings.from_env().landing_dir
+    landed = {spec.month_of(path.name) for path in landing.iterdir()} if landing.is_dir() else set()
+    loaded = set(instance.get_materialized_partitions(raw_asset_key(spec)))
+    known = (landed | loaded) & set(dataset_partitions(spec).get_partition_keys())
+    return max(known) if known else None
 
 
 @main.command()

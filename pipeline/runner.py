@@ -71,19 +71,32 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
                 for name in ROW_FIGURES
                 if name in materialization.metadata
             }
+    evaluations = [e for e in run.get_asset_check_evaluations() if e.asset_key == raw_key]
     checks = {
         f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}": (
             "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
         )
-        for evaluation in run.get_asset_check_evaluations()
-        if evaluation.asset_key == raw_key
+        for evaluation in evaluations
     }
-    errors = tuple(
+    # A failed check explains itself; the step failure it causes would only repeat its name.
+    failed_checks = [
+        f"check {evaluation.check_name}: {evaluation.description}"
+        for evaluation in evaluations
+        if not evaluation.passed
+    ]
+    step_errors = [
         f"{event.step_key}: {_readable(event.step_failure_data.error.message)}"
         for event in run.get_step_failure_events()
         if event.step_failure_data.error is not None
+        and event.step_failure_data.error.cls_name != "DagsterAssetCheckFailedError"
+    ]
+    return MonthResult(
+        month=month,
+        success=run.success,
+        rows=rows,
+        checks=checks,
+        errors=tuple(failed_checks + step_errors),
     )
-    return MonthResult(month=month, success=run.success, rows=rows, checks=checks, errors=errors)
 
 
 def _readable(message: str) -> str:
@@ -153,6 +166,7 @@ class Plan:
 
     run: list[str]
     skipped: dict[str, str]
+    failing: list[str] = field(default_factory=list)  # skipped, but their last verdict failed
 
 
 def plan_months(
@@ -169,6 +183,7 @@ def plan_months(
     """
     run: list[str] = []
     skipped: dict[str, str] = {}
+    failing: list[str] = []
     for status in statuses:
         if retry_failed and not status.failed:
             skipped[status.month] = "did not fail"
@@ -179,10 +194,17 @@ def plan_months(
             and status.fingerprint is not None
             and status.fingerprint == fingerprints.get(status.month)
         ):
-            skipped[status.month] = "already loaded from this file (--force reloads it)"
+            if status.failed:
+                failing.append(status.month)
+                skipped[status.month] = (
+                    "already loaded from this file, and its checks FAILED: fix the file or the "
+                    "spec, then --force"
+                )
+            else:
+                skipped[status.month] = "already loaded from this file (--force reloads it)"
         else:
             run.append(status.month)
-    return Plan(run=run, skipped=skipped)
+    return Plan(run=run, skipped=skipped, failing=failing)
 
 
 def partitioned_downstream(defs: dg.Definitions, key: dg.AssetKey) -> list[dg.AssetKey]:

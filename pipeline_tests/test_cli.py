@@ -25,13 +25,26 @@ def test_load_then_status_round_trip(settings: Settings) -> None:
     assert lines["2024-01"].split()[1] == "ok" and lines["2024-01"].endswith("6 passed")
     assert "FAILED" in lines["2024-02"] and "schema FAILED (ERROR); 5 passed" in lines["2024-02"]
     assert "Months: 1 loaded, 0 skipped, 1 failed" in loaded.stdout
+    assert "2024-02 failed: check schema: " in loaded.stdout
+    assert "lines rejected" in loaded.stdout and "raw.flights_rejects" in loaded.stdout
+
+    again = run("load", "flights", "--from", "2024-01", "--to", "2024-02")
+    assert again.returncode == 1  # nothing re-ran, but 2024-02 is still not usable
+    assert "Still failing from an earlier load: 2024-02" in again.stdout
     assert "Running with dbt" not in loaded.stdout  # dbt's log stays out of the summary
 
     status = run("status", "flights", "--to", "2024-03")
+    until_landed = run("status", "flights")
+    assert [line.split()[0] for line in until_landed.stdout.splitlines()[1:]] == [
+        "2024-01",
+        "2024-02",
+    ]
     assert status.returncode == 0, status.stderr
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
     assert rows["2024-01"][1] == "materialized" and rows["2024-01"][-2:] == ["6", "passed"]
+    assert rows["2024-02"][1:3] == ["check", "failed"]
     assert "schema FAILED; 5 passed" in status.stdout
+    assert "2024-03" in rows and "2024-04" not in rows
     assert rows["2024-03"][1] == "missing"
 
 

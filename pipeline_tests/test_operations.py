@@ -28,7 +28,7 @@ def test_a_resumed_batch_runs_only_the_month_that_failed(settings: Settings) -> 
     first = run("load", "flights", "--from", "2024-01", "--to", "2024-03")
     assert first.returncode == 1
     assert "FAILED" in month_lines(first.stdout)["2024-02"]
-    assert "no file for flights 2024-02" in first.stderr
+    assert "no file for flights 2024-02" in first.stdout
 
     land(settings, "2024-02", 2)
     resumed = run("load", "flights", "--from", "2024-01", "--to", "2024-03")

@@ -27,7 +27,8 @@ demo: install
 	@echo "  $(BIN)/pipeline status flights      per-month status, rows and checks"
 	@echo "  make dev                             the Dagster UI on http://127.0.0.1:3000"
 	@echo "  data/warehouse.duckdb                raw.flights, raw.flights_rejects, analytics.*"
-	@echo "  2024-08 failed its blocking schema check on purpose: its rejects are in raw.flights_rejects"
+	@echo "  planted on purpose: 2024-08 fails its schema check (rejects in raw.flights_rejects),"
+	@echo "  2024-11 its completeness check (a missing day), 2024-05 a WARNING rule"
 
 dev: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -23,10 +23,6 @@ class ValidatedBatch:
     rejects: pl.DataFrame  # REJECT_SCHEMA
     blank_lines: int
 
-    @property
-    def rows_read(self) -> int:
-        return self.rows.height + self.rejects.height
-
 
 def validate_block(
     block: Block, header: Header, spec: DatasetSpec, schema: pa.DataFrameSchema

@@ -27,7 +27,6 @@ class Header:
     names: tuple[str, ...]
     positions: dict[str, int]
     extra_columns: tuple[str, ...]
-    byte_length: int
 
     @property
     def field_count(self) -> int:
@@ -64,5 +63,4 @@ def read_header(handle: BinaryIO, spec: DatasetSpec, path: Path) -> Header:
         names=names,
         positions={name: names.index(name) for name in spec.columns},
         extra_columns=tuple(name for name in names if name not in spec.columns),
-        byte_length=len(raw),
     )

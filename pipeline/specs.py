@@ -92,11 +92,20 @@ class CompletenessSpec(_Strict):
         return value
 
 
+class UniqueSpec(_Strict):
+    """A key that must not repeat within a month (and, with `across_months`, across months)."""
+
+    columns: Annotated[list[str], Field(min_length=1)]
+    across_months: bool = False
+    severity: Literal["ERROR", "WARN"] = "ERROR"
+
+
 class ChecksSpec(_Strict):
     """Thresholds of the checks that run on every month."""
 
     max_reject_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
     completeness: CompletenessSpec = CompletenessSpec()
+    unique: UniqueSpec | None = None
 
 
 class RuleSpec(_Strict):
@@ -178,6 +187,13 @@ class DatasetSpec(_Strict):
             raise ValueError(f"date_column {self.date_column!r} is not one of the columns")
         if column.type != "date":
             raise ValueError(f"date_column {self.date_column!r} must have type date")
+        unknown = [
+            c
+            for c in (self.checks.unique.columns if self.checks.unique else [])
+            if c not in self.columns
+        ]
+        if unknown:
+            raise ValueError(f"checks.unique names unknown column(s): {', '.join(unknown)}")
         if self.delimiter in ("\n", "\r") or self.delimiter == self.quote:
             raise ValueError("delimiter must differ from the quote and line-ending characters")
         return self

@@ -13,11 +13,12 @@ from pipeline.checks.completeness import (
     days_with_rows,
     open_days,
 )
+from pipeline.checks.keys import check_unique
 from pipeline.checks.rules import check_rule
 from pipeline.ingest.stream import ingest_file
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
-from pipeline.specs import CompletenessSpec, DatasetSpec, RuleSpec
+from pipeline.specs import CompletenessSpec, DatasetSpec, RuleSpec, UniqueSpec
 from pipeline.warehouse.duckdb import DuckDBWarehouse
 
 BUSINESS = CompletenessSpec(calendar="business_days", country="US")
@@ -123,3 +124,27 @@ def test_a_rule_that_does_not_compile_names_the_rule_and_the_error(
     assert not outcome.passed
     assert outcome.summary.startswith("rule 'typo' could not run:")
     assert "dep_dely" in outcome.summary
+
+
+def test_repeated_keys_fail_within_and_across_months(
+    settings: Settings, warehouse: DuckDBWarehouse, flights: DatasetSpec
+) -> None:
+    frame = month_frame("2024-01", 5, seed=1).head(40)
+    load(settings, warehouse, flights, pl.concat([frame, frame.head(3)]))
+    key = UniqueSpec(columns=["flight_date", "carrier", "flight", "time_hour"])
+
+    within = check_unique(warehouse, flights, key, "2024-01")
+    assert not within.passed and within.observed == 3
+    assert all(row["copies"] == 2 for row in within.samples["repeated"])
+
+    february = frame.head(5).with_columns(pl.lit("2024-02-01").alias("flight_date"))
+    path = settings.landing_dir / "flights_2024-02.tsv"
+    write_tsv(february, path)
+    warehouse.replace_month(ingest_file(flights, path, "2024-02", settings.staging_dir), "test")
+    feb_key = UniqueSpec(columns=["carrier", "flight", "dest"], across_months=True)
+    across = check_unique(warehouse, flights, feb_key, "2024-02")
+    assert across.facts == {"repeated_keys": 0, "keys_in_other_months": 5}
+    assert not across.passed
+    assert check_unique(
+        warehouse, flights, UniqueSpec(columns=["carrier", "flight", "dest"]), "2024-02"
+    ).passed

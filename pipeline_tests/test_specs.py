@@ -80,6 +80,12 @@ def test_json_specs_are_accepted(tmp_path: Path) -> None:
             "duplicate column",
         ),
         ("checks:", "checks:\n  max_rejects: 3", "checks.max_rejects", "Extra inputs"),
+        (
+            "checks:",
+            "checks:\n  unique: {columns: [nope]}",
+            "checks.unique",
+            "unknown column(s): nope",
+        ),
     ],
 )
 def test_mistakes_name_the_file_and_the_field(

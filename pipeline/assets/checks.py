@@ -7,6 +7,7 @@ import dagster as dg
 
 from pipeline.assets.loads import raw_asset_key
 from pipeline.checks.completeness import check_closed_days, check_completeness, days_with_rows
+from pipeline.checks.keys import check_unique
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.rejects import check_rejects
 from pipeline.checks.rules import check_rule
@@ -53,6 +54,17 @@ def build_checks(spec: DatasetSpec) -> list[dg.AssetChecksDefinition]:
             ),
         ),
     ]
+    unique = spec.checks.unique
+    if unique is not None:
+        checks.append(
+            _check(
+                spec,
+                "unique_key",
+                blocking=unique.severity == "ERROR",
+                description=f"The key ({', '.join(unique.columns)}) does not repeat.",
+                evaluate=lambda warehouse, month: check_unique(warehouse, spec, unique, month),
+            )
+        )
     for rule in spec.rules:
         checks.append(
             _check(

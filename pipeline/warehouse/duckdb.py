@@ -30,6 +30,7 @@ from pipeline.warehouse.ledger import (
     LedgerEntry,
 )
 
+_META_READY: set[tuple[str, int]] = set()
 GENERIC_TYPES = {
     "string": "VARCHAR",
     "int": "BIGINT",
@@ -180,8 +181,16 @@ class DuckDBWarehouse(Warehouse):
             )
 
     def _ensure_meta(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """Create the bookkeeping tables once per process and database file, not per query.
+
+        Keyed by the file's inode, so a warehouse file deleted and created again is set up anew.
+        """
+        key = (self.path, Path(self.path).stat().st_ino)
+        if key in _META_READY:
+            return
         self._ensure_table(connection, META_SCHEMA, LEDGER_TABLE, LEDGER_LAYOUT)
         self._ensure_table(connection, META_SCHEMA, CHECK_RESULTS_TABLE, CHECK_RESULTS_LAYOUT)
+        _META_READY.add(key)
 
     def _ensure_tables(self, connection: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> None:
         for table, columns in dataset_tables(spec).items():

@@ -118,15 +118,16 @@ def test_rows_are_typed_and_nulls_applied(tmp_path: Path, spec: DatasetSpec) -> 
 )
 def test_format_variations_load_cleanly(tmp_path: Path, spec: DatasetSpec, content: bytes) -> None:
     staged = ingest(tmp_path, spec, content)
-    rows, _ = frames_or_empty(staged)
+    rows = rows_of(staged)
     assert (staged.rows_read, staged.rows_loaded, staged.rows_rejected) == (2, 2, 0)
     assert rows["_line_number"].to_list() == [2, 3]
     assert rows["note"].to_list() == ["ok", "after the quote"]
 
 
-def frames_or_empty(staged: StagedLoad) -> tuple[pl.DataFrame, list]:
-    rows = pl.concat([pl.read_parquet(p) for p in staged.row_parts])
-    return rows.sort("_line_number"), list(staged.reject_parts)
+def rows_of(staged: StagedLoad) -> pl.DataFrame:
+    """The loaded rows of a file that should have no rejects."""
+    assert staged.reject_parts == ()
+    return pl.concat([pl.read_parquet(p) for p in staged.row_parts]).sort("_line_number")
 
 
 def test_tiny_blocks_give_the_same_result(tmp_path: Path, spec: DatasetSpec) -> None:
@@ -149,7 +150,7 @@ def test_a_line_that_is_not_utf8_is_rejected_alone(tmp_path: Path, spec: Dataset
 def test_quoted_fields_only_when_the_spec_says_so(tmp_path: Path, spec: DatasetSpec) -> None:
     quoted = spec.model_copy(update={"quote": '"'})
     line = '2024-01-01\tAA\t11\tEWR\t1\t2024-01-01T05:00:00Z\t"tab\there"'
-    rows, _ = frames_or_empty(ingest(tmp_path, quoted, text([HEADER, line])))
+    rows = rows_of(ingest(tmp_path, quoted, text([HEADER, line])))
     assert rows["note"].to_list() == ["tab\there"]
     staged = ingest(tmp_path, spec, text([HEADER, line]))
     assert staged.rows_rejected == 1
@@ -164,7 +165,7 @@ def test_columns_may_be_reordered_and_extra_ones_are_ignored(
     header = "\t".join([names[i] for i in order] + ["gate"])
     line = "\t".join([fields[i] for i in order] + ["B12"])
     staged = ingest(tmp_path, spec, text([header, line]))
-    rows, _ = frames_or_empty(staged)
+    rows = rows_of(staged)
     assert staged.extra_columns == ("gate",)
     assert rows.row(0, named=True)["carrier"] == "AA"
 

@@ -124,9 +124,9 @@ def _run_naive(spec, path: Path, database: Path) -> None:
 def _run_duckdb(spec, path: Path, database: Path) -> None:
     import duckdb
 
-    from pipeline.warehouse.duckdb import column_type
+    from pipeline.warehouse.duckdb import DIALECT
 
-    columns = {name: column_type(column) for name, column in spec.columns.items()}
+    columns = {name: DIALECT.column_type(column) for name, column in spec.columns.items()}
     with duckdb.connect(str(database)) as connection:
         connection.execute(
             "create table flights as select * from read_csv(?, delim='\t', header=true, "

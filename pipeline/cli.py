@@ -226,13 +226,16 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     next load or sensor tick loads it again.
     """
     defs, specs = _code_location()
+    from pipeline.definitions import open_warehouse
     from pipeline.runner import purge_month
+    from pipeline.settings import Settings
 
     spec = _spec(specs, dataset)
     _months(spec, month, month)
     if not yes:
         click.confirm(f"Delete {dataset} {month} from raw, rejects and report tables?", abort=True)
-    deleted = purge_month(defs, spec, month, _instance(), defs.resources["warehouse"])
+    with open_warehouse(Settings.from_env()) as warehouse:
+        deleted = purge_month(defs, spec, month, _instance(), warehouse)
     for table, count in deleted.items():
         click.echo(f"{table}: {count:,} rows deleted")
     click.echo(f"{dataset} {month} purged; recorded in pipeline.load_ledger.")

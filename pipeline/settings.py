@@ -13,7 +13,48 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUNDLED_DATASETS_DIR = Path(__file__).parent / "datasets"
-SUPPORTED_WAREHOUSES = ("duckdb",)
+SUPPORTED_WAREHOUSES = ("duckdb", "snowflake")
+# Snowflake features a stand-in server may lack; PIPELINE_SNOWFLAKE_DISABLE turns them off by name
+# (see warehouse/snowflake.py for what each one degrades to).
+SNOWFLAKE_CAPABILITIES = ("query_tag", "stage_cleanup")
+
+
+@dataclass(frozen=True)
+class SnowflakeSettings:
+    """How to reach Snowflake, apart from the credentials (read as dagster.EnvVar at run time).
+
+    `host`/`port`/`protocol` point the connector and dbt at another endpoint (a proxy, or the test
+    server); `disabled` names capabilities the endpoint lacks; `part_mb` sizes the uploaded parts.
+    """
+
+    host: str | None
+    port: int | None
+    protocol: str | None
+    timeout_seconds: int | None
+    part_mb: int
+    disabled: frozenset[str]
+
+    @classmethod
+    def from_env(cls) -> SnowflakeSettings:
+        disabled = frozenset(
+            name.strip()
+            for name in (os.environ.get("PIPELINE_SNOWFLAKE_DISABLE") or "").split(",")
+            if name.strip()
+        )
+        unknown = disabled - set(SNOWFLAKE_CAPABILITIES)
+        if unknown:
+            raise ValueError(
+                f"PIPELINE_SNOWFLAKE_DISABLE names unknown capabilities {sorted(unknown)}; "
+                f"known: {', '.join(SNOWFLAKE_CAPABILITIES)}"
+            )
+        return cls(
+            host=os.environ.get("SNOWFLAKE_HOST") or None,
+            port=_int_env("SNOWFLAKE_PORT"),
+            protocol=os.environ.get("SNOWFLAKE_PROTOCOL") or None,
+            timeout_seconds=_int_env("PIPELINE_SNOWFLAKE_TIMEOUT_SECONDS"),
+            part_mb=_int_env("PIPELINE_SNOWFLAKE_PART_MB") or 200,
+            disabled=disabled,
+        )
 
 
 @dataclass(frozen=True)
@@ -25,6 +66,7 @@ class Settings:
     staging_dir: Path
     duckdb_path: Path
     warehouse: str
+    snowflake: SnowflakeSettings | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,6 +87,7 @@ class Settings:
             staging_dir=path("PIPELINE_STAGING_DIR", "data/staging"),
             duckdb_path=path("PIPELINE_DUCKDB_PATH", "data/warehouse.duckdb"),
             warehouse=warehouse,
+            snowflake=SnowflakeSettings.from_env() if warehouse == "snowflake" else None,
         )
 
     def export_for_subprocesses(self) -> None:
@@ -52,3 +95,14 @@ class Settings:
         os.environ["PIPELINE_DUCKDB_PATH"] = str(self.duckdb_path)
         os.environ["PIPELINE_LANDING_DIR"] = str(self.landing_dir)
         os.environ["PIPELINE_STAGING_DIR"] = str(self.staging_dir)
+
+
+def _int_env(name: str) -> int | None:
+    """An optional whole-number variable; a typo is an error that names the variable."""
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a whole number") from None

@@ -1,4 +1,4 @@
-"""Helpers shared by tests: run the CLI as a user does, read the warehouse file."""
+"""Helpers shared by tests: run the CLI as a user does, read the warehouse."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
-
+from pipeline.definitions import open_warehouse
 from pipeline.settings import Settings
 
 PIPELINE = str(Path(sys.executable).with_name("pipeline"))
@@ -22,6 +21,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def scalar(settings: Settings, sql: str) -> object:
-    """The first value of a query on the test's DuckDB file, read-only."""
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as connection:
-        return connection.execute(sql).fetchone()[0]
+    """The first value of a query on the deployment's warehouse."""
+    with open_warehouse(settings) as warehouse:
+        rows = warehouse.query(sql)
+    return next(iter(rows[0].values())) if rows else None

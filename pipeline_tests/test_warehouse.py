@@ -1,48 +1,57 @@
-"""Atomic month replace in a real DuckDB file: old month or new month, never a mix."""
+"""Atomic month replace on both warehouses: old month or new month, never a mix or a double."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import duckdb
 import pytest
+from snowflake.connector import errors as sf_errors
+from snowflake.connector.cursor import SnowflakeCursorBase as SnowflakeCursor
 
 from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
-from pipeline.warehouse.duckdb import DuckDBWarehouse
+from pipeline.warehouse import base
+from pipeline.warehouse.base import Warehouse
+from pipeline.warehouse.snowflake import SnowflakeWarehouse
 
 
 def stage(
-    settings: Settings, spec: DatasetSpec, month: str, seed: int, defects: float
+    settings: Settings,
+    spec: DatasetSpec,
+    month: str,
+    seed: int,
+    defects: float,
+    part_bytes: int = 0,
 ) -> StagedLoad:
     path = settings.landing_dir / spec.file_name(month)
     write_tsv(month_frame(month, rows_per_day=40, seed=seed, defect_ratio=defects), path)
-    return ingest_file(spec, path, month, settings.staging_dir, block_bytes=50_000)
+    return ingest_file(
+        spec, path, month, settings.staging_dir, block_bytes=50_000, part_bytes=part_bytes
+    )
 
 
-def counts(warehouse: DuckDBWarehouse, month: str) -> tuple[int, int, list[str]]:
-    with duckdb.connect(warehouse.path, read_only=True) as connection:
-        rows = connection.execute("select count(*) from raw.flights where _month = ?", [month])
-        loaded = rows.fetchone()[0]
-        rejected = connection.execute(
-            "select count(*) from raw.flights_rejects where _month = ?", [month]
-        ).fetchone()[0]
-        statuses = connection.execute(
-            "select status from pipeline.load_ledger where month = ? order by finished_at", [month]
-        ).fetchall()
-    return loaded, rejected, [status for (status,) in statuses]
+def counts(warehouse: Warehouse, month: str) -> tuple[int, int, list[str]]:
+    def count(table: str) -> int:
+        return warehouse.query(f"select count(*) as n from {table} where _month = ?", [month])[0][
+            "n"
+        ]
+
+    statuses = warehouse.query(
+        "select status from pipeline.load_ledger where month = ? order by finished_at", [month]
+    )
+    return count("raw.flights"), count("raw.flights_rejects"), [r["status"] for r in statuses]
 
 
 def test_reloading_a_month_replaces_it(
-    settings: Settings, warehouse: DuckDBWarehouse, flights: DatasetSpec
+    settings: Settings, warehouse: Warehouse, flights: DatasetSpec
 ) -> None:
     first = stage(settings, flights, "2024-03", seed=1, defects=0.01)
     warehouse.replace_month(first, run_id="run-1")
     other = stage(settings, flights, "2024-04", seed=2, defects=0.0)
     warehouse.replace_month(other, run_id="run-2")
-    again = stage(settings, flights, "2024-03", seed=3, defects=0.02)
+    # Larger parts, as Snowflake asks for: several blocks appended to one part.
+    again = stage(settings, flights, "2024-03", seed=3, defects=0.02, part_bytes=60_000)
+    assert len(again.row_parts) < len(first.row_parts)
     warehouse.replace_month(again, run_id="run-3")
 
     loaded, rejected, statuses = counts(warehouse, "2024-03")
@@ -51,22 +60,78 @@ def test_reloading_a_month_replaces_it(
     assert statuses == ["loaded", "loaded"]
     assert counts(warehouse, "2024-04")[:2] == (other.rows_loaded, 0)
     assert warehouse.latest_load("flights", "2024-03")["run_id"] == "run-3"
+    # Typed as the spec says, whichever warehouse: a decimal fare, a real date.
+    row = warehouse.query(
+        "select sum(fare) as revenue, min(flight_date) as first_day from raw.flights "
+        "where _month = '2024-04'"
+    )[0]
+    assert str(row["first_day"]) == "2024-04-01"
+    assert float(row["revenue"]) > 0
 
 
-def test_a_failure_mid_load_leaves_the_previous_month(
-    settings: Settings, warehouse: DuckDBWarehouse, flights: DatasetSpec
+def test_a_failure_between_delete_and_insert_leaves_the_previous_month(
+    settings: Settings,
+    warehouse: Warehouse,
+    flights: DatasetSpec,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     good = stage(settings, flights, "2024-03", seed=1, defects=0.01)
     warehouse.replace_month(good, run_id="run-1")
     broken = stage(settings, flights, "2024-03", seed=2, defects=0.02)
-    # The rows are inserted before the rejects: a corrupt rejects part fails after the month's
-    # rows were already deleted and re-inserted inside the transaction.
-    Path(broken.reject_parts[0]).write_bytes(b"not parquet")
+    delete_month = base.delete_month
 
-    with pytest.raises(duckdb.Error):
+    def delete_then_fail(*args: object) -> int:
+        delete_month(*args)
+        raise RuntimeError("injected: the connection died after the DELETE")
+
+    monkeypatch.setattr(base, "delete_month", delete_then_fail)
+    with pytest.raises(RuntimeError, match="injected"):
         warehouse.replace_month(broken, run_id="run-2")
+    monkeypatch.undo()
 
     loaded, rejected, statuses = counts(warehouse, "2024-03")
     assert (loaded, rejected) == (good.rows_loaded, good.rows_rejected)
     assert statuses == ["loaded", "failed"]
     assert warehouse.latest_load("flights", "2024-03")["run_id"] == "run-1"
+
+
+def test_transient_snowflake_errors_are_retried_and_sql_errors_are_not(
+    settings: Settings,
+    warehouse: Warehouse,
+    flights: DatasetSpec,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not isinstance(warehouse, SnowflakeWarehouse):
+        pytest.skip("retries around single calls are Snowflake's; DuckDB is a local file")
+    warehouse = SnowflakeWarehouse(
+        **{**warehouse.model_dump(), "snowflake": warehouse.snowflake, "retry_base_seconds": 0.01}
+    )
+    staged = stage(settings, flights, "2024-06", seed=4, defects=0.01)
+    failures = {"left": 3}
+    execute = SnowflakeCursor.execute
+
+    def flaky(self: SnowflakeCursor, command: str, *args: object, **kwargs: object) -> object:
+        if "DELETE FROM" in command and failures["left"] > 0:
+            failures["left"] -= 1
+            raise sf_errors.OperationalError(msg="injected: connection reset", errno=250003)
+        return execute(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(SnowflakeCursor, "execute", flaky)
+    warehouse.replace_month(staged, run_id="run-1")
+
+    assert failures["left"] == 0
+    loaded, rejected, statuses = counts(warehouse, "2024-06")
+    assert (loaded, rejected) == (staged.rows_loaded, staged.rows_rejected)
+    assert loaded + rejected == staged.rows_read
+    assert statuses == ["loaded"]
+
+    calls = {"n": 0}
+
+    def count_calls(self: SnowflakeCursor, command: str, *args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        return execute(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(SnowflakeCursor, "execute", count_calls)
+    with pytest.raises(sf_errors.ProgrammingError):
+        warehouse.query("select no_such_column from raw.flights")
+    assert calls["n"] <= 3, "a SQL error must fail at once, not be retried"

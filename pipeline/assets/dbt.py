@@ -62,6 +62,7 @@ def build_dbt_assets(specs: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
         _dbt_assets(
             manifest_path,
             name=f"{spec.name}_reports",
+            dataset=spec.name,
             select=dataset_selection(spec.name),
             translator=translator,
             partitions_def=dataset_partitions(spec),
@@ -74,6 +75,7 @@ def build_dbt_assets(specs: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
             _dbt_assets(
                 manifest_path,
                 name="quality_reports",
+                dataset="all",
                 select=LEDGER_SELECTION,
                 translator=translator,
             )
@@ -85,6 +87,7 @@ def _dbt_assets(
     manifest_path: Path,
     *,
     name: str,
+    dataset: str,
     select: str,
     translator: DagsterDbtTranslator,
     partitions_def: dg.PartitionsDefinition | None = None,
@@ -102,10 +105,11 @@ def _dbt_assets(
         backfill_policy=dg.BackfillPolicy.multi_run(1) if partitions_def else None,
     )
     def reports(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        args = ["build"]
+        # Also fills the query comment of every statement dbt runs (dbt_project.yml).
+        variables = {"dataset": dataset, "run_id": context.run.run_id}
         if context.has_partition_key:
-            args += ["--vars", json.dumps(partitioned_dbt_vars(context.partition_time_window))]
-        yield from dbt.cli(args, context=context).stream()
+            variables |= partitioned_dbt_vars(context.partition_time_window)
+        yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
 
     return reports
 

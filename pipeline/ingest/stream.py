@@ -81,11 +81,13 @@ def ingest_file(
     load_id: str | None = None,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     workers: int = DEFAULT_WORKERS,
+    part_bytes: int = 0,
     progress: Progress | None = None,
 ) -> StagedLoad:
     """Validate `path` as `spec`'s file for `month` and stage its rows and rejects as Parquet.
 
-    Memory holds `workers` blocks at a time. Raises `LoadError` before staging anything if the
+    Memory holds `workers` blocks at a time; `part_bytes` is the warehouse's preferred part size
+    (0: one part per block, see PartWriter). Raises `LoadError` before staging anything if the
     file is missing or its header lacks a spec column.
     """
     if not path.is_file():
@@ -98,21 +100,25 @@ def ingest_file(
     size = path.stat().st_size
     schema = build_schema(spec, month)
     rows_loaded = rows_rejected = blank_lines = 0
-    rows_out = PartWriter(staging_dir, "rows")
-    rejects_out = PartWriter(staging_dir, "rejects")
+    rows_out = PartWriter(staging_dir, "rows", part_bytes)
+    rejects_out = PartWriter(staging_dir, "rejects", part_bytes)
     with path.open("rb") as handle:
         header = read_header(handle, spec, path)
         blocks = iter_blocks(handle, first_line=2, block_bytes=block_bytes)
-        for batch in validate_ahead(
-            blocks, partial(validate_block, header=header, spec=spec, schema=schema), workers
-        ):
-            rows_out.write(batch.rows)
-            rejects_out.write(batch.rejects)
-            rows_loaded += batch.rows.height
-            rows_rejected += batch.rejects.height
-            blank_lines += batch.blank_lines
-            if progress is not None:
-                progress(handle.tell(), size)
+        try:
+            for batch in validate_ahead(
+                blocks, partial(validate_block, header=header, spec=spec, schema=schema), workers
+            ):
+                rows_out.write(batch.rows)
+                rejects_out.write(batch.rejects)
+                rows_loaded += batch.rows.height
+                rows_rejected += batch.rejects.height
+                blank_lines += batch.blank_lines
+                if progress is not None:
+                    progress(handle.tell(), size)
+        finally:
+            rows_out.close()
+            rejects_out.close()
     return StagedLoad(
         spec=spec,
         month=month,

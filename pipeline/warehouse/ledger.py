@@ -48,10 +48,10 @@ class LedgerEntry:
     status: str
     error: str | None = None
 
-    def values(self) -> list[object]:
-        """Field values in `LEDGER_COLUMNS` order, for a parameterised INSERT."""
-        row = asdict(self)
-        return [row[name] for name in LEDGER_COLUMNS]
+    def row(self) -> dict[str, object]:
+        """Column -> value, in `LEDGER_COLUMNS` order, for a parameterised INSERT."""
+        values = asdict(self)
+        return {name: values[name] for name in LEDGER_COLUMNS}
 
     @classmethod
     def without_rows(
@@ -141,6 +141,6 @@ class CheckRecord:
     run_id: str
     checked_at: dt.datetime
 
-    def values(self) -> list[object]:
-        row = asdict(self)
-        return [row[name] for name in CHECK_RESULT_COLUMNS]
+    def row(self) -> dict[str, object]:
+        values = asdict(self)
+        return {name: values[name] for name in CHECK_RESULT_COLUMNS}

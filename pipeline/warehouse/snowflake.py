@@ -1,0 +1,250 @@
+"""Snowflake: staged Parquet parts uploaded with PUT, bulk-loaded with COPY INTO.
+
+Follows Snowflake's loading guidance: compressed Parquet parts of 100-250 MB, uploaded in
+parallel to an internal stage under a path of their own, `COPY INTO` a per-load transient table
+by column name, then the month is replaced in one transaction from that table. The stage files
+and the transient table are removed afterwards, whatever happened.
+
+Connections come from dagster-snowflake's `SnowflakeResource` (credentials are `dagster.EnvVar`s,
+see definitions.py). Every operation opens its own session and is retried as a whole on transient
+errors, which is also how a dropped session is reconnected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import copy_context
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dagster as dg
+from dagster_snowflake import SnowflakeResource
+from snowflake.connector import DictCursor, SnowflakeConnection
+from snowflake.connector import errors as sf_errors
+
+from pipeline.ingest.stream import StagedLoad
+from pipeline.warehouse.base import (
+    META_SCHEMA,
+    RAW_SCHEMA,
+    Sources,
+    Warehouse,
+    current_statement_context,
+    staged_parts,
+)
+from pipeline.warehouse.sql import Dialect, Run
+
+T = TypeVar("T")
+DIALECT = Dialect(
+    types={
+        "string": "VARCHAR",
+        "int": "NUMBER(38, 0)",
+        "float": "FLOAT",
+        "bool": "BOOLEAN",
+        "date": "DATE",
+        "timestamp": "TIMESTAMP_TZ",
+    },
+    decimal="NUMBER({precision}, {scale})",
+    upper_case=True,
+)
+STAGE = "LOAD_STAGE"
+# Connector and server codes worth another try: the network, a session that went away, the
+# connector's own "retryable" verdict, and Snowflake's transient service errors.
+TRANSIENT_ERRNOS = frozenset(
+    {
+        250002,  # connection is closed
+        250003,  # failed to get a response
+        250005,  # failed to connect to the server
+        251011,  # connection timeout
+        251012,  # retryable HTTP code
+        390111,  # session no longer exists
+        390114,  # authentication token expired
+    }
+)
+FAILED_TO_CONNECT = 250001  # what bad credentials end in, after the connector's own retries
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth retrying: network trouble or a transient service error, never bad SQL or access."""
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    if isinstance(error, sf_errors.ProgrammingError):
+        return False  # SQL, object or privilege errors: the same statement fails again
+    if isinstance(error, sf_errors.Error):
+        if error.errno in TRANSIENT_ERRNOS:
+            return True
+        return isinstance(error, sf_errors.OperationalError) and error.errno != FAILED_TO_CONNECT
+    return False
+
+
+class SnowflakeWarehouse(Warehouse):
+    """A Snowflake database (SNOWFLAKE_DATABASE) with the schemas RAW, PIPELINE and ANALYTICS.
+
+    `query_tag` and `stage_cleanup` are capabilities a Snowflake-compatible test server may lack
+    (PIPELINE_SNOWFLAKE_DISABLE): without `query_tag` statements still carry their comment;
+    without `stage_cleanup` a load's stage files stay under the load's own path.
+    """
+
+    snowflake: SnowflakeResource
+    part_mb: int = 200
+    upload_threads: int = 4
+    retry_attempts: int = 5
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 60.0
+    query_tag: bool = True
+    stage_cleanup: bool = True
+
+    @property
+    def dialect(self) -> Dialect:
+        return DIALECT
+
+    @property
+    def part_bytes(self) -> int:
+        return self.part_mb * 1024 * 1024
+
+    def catalog_key(self) -> tuple[object, ...]:
+        connection = self.snowflake.additional_snowflake_connection_args or {}
+        return (
+            "snowflake",
+            self.snowflake.account,
+            connection.get("host"),
+            connection.get("port"),
+            self.snowflake.database,
+        )
+
+    @contextmanager
+    def connection(self) -> Iterator[SnowflakeConnection]:
+        """A session, closed however the block ends (the resource only closes it on success)."""
+        with self.snowflake.get_connection() as connection:
+            try:
+                context = current_statement_context()
+                if self.query_tag and context is not None:
+                    connection.cursor().execute(f"ALTER SESSION SET QUERY_TAG = '{context.tag()}'")
+                yield connection
+            finally:
+                connection.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Run]:
+        with self.connection() as connection:
+            yield statement_runner(connection)
+
+    def attempt(self, what: str, operation: Callable[[Run], T]) -> T:
+        """Run the operation in a fresh session, again after a transient error, with backoff."""
+        for attempt in range(1, self.retry_attempts + 1):
+            try:
+                with self.session() as run:
+                    return operation(run)
+            except Exception as error:
+                if attempt == self.retry_attempts or not is_transient(error):
+                    raise
+                # Exponential backoff with jitter, so parallel months don't retry in step.
+                delay = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (attempt - 1))
+                delay *= random.uniform(0.5, 1.5)
+                dg.get_dagster_logger().warning(
+                    f"Snowflake {what}: transient error ({_describe(error)}); "
+                    f"attempt {attempt + 1} of {self.retry_attempts} in {delay:.1f}s"
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    @contextmanager
+    def staged_sources(self, run: Run, staged: StagedLoad) -> Iterator[Sources]:
+        """Upload the parts and COPY each table's into a transient table of its own."""
+        stage_path = f"{META_SCHEMA}.{STAGE}/{staged.dataset}/{staged.month}/{staged.load_id}"
+        run(f"CREATE STAGE IF NOT EXISTS {META_SCHEMA}.{STAGE} FILE_FORMAT = (TYPE = PARQUET)", [])
+        attempt_id = uuid.uuid4().hex[:12]  # a retried load never meets its own leftovers
+        created: list[str] = []
+        sources: Sources = {}
+        try:
+            for table, parts in staged_parts(staged).items():
+                if not parts:
+                    sources[table] = None
+                    continue
+                directory = f"@{stage_path}/{attempt_id}/{table}/"
+                self._upload(parts, directory)
+                loading = f"_load_{attempt_id}_{table}"[:255]
+                target = DIALECT.table(RAW_SCHEMA, loading)
+                run(f"CREATE TRANSIENT TABLE {target} LIKE {DIALECT.table(RAW_SCHEMA, table)}", [])
+                created.append(target)
+                run(
+                    f"COPY INTO {target} FROM {directory} FILE_FORMAT = (TYPE = PARQUET) "
+                    "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE",
+                    [],
+                )
+                sources[table] = (target, [])
+            yield sources
+        finally:
+            self._clean_up(run, created, f"@{stage_path}/{attempt_id}/")
+
+    def _upload(self, parts: Sequence[str], directory: str) -> None:
+        """PUT the parts in parallel: `upload_threads` sessions, each putting its share in turn.
+
+        One PUT per part rather than a wildcard PUT, because the test server lacks wildcards;
+        the parallelism is the same.
+        """
+
+        def put_all(share: Sequence[str]) -> None:
+            with self.session() as run:
+                for part in share:
+                    location = Path(part).resolve().as_posix().replace("'", "\\'")
+                    run(
+                        f"PUT 'file://{location}' {directory} "
+                        "AUTO_COMPRESS = FALSE OVERWRITE = TRUE",
+                        [],
+                    )
+
+        threads = max(1, min(self.upload_threads, len(parts)))
+        shares = [parts[n::threads] for n in range(threads)]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            # Each thread gets a copy of the statement context, so its PUTs carry the comment.
+            uploads = [pool.submit(copy_context().run, put_all, share) for share in shares]
+            for upload in uploads:
+                upload.result()
+
+    def _clean_up(self, run: Run, tables: Sequence[str], directory: str) -> None:
+        """Drop the transient tables and the stage files; a failure here is logged, not raised,
+        because the month is already committed or rolled back."""
+        statements = [f"DROP TABLE IF EXISTS {table}" for table in tables]
+        if self.stage_cleanup:
+            statements.append(f"REMOVE {directory}")
+        for statement in statements:
+            try:
+                run(statement, [])
+            except sf_errors.Error as error:
+                dg.get_dagster_logger().warning(
+                    f"Snowflake clean-up failed, run it by hand: {statement} ({_describe(error)})"
+                )
+
+
+def statement_runner(connection: SnowflakeConnection) -> Run:
+    """Run statements on the connection, each carrying the comment of who is asking."""
+
+    def run(sql: str, parameters: Sequence[Any]) -> list[dict[str, Any]]:
+        context = current_statement_context()
+        comment = context.comment() if context is not None else ""
+        cursor = connection.cursor(DictCursor)
+        try:
+            cursor.execute(comment + sql, [_bindable(value) for value in parameters] or None)
+            rows = cursor.fetchall() if cursor.description else []
+        finally:
+            cursor.close()
+        return [{name.lower(): value for name, value in row.items()} for row in rows]
+
+    return run
+
+
+def _bindable(value: object) -> object:
+    """Time stamps as ISO text: bound as is, the connector would drop the time zone."""
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def _describe(error: BaseException) -> str:
+    errno = getattr(error, "errno", None)
+    first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"{type(error).__name__} {errno}: {first_line}" if errno else first_line

@@ -1,0 +1,113 @@
+"""SQL both warehouses share, written once against a small dialect.
+
+The bookkeeping is the same everywhere: create a table if absent and add the columns a newer spec
+declares, find the tables that hold a month, append a row. Only identifiers, types and the way
+each database folds names differ; a `Dialect` carries exactly that.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.specs import ColumnSpec
+
+# Runs one statement with qmark parameters and returns its rows as dicts with lower-case keys.
+Run = Callable[[str, Sequence[Any]], list[dict[str, Any]]]
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one database spells identifiers and the spec's column types."""
+
+    types: dict[str, str]
+    decimal: str  # format with {precision} and {scale}
+    upper_case: bool  # Snowflake folds unquoted names to upper case, DuckDB keeps them
+
+    def name(self, identifier: str) -> str:
+        """The name as the catalog stores it, after checking it is a plain identifier.
+
+        Names come from specs and settings; anything else is refused rather than spliced.
+        """
+        if not IDENTIFIER.fullmatch(identifier):
+            raise ValueError(f"{identifier!r} is not a valid name: use letters, digits and _ only")
+        return identifier.upper() if self.upper_case else identifier
+
+    def quote(self, identifier: str) -> str:
+        """Validated and quoted as stored, so unquoted SQL (dbt, the checks) finds it too."""
+        return f'"{self.name(identifier)}"'
+
+    def table(self, schema: str, table: str) -> str:
+        return f"{self.quote(schema)}.{self.quote(table)}"
+
+    def column_type(self, column: ColumnSpec) -> str:
+        if column.type == "decimal":
+            return self.decimal.format(precision=column.precision, scale=column.scale)
+        return self.types[column.type]
+
+
+def ensure_table(
+    run: Run, dialect: Dialect, schema: str, table: str, columns: dict[str, ColumnSpec]
+) -> None:
+    """Create the table if absent, and add the columns a newer spec declares."""
+    target = dialect.table(schema, table)
+    run(f"CREATE SCHEMA IF NOT EXISTS {dialect.quote(schema)}", [])
+    ddl = ", ".join(
+        f"{dialect.quote(name)} {dialect.column_type(column)}" for name, column in columns.items()
+    )
+    run(f"CREATE TABLE IF NOT EXISTS {target} ({ddl})", [])
+    existing = {
+        row["column_name"]
+        for row in run(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ?",
+            [dialect.name(schema), dialect.name(table)],
+        )
+    }
+    for name, column in columns.items():
+        if dialect.name(name) not in existing:
+            run(
+                f"ALTER TABLE {target} ADD COLUMN {dialect.quote(name)} "
+                f"{dialect.column_type(column)}",
+                [],
+            )
+
+
+def month_tables(
+    run: Run, dialect: Dialect, schema: str, tables: Sequence[str], column: str
+) -> list[str]:
+    """Those of `tables` that exist as tables (not views) in `schema` and have `column`."""
+    if not tables:
+        return []
+    wanted = {dialect.name(table): table for table in tables}
+    rows = run(
+        "SELECT c.table_name FROM information_schema.columns c "
+        "JOIN information_schema.tables t "
+        "ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+        "WHERE c.table_schema = ? AND c.column_name = ? AND t.table_type = 'BASE TABLE'",
+        [dialect.name(schema), dialect.name(column)],
+    )
+    return sorted(wanted[row["table_name"]] for row in rows if row["table_name"] in wanted)
+
+
+def delete_month(
+    run: Run, dialect: Dialect, schema: str, table: str, column: str, month: str
+) -> int:
+    """Delete a month from a table; returns the rows deleted."""
+    rows = run(
+        f"DELETE FROM {dialect.table(schema, table)} WHERE {dialect.quote(column)} = ?", [month]
+    )
+    return int(next(iter(rows[0].values()))) if rows else 0
+
+
+def append(run: Run, dialect: Dialect, schema: str, table: str, values: dict[str, object]) -> None:
+    """Insert one row given as column -> value."""
+    columns = ", ".join(dialect.quote(name) for name in values)
+    placeholders = ", ".join("?" for _ in values)
+    run(
+        f"INSERT INTO {dialect.table(schema, table)} ({columns}) VALUES ({placeholders})",
+        list(values.values()),
+    )

@@ -15,8 +15,8 @@ from pathlib import Path
 BUNDLED_DATASETS_DIR = Path(__file__).parent / "datasets"
 SUPPORTED_WAREHOUSES = ("duckdb", "snowflake")
 # Snowflake features a stand-in server may lack; PIPELINE_SNOWFLAKE_DISABLE turns them off by name
-# (see warehouse/snowflake.py for what each one degrades to).
-SNOWFLAKE_CAPABILITIES = ("query_tag", "stage_cleanup")
+# (what each degrades to: warehouse/snowflake.py; temporary_tables: dbt_project.yml).
+SNOWFLAKE_CAPABILITIES = ("query_tag", "stage_cleanup", "temporary_tables")
 
 
 @dataclass(frozen=True)

@@ -78,8 +78,9 @@ def deployment(
             "SNOWFLAKE_HOST": server["host"],
             "SNOWFLAKE_PORT": str(server["port"]),
             "SNOWFLAKE_PROTOCOL": server["protocol"],
-            # What fakesnow lacks (see DAGSTER_NOTES): ALTER SESSION SET QUERY_TAG, REMOVE.
-            "PIPELINE_SNOWFLAKE_DISABLE": "query_tag,stage_cleanup",
+            # What fakesnow lacks: ALTER SESSION SET QUERY_TAG, REMOVE, temporary tables in a
+            # schema (dbt's incremental models).
+            "PIPELINE_SNOWFLAKE_DISABLE": "query_tag,stage_cleanup,temporary_tables",
             # Its bugs come back as HTTP 500, which the connector would retry for minutes.
             "PIPELINE_SNOWFLAKE_TIMEOUT_SECONDS": "30",
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from pipeline.ingest.header import UTF8_BOM
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec, SpecError, load_specs
+from pipeline.warehouse.sql import Run
 
 PREVIEW_BYTES = 64 * 1024
 
@@ -43,7 +45,7 @@ def examine(settings: Settings) -> Iterator[Finding]:
     )
     yield from examine_landing(settings.landing_dir, list(specs.values()))
     yield examine_instance()
-    yield examine_warehouse(settings)
+    yield from examine_warehouse(settings)
 
 
 def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Finding]:
@@ -140,19 +142,123 @@ def examine_instance() -> Finding:
     return Finding(True, "dagster", f"instance at {instance.root_directory}, {runs} run(s)")
 
 
-def examine_warehouse(settings: Settings) -> Finding:
-    """A connection and a query on the configured warehouse."""
-    from pipeline.definitions import build_resources
+def examine_warehouse(settings: Settings) -> Iterator[Finding]:
+    """A connection and the objects a load needs, on the configured warehouse."""
+    if settings.warehouse == "snowflake":
+        yield from examine_snowflake(settings)
+        return
+    from pipeline.definitions import open_warehouse
 
-    warehouse = build_resources(settings)["warehouse"]
-    where = f"{settings.warehouse} ({settings.duckdb_path})"
+    where = f"duckdb ({settings.duckdb_path})"
     try:
-        loads = warehouse.query("select count(*) as loads from pipeline.load_ledger")[0]["loads"]
+        with open_warehouse(settings) as warehouse:
+            rows = warehouse.query("select count(*) as loads from pipeline.load_ledger")
     except Exception as error:  # any failure here is the finding itself
-        return Finding(
+        yield Finding(
             False,
             "warehouse",
             f"{where}: {error}",
             "is another process (a run, the UI's backfill) writing to it? DuckDB allows one writer",
         )
-    return Finding(True, "warehouse", f"{where}: {loads} load(s) recorded")
+        return
+    yield Finding(True, "warehouse", f"{where}: {rows[0]['loads']} load(s) recorded")
+
+
+SNOWFLAKE_REQUIRED = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE")
+
+
+def examine_snowflake(settings: Settings) -> Iterator[Finding]:
+    """Variables, connection, role, warehouse, database and schemas, each its own finding.
+
+    Names variables, never their values: a doctor report is pasted into tickets.
+    """
+    from snowflake.connector import errors as sf_errors
+
+    from pipeline.definitions import open_warehouse
+    from pipeline.warehouse.base import META_SCHEMA, RAW_SCHEMA, REPORT_SCHEMA
+    from pipeline.warehouse.snowflake import DIALECT
+
+    missing = [name for name in SNOWFLAKE_REQUIRED if not os.environ.get(name)]
+    key_path = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
+    if not os.environ.get("SNOWFLAKE_PASSWORD") and not key_path:
+        missing.append("SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH")
+    if missing:
+        yield Finding(
+            False,
+            "snowflake variables",
+            f"not set: {', '.join(missing)}",
+            "export them (README, 'Running on Snowflake')",
+        )
+        return
+    if key_path and not Path(key_path).is_file():
+        yield Finding(
+            False, "snowflake key", f"SNOWFLAKE_PRIVATE_KEY_PATH={key_path} is not a file"
+        )
+        return
+    try:
+        with open_warehouse(settings) as warehouse, warehouse.session() as run:
+            yield Finding(True, "snowflake connection", f"logged in to {_endpoint(settings)}")
+            role = run("select current_role() as role", [])[0]["role"]
+            yield Finding(
+                bool(role), "snowflake role", f"using role {role}", "" if role else _GRANTS
+            )
+            yield _use_warehouse(run)
+            database = run("select current_database() as db", [])[0]["db"]
+            wanted = os.environ["SNOWFLAKE_DATABASE"].upper()
+            if (database or "").upper() != wanted:
+                yield Finding(
+                    False,
+                    "snowflake database",
+                    f"{wanted} is not usable (current database: {database})",
+                    "create it, or grant USAGE on it to the role: " + _GRANTS,
+                )
+                return
+            yield Finding(True, "snowflake database", f"{database}")
+            schemas = {
+                row["schema_name"]
+                for row in run("select schema_name from information_schema.schemata", [])
+            }
+            for schema in (RAW_SCHEMA, META_SCHEMA, REPORT_SCHEMA):
+                name = DIALECT.name(schema)
+                yield Finding(
+                    True,
+                    f"snowflake schema {name}",
+                    "exists" if name in schemas else "will be created by the first load or dbt run",
+                    "" if name in schemas else "needs CREATE SCHEMA on the database: " + _GRANTS,
+                )
+    except (sf_errors.Error, OSError) as error:
+        yield Finding(
+            False,
+            "snowflake connection",
+            f"{_endpoint(settings)}: {str(error).splitlines()[0]}",
+            "check SNOWFLAKE_ACCOUNT/USER and the password or key; SNOWFLAKE_HOST for proxies",
+        )
+
+
+_GRANTS = "see the GRANT script in the README, 'Running on Snowflake'"
+
+
+def _use_warehouse(run: Run) -> Finding:
+    """Queries need a warehouse the role may use."""
+    from snowflake.connector import errors as sf_errors
+
+    from pipeline.warehouse.snowflake import DIALECT
+
+    name = os.environ.get("SNOWFLAKE_WAREHOUSE")
+    if not name:
+        return Finding(False, "snowflake warehouse", "SNOWFLAKE_WAREHOUSE is not set", _GRANTS)
+    try:
+        run(f"USE WAREHOUSE {DIALECT.quote(name)}", [])
+    except (sf_errors.ProgrammingError, ValueError) as error:
+        return Finding(
+            False, "snowflake warehouse", f"{name}: {str(error).splitlines()[0]}", _GRANTS
+        )
+    return Finding(True, "snowflake warehouse", name.upper())
+
+
+def _endpoint(settings: Settings) -> str:
+    sf = settings.snowflake
+    account = os.environ.get("SNOWFLAKE_ACCOUNT", "")
+    if sf is not None and sf.host:
+        return f"account {account} at {sf.protocol or 'https'}://{sf.host}:{sf.port or 443}"
+    return f"account {account}"

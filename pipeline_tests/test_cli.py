@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 
+from pipeline.project import DBT_PROJECT_DIR
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline_tests.support import run
 
 
-def test_load_then_status_round_trip(settings: Settings) -> None:
+def test_load_then_status_round_trip(
+    deployment: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = deployment
+    secret = f"pw-{uuid.uuid4().hex}"
+    if settings.warehouse == "snowflake":
+        monkeypatch.setenv("SNOWFLAKE_PASSWORD", secret)  # the test server takes any password
     write_tsv(month_frame("2024-01", 30, seed=1), settings.landing_dir / "flights_2024-01.tsv")
     write_tsv(
         month_frame("2024-02", 30, seed=2, defect_ratio=0.05),
@@ -46,6 +54,19 @@ def test_load_then_status_round_trip(settings: Settings) -> None:
     assert "schema FAILED; 5 passed" in status.stdout
     assert "2024-03" in rows and "2024-04" not in rows
     assert rows["2024-03"][1] == "missing"
+
+    if settings.warehouse == "snowflake":
+        # The password logged in the loader and dbt, and is in no output, log, run config, event
+        # (all in DAGSTER_HOME under tmp_path) or dbt artifact.
+        outputs = [loaded, again, status, until_landed]
+        assert not any(secret in result.stdout + result.stderr for result in outputs)
+        leaks = [
+            path
+            for folder in (tmp_path, DBT_PROJECT_DIR / "logs", DBT_PROJECT_DIR / "target")
+            for path in folder.rglob("*")
+            if path.is_file() and secret.encode() in path.read_bytes()
+        ]
+        assert leaks == []
 
 
 def test_usage_mistakes_exit_2_and_say_what_is_wrong(settings: Settings) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from pipeline.settings import Settings
 from pipeline_tests.support import run
 
@@ -29,3 +33,42 @@ def test_problems_are_named_with_hints(settings: Settings) -> None:
     assert "PROBLEM landing: 1 file(s) match no dataset: flights-march.tsv" in result.stdout
     assert "hint:" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def on_snowflake(deployment: Settings) -> Settings:
+    if deployment.warehouse != "snowflake":
+        pytest.skip("the Snowflake findings; DuckDB's are above")
+    return deployment
+
+
+def test_snowflake_connection_role_warehouse_database_and_schemas(on_snowflake: Settings) -> None:
+    result = run("doctor")
+    assert result.returncode == 0, result.stdout
+    for line in [
+        "OK      snowflake connection: logged in to account fakesnow at http://127.0.0.1:",
+        "OK      snowflake warehouse: PIPELINE_WH",
+        f"OK      snowflake database: {os.environ['SNOWFLAKE_DATABASE']}",
+        "OK      snowflake schema RAW: will be created by the first load or dbt run",
+    ]:
+        assert line in result.stdout
+
+
+def test_snowflake_problems_name_the_variable_never_the_secret(
+    on_snowflake: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "never-print-me")
+    monkeypatch.setenv("SNOWFLAKE_PORT", "9")  # nothing listens there
+    monkeypatch.setenv("PIPELINE_SNOWFLAKE_TIMEOUT_SECONDS", "3")
+    unreachable = run("doctor")
+    monkeypatch.delenv("SNOWFLAKE_USER")
+    unset = run("doctor")
+
+    assert unreachable.returncode == 1
+    assert (
+        "PROBLEM snowflake connection: account fakesnow at http://127.0.0.1:9" in unreachable.stdout
+    )
+    assert "PROBLEM snowflake variables: not set: SNOWFLAKE_USER" in unset.stdout
+    for result in (unreachable, unset):
+        assert "never-print-me" not in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr

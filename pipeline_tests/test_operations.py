@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dagster as dg
-import duckdb
 
-from pipeline.definitions import build_definitions
+from pipeline.definitions import build_definitions, open_warehouse
 from pipeline.runner import load_months, month_statuses, plan_months, purge_month
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
@@ -60,8 +59,9 @@ def test_plan_skips_what_is_done_and_retries_what_failed() -> None:
 
 
 def test_purge_deletes_the_month_everywhere_and_records_it(
-    settings: Settings, instance: dg.DagsterInstance, flights: DatasetSpec
+    deployment: Settings, instance: dg.DagsterInstance, flights: DatasetSpec
 ) -> None:
+    settings = deployment
     for seed, month in enumerate(["2024-01", "2024-02"]):
         write_tsv(
             month_frame(month, 20, seed=seed, defect_ratio=0.0005),
@@ -70,7 +70,11 @@ def test_purge_deletes_the_month_everywhere_and_records_it(
     defs = build_definitions(settings)
     assert all(r.success for r in load_months(defs, flights, ["2024-01", "2024-02"], instance))
 
-    deleted = purge_month(defs, flights, "2024-01", instance, defs.resources["warehouse"])
+    with open_warehouse(settings) as warehouse:
+        deleted = purge_month(defs, flights, "2024-01", instance, warehouse)
+        statuses = warehouse.query(
+            "select status from pipeline.load_ledger where month = '2024-01' order by finished_at"
+        )
 
     assert deleted["raw.flights"] > 0 and deleted["analytics.flights_daily"] == 31
     for table, column in [
@@ -81,11 +85,7 @@ def test_purge_deletes_the_month_everywhere_and_records_it(
     ]:
         assert scalar(settings, f"select count(*) from {table} where {column} = '2024-01'") == 0
     assert scalar(settings, "select count(*) from raw.flights where _month = '2024-02'") > 0
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as connection:
-        statuses = connection.execute(
-            "select status from pipeline.load_ledger where month = '2024-01' order by finished_at"
-        ).fetchall()
-    assert [status for (status,) in statuses] == ["loaded", "purged"]
+    assert [row["status"] for row in statuses] == ["loaded", "purged"]
     by_month = {
         s.month: s.status for s in month_statuses(defs, flights, instance, ["2024-01", "2024-02"])
     }

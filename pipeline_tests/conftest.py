@@ -54,38 +54,46 @@ def snowflake_server() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(params=["duckdb", "snowflake"])
-def deployment(
-    request: pytest.FixtureRequest, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
+def deployment(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     """`settings` on each warehouse: tests that take it run once on DuckDB, once on Snowflake."""
     if request.param == "snowflake":
-        server = request.getfixturevalue("snowflake_server")
-        database = f"TEST_{uuid.uuid4().hex[:10].upper()}"
-        with snowflake.connector.connect(
-            **{k: server[k] for k in ("user", "password", "account", "host", "port", "protocol")},
-            login_timeout=20,
-            network_timeout=20,
-        ) as connection:
-            connection.cursor().execute(f"CREATE DATABASE {database}")
-        variables = {
-            "PIPELINE_WAREHOUSE": "snowflake",
-            "SNOWFLAKE_ACCOUNT": server["account"],
-            "SNOWFLAKE_USER": server["user"],
-            "SNOWFLAKE_PASSWORD": server["password"],
-            "SNOWFLAKE_DATABASE": database,
-            "SNOWFLAKE_ROLE": "PIPELINE_LOADER",
-            "SNOWFLAKE_WAREHOUSE": "PIPELINE_WH",
-            "SNOWFLAKE_HOST": server["host"],
-            "SNOWFLAKE_PORT": str(server["port"]),
-            "SNOWFLAKE_PROTOCOL": server["protocol"],
-            # What fakesnow lacks: ALTER SESSION SET QUERY_TAG, REMOVE, temporary tables in a
-            # schema (dbt's incremental models).
-            "PIPELINE_SNOWFLAKE_DISABLE": "query_tag,stage_cleanup,temporary_tables",
-            # Its bugs come back as HTTP 500, which the connector would retry for minutes.
-            "PIPELINE_SNOWFLAKE_TIMEOUT_SECONDS": "30",
-        }
-        for name, value in variables.items():
-            monkeypatch.setenv(name, value)
+        return request.getfixturevalue("snowflake_deployment")
+    return settings
+
+
+@pytest.fixture
+def snowflake_deployment(
+    settings: Settings, snowflake_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """`settings` on Snowflake: a fresh database on the test server, set through the variables
+    a user sets."""
+    database = f"TEST_{uuid.uuid4().hex[:10].upper()}"
+    with snowflake.connector.connect(
+        **{k: snowflake_server[k] for k in ("user", "password", "account", "host", "port")},
+        protocol=snowflake_server["protocol"],
+        login_timeout=20,
+        network_timeout=20,
+    ) as connection:
+        connection.cursor().execute(f"CREATE DATABASE {database}")
+    variables = {
+        "PIPELINE_WAREHOUSE": "snowflake",
+        "SNOWFLAKE_ACCOUNT": snowflake_server["account"],
+        "SNOWFLAKE_USER": snowflake_server["user"],
+        "SNOWFLAKE_PASSWORD": snowflake_server["password"],
+        "SNOWFLAKE_DATABASE": database,
+        "SNOWFLAKE_ROLE": "PIPELINE_LOADER",
+        "SNOWFLAKE_WAREHOUSE": "PIPELINE_WH",
+        "SNOWFLAKE_HOST": snowflake_server["host"],
+        "SNOWFLAKE_PORT": str(snowflake_server["port"]),
+        "SNOWFLAKE_PROTOCOL": snowflake_server["protocol"],
+        # What fakesnow lacks: ALTER SESSION SET QUERY_TAG, REMOVE, temporary tables in a
+        # schema (dbt's incremental models).
+        "PIPELINE_SNOWFLAKE_DISABLE": "query_tag,stage_cleanup,temporary_tables",
+        # Its bugs come back as HTTP 500, which the connector would retry for minutes.
+        "PIPELINE_SNOWFLAKE_TIMEOUT_SECONDS": "30",
+    }
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
     return Settings.from_env()
 
 

@@ -35,14 +35,9 @@ def test_problems_are_named_with_hints(settings: Settings) -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.fixture
-def on_snowflake(deployment: Settings) -> Settings:
-    if deployment.warehouse != "snowflake":
-        pytest.skip("the Snowflake findings; DuckDB's are above")
-    return deployment
-
-
-def test_snowflake_connection_role_warehouse_database_and_schemas(on_snowflake: Settings) -> None:
+def test_snowflake_connection_role_warehouse_database_and_schemas(
+    snowflake_deployment: Settings,
+) -> None:
     result = run("doctor")
     assert result.returncode == 0, result.stdout
     for line in [
@@ -55,7 +50,7 @@ def test_snowflake_connection_role_warehouse_database_and_schemas(on_snowflake: 
 
 
 def test_snowflake_problems_name_the_variable_never_the_secret(
-    on_snowflake: Settings, monkeypatch: pytest.MonkeyPatch
+    snowflake_deployment: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SNOWFLAKE_PASSWORD", "never-print-me")
     monkeypatch.setenv("SNOWFLAKE_PORT", "9")  # nothing listens there

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 from snowflake.connector import errors as sf_errors
 from snowflake.connector.cursor import SnowflakeCursorBase as SnowflakeCursor
 
+from pipeline.definitions import build_warehouse
 from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
@@ -96,42 +98,43 @@ def test_a_failure_between_delete_and_insert_leaves_the_previous_month(
 
 
 def test_transient_snowflake_errors_are_retried_and_sql_errors_are_not(
-    settings: Settings,
-    warehouse: Warehouse,
-    flights: DatasetSpec,
-    monkeypatch: pytest.MonkeyPatch,
+    snowflake_deployment: Settings, flights: DatasetSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not isinstance(warehouse, SnowflakeWarehouse):
-        pytest.skip("retries around single calls are Snowflake's; DuckDB is a local file")
-    warehouse = SnowflakeWarehouse(
-        **{**warehouse.model_dump(), "snowflake": warehouse.snowflake, "retry_base_seconds": 0.01}
-    )
-    staged = stage(settings, flights, "2024-06", seed=4, defects=0.01)
-    failures = {"left": 3}
-    execute = SnowflakeCursor.execute
+    settings = snowflake_deployment
+    configured = build_warehouse(settings)
+    assert isinstance(configured, SnowflakeWarehouse)
+    # Short delays: the backoff itself is not under test, the retrying is.
+    faster = configured.model_copy(update={"retry_base_seconds": 0.01})
+    with dg.build_resources({"warehouse": faster}) as resources:
+        warehouse = resources.warehouse
+        staged = stage(settings, flights, "2024-06", seed=4, defects=0.01)
+        failures = {"left": 3}
+        execute = SnowflakeCursor.execute
 
-    def flaky(self: SnowflakeCursor, command: str, *args: object, **kwargs: object) -> object:
-        if "DELETE FROM" in command and failures["left"] > 0:
-            failures["left"] -= 1
-            raise sf_errors.OperationalError(msg="injected: connection reset", errno=250003)
-        return execute(self, command, *args, **kwargs)
+        def flaky(self: SnowflakeCursor, command: str, *args: object, **kwargs: object) -> object:
+            if "DELETE FROM" in command and failures["left"] > 0:
+                failures["left"] -= 1
+                raise sf_errors.OperationalError(msg="injected: connection reset", errno=250003)
+            return execute(self, command, *args, **kwargs)
 
-    monkeypatch.setattr(SnowflakeCursor, "execute", flaky)
-    warehouse.replace_month(staged, run_id="run-1")
+        monkeypatch.setattr(SnowflakeCursor, "execute", flaky)
+        warehouse.replace_month(staged, run_id="run-1")
 
-    assert failures["left"] == 0
-    loaded, rejected, statuses = counts(warehouse, "2024-06")
-    assert (loaded, rejected) == (staged.rows_loaded, staged.rows_rejected)
-    assert loaded + rejected == staged.rows_read
-    assert statuses == ["loaded"]
+        assert failures["left"] == 0
+        loaded, rejected, statuses = counts(warehouse, "2024-06")
+        assert (loaded, rejected) == (staged.rows_loaded, staged.rows_rejected)
+        assert loaded + rejected == staged.rows_read
+        assert statuses == ["loaded"]
 
-    calls = {"n": 0}
+        calls = {"n": 0}
 
-    def count_calls(self: SnowflakeCursor, command: str, *args: object, **kwargs: object) -> object:
-        calls["n"] += 1
-        return execute(self, command, *args, **kwargs)
+        def count_calls(
+            self: SnowflakeCursor, command: str, *args: object, **kwargs: object
+        ) -> object:
+            calls["n"] += 1
+            return execute(self, command, *args, **kwargs)
 
-    monkeypatch.setattr(SnowflakeCursor, "execute", count_calls)
-    with pytest.raises(sf_errors.ProgrammingError):
-        warehouse.query("select no_such_column from raw.flights")
-    assert calls["n"] <= 3, "a SQL error must fail at once, not be retried"
+        monkeypatch.setattr(SnowflakeCursor, "execute", count_calls)
+        with pytest.raises(sf_errors.ProgrammingError):
+            warehouse.query("select no_such_column from raw.flights")
+        assert calls["n"] <= 3, "a SQL error must fail at once, not be retried"

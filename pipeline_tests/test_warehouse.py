@@ -110,8 +110,10 @@ def test_transient_snowflake_errors_are_retried_and_sql_errors_are_not(
         staged = stage(settings, flights, "2024-06", seed=4, defects=0.01)
         failures = {"left": 3}
         execute = SnowflakeCursor.execute
+        statements: list[str] = []
 
         def flaky(self: SnowflakeCursor, command: str, *args: object, **kwargs: object) -> object:
+            statements.append(command)
             if "DELETE FROM" in command and failures["left"] > 0:
                 failures["left"] -= 1
                 raise sf_errors.OperationalError(msg="injected: connection reset", errno=250003)
@@ -119,12 +121,17 @@ def test_transient_snowflake_errors_are_retried_and_sql_errors_are_not(
 
         monkeypatch.setattr(SnowflakeCursor, "execute", flaky)
         warehouse.replace_month(staged, run_id="run-1")
+        load_statements = list(statements)
 
         assert failures["left"] == 0
         loaded, rejected, statuses = counts(warehouse, "2024-06")
         assert (loaded, rejected) == (staged.rows_loaded, staged.rows_rejected)
         assert loaded + rejected == staged.rows_read
         assert statuses == ["loaded"]
+        # Every statement of the load, the uploads' included, says whose it is.
+        comment = "/* pipeline dataset=flights month=2024-06 run_id=run-1 */ "
+        assert any(statement.startswith(comment + "PUT ") for statement in load_statements)
+        assert [s for s in load_statements if not s.startswith(comment)] == []
 
         calls = {"n": 0}
 

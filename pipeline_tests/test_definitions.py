@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+import pytest
 
 from pipeline.assets.dbt import partitioned_dbt_vars
 from pipeline.definitions import build_definitions
 from pipeline.jobs import load_job_name
 from pipeline.settings import Settings
+from pipeline.warehouse.snowflake import SnowflakeWarehouse
 
 
 def test_definitions_load_and_the_load_job_resolves(settings: Settings) -> None:
@@ -28,3 +30,28 @@ def test_definitions_load_and_the_load_job_resolves(settings: Settings) -> None:
 def test_dbt_gets_the_month_of_its_partition() -> None:
     window = dg.TimeWindow(dt.datetime(2024, 3, 1), dt.datetime(2024, 4, 1))
     assert partitioned_dbt_vars(window) == {"month": "2024-03"}
+
+
+def test_snowflake_credentials_are_env_vars_read_at_run_time(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "PIPELINE_WAREHOUSE": "snowflake",
+        "SNOWFLAKE_ACCOUNT": "acme-prod",
+        "SNOWFLAKE_USER": "loader",
+        "SNOWFLAKE_DATABASE": "pipeline_db",
+        "SNOWFLAKE_PRIVATE_KEY_PATH": "/secrets/key.p8",
+        "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE": "do-not-show",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SNOWFLAKE_PASSWORD", raising=False)
+
+    defs = build_definitions(Settings.from_env())  # no connection is made to load the code
+    warehouse = defs.resources["warehouse"]
+
+    assert isinstance(warehouse, SnowflakeWarehouse)
+    config = warehouse.snowflake
+    assert isinstance(config.private_key_password, dg.EnvVar)
+    assert config.private_key_password.env_var_name == "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
+    assert config.password is None  # unset variables are left out, not passed as ""
+    assert "do-not-show" not in repr(defs.resources)

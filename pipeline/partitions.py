@@ -40,3 +40,10 @@ def month_range(first: str, last: str) -> list[str]:
         months.append(current.strftime(MONTH_FORMAT))
         current = (current.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     return months
+
+
+def months_before(month: str, count: int) -> list[str]:
+    """The `count` months before `month` (`YYYY-MM`), oldest first."""
+    year, number = (int(part) for part in month.split("-"))
+    index = year * 12 + number - 1
+    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index - count, index)]

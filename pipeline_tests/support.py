@@ -1,4 +1,4 @@
-"""Helpers shared by tests: run the CLI as a user does, read the warehouse file."""
+"""Helpers shared by tests: run the CLI as a user does, load a month, read the warehouse file."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import sys
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
+from pipeline.ingest.stream import ingest_file
+from pipeline.sample_data import write_tsv
 from pipeline.settings import Settings
+from pipeline.specs import DatasetSpec
+from pipeline.warehouse.base import Warehouse
 
 PIPELINE = str(Path(sys.executable).with_name("pipeline"))
 
@@ -25,3 +30,12 @@ def scalar(settings: Settings, sql: str) -> object:
     """The first value of a query on the test's DuckDB file, read-only."""
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as connection:
         return connection.execute(sql).fetchone()[0]
+
+
+def load_month(
+    settings: Settings, warehouse: Warehouse, spec: DatasetSpec, month: str, frame: pl.DataFrame
+) -> None:
+    """Land `frame` as the month's file and load it the way the load asset does."""
+    path = settings.landing_dir / spec.file_name(month)
+    write_tsv(frame, path)
+    warehouse.replace_month(ingest_file(spec, path, month, settings.staging_dir), "test")

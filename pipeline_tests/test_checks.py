@@ -15,11 +15,11 @@ from pipeline.checks.completeness import (
 )
 from pipeline.checks.keys import check_unique
 from pipeline.checks.rules import check_rule
-from pipeline.ingest.stream import ingest_file
-from pipeline.sample_data import month_frame, write_tsv
+from pipeline.sample_data import month_frame
 from pipeline.settings import Settings
 from pipeline.specs import CompletenessSpec, DatasetSpec, RuleSpec, UniqueSpec
 from pipeline.warehouse.duckdb import DuckDBWarehouse
+from pipeline_tests.support import load_month
 
 BUSINESS = CompletenessSpec(calendar="business_days", country="US")
 
@@ -27,9 +27,7 @@ BUSINESS = CompletenessSpec(calendar="business_days", country="US")
 def load(
     settings: Settings, warehouse: DuckDBWarehouse, spec: DatasetSpec, frame: pl.DataFrame
 ) -> None:
-    path = settings.landing_dir / "flights_2024-01.tsv"
-    write_tsv(frame, path)
-    warehouse.replace_month(ingest_file(spec, path, "2024-01", settings.staging_dir), "test")
+    load_month(settings, warehouse, spec, "2024-01", frame)
 
 
 def with_calendar(spec: DatasetSpec, calendar: CompletenessSpec) -> DatasetSpec:
@@ -138,9 +136,7 @@ def test_repeated_keys_fail_within_and_across_months(
     assert all(row["copies"] == 2 for row in within.samples["repeated"])
 
     february = frame.head(5).with_columns(pl.lit("2024-02-01").alias("flight_date"))
-    path = settings.landing_dir / "flights_2024-02.tsv"
-    write_tsv(february, path)
-    warehouse.replace_month(ingest_file(flights, path, "2024-02", settings.staging_dir), "test")
+    load_month(settings, warehouse, flights, "2024-02", february)
     feb_key = UniqueSpec(columns=["carrier", "flight", "dest"], across_months=True)
     across = check_unique(warehouse, flights, feb_key, "2024-02")
     assert across.facts == {"repeated_keys": 0, "keys_in_other_months": 5}

@@ -13,11 +13,12 @@ from pipeline.checks.completeness import (
     days_with_rows,
     open_days,
 )
+from pipeline.checks.drift import check_schema_drift
 from pipeline.checks.keys import check_unique
 from pipeline.checks.rules import check_rule
 from pipeline.sample_data import month_frame
 from pipeline.settings import Settings
-from pipeline.specs import CompletenessSpec, DatasetSpec, RuleSpec, UniqueSpec
+from pipeline.specs import CompletenessSpec, DatasetSpec, FiscalSpec, RuleSpec, UniqueSpec
 from pipeline.warehouse.duckdb import DuckDBWarehouse
 from pipeline_tests.support import load_month
 
@@ -144,3 +145,34 @@ def test_repeated_keys_fail_within_and_across_months(
     assert check_unique(
         warehouse, flights, UniqueSpec(columns=["carrier", "flight", "dest"]), "2024-02"
     ).passed
+
+
+def test_an_extra_column_is_a_schema_drift_warning_and_the_month_still_loads(
+    settings: Settings, warehouse: DuckDBWarehouse, flights: DatasetSpec
+) -> None:
+    frame = month_frame("2024-01", 5, seed=1)
+    drift = flights.checks.schema_drift
+    load(settings, warehouse, flights, frame)
+    assert check_schema_drift(warehouse, flights, drift, "2024-01").passed
+
+    load(settings, warehouse, flights, frame.with_columns(pl.lit("B12").alias("gate")))
+
+    outcome = check_schema_drift(warehouse, flights, drift, "2024-01")
+    assert not outcome.passed and outcome.severity == "WARN"
+    assert outcome.summary == ("1 column(s) not in the spec, ignored: gate (flights_2024-01.tsv)")
+    assert warehouse.latest_load("flights", "2024-01")["rows_loaded"] == frame.height
+
+
+def test_missing_days_are_named_with_their_fiscal_period(
+    settings: Settings, warehouse: DuckDBWarehouse, flights: DatasetSpec
+) -> None:
+    spec = flights.model_copy(update={"fiscal": FiscalSpec(year_start_month=10)})
+    frame = month_frame("2024-01", 5, seed=1).filter(pl.col("flight_date") != "2024-01-17")
+    load(settings, warehouse, spec, frame)
+
+    outcome = check_completeness(spec, "2024-01", days_with_rows(warehouse, spec, "2024-01"))
+
+    assert outcome.samples["missing"] == [
+        {"date": "2024-01-17", "weekday": "Wed", "fiscal_period": "FY2024 P04"}
+    ]
+    assert outcome.facts["fiscal_periods_with_missing_days"] == "FY2024 P04"

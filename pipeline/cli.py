@@ -179,8 +179,8 @@ def load(
             status = "ok" if result.success else "FAILED"
             figures = _figures(result.rows)
             click.echo(f"{result.month:<8} {status:<13} {figures}  {_checks(result.checks)}", out)
-            for error in result.errors:
-                click.echo(f"{'':<8} {error}", out)
+            for line in result.errors + result.notes:
+                click.echo(f"{'':<8} {line}", out)
 
         for month, reason in plan.skipped.items():
             click.echo(f"{month:<8} {'skipped':<13} {reason}", out)

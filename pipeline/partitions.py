@@ -28,6 +28,12 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
     return first, next_first - dt.timedelta(days=1)
 
 
+def month_days(month: str) -> list[dt.date]:
+    """Every day of a `YYYY-MM` month, in order."""
+    first, last = month_bounds(month)
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
 def month_range(first: str, last: str) -> list[str]:
     """The months from `first` to `last` inclusive; raises ValueError if they are out of order."""
     start, _ = month_bounds(first)

@@ -15,7 +15,7 @@ import holidays
 import numpy as np
 import polars as pl
 
-from pipeline.partitions import month_bounds, month_range
+from pipeline.partitions import month_bounds, month_days, month_range
 
 CARRIERS = np.array(["AA", "B6", "DL", "UA", "WN", "9E", "MQ", "YX", "NK", "AS"])
 ORIGINS = np.array(["EWR", "JFK", "LGA"])
@@ -46,8 +46,7 @@ def day_volumes(month: str, rows_per_day: int) -> list[tuple[dt.date, int]]:
     first, last = month_bounds(month)
     closed = holidays.country_holidays("US", years=first.year)
     volumes = []
-    for offset in range((last - first).days + 1):
-        day = first + dt.timedelta(days=offset)
+    for day in month_days(month):
         factor = 0.7 if day.weekday() >= 5 else 1.0
         if day in closed:
             factor = 0.4

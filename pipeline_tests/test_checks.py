@@ -92,7 +92,8 @@ def test_a_missing_day_fails_and_weekend_rows_warn(
     ("rule", "passed", "severity"),
     [
         (RuleSpec(name="any delay", where="dep_delay > 0", severity="CRITICAL"), False, "ERROR"),
-        (RuleSpec(name="any delay", where="dep_delay > 0", severity="INFO"), True, "WARN"),
+        (RuleSpec(name="any delay", where="dep_delay > 0", severity="INFO"), True, "INFO"),
+        (RuleSpec(name="absurd", where="distance > 99999", severity="INFO"), True, "WARN"),
         (RuleSpec(name="absurd", where="distance > 99999", severity="CRITICAL"), True, "ERROR"),
         (RuleSpec(name="few", where="dep_delay > 0", max_violations=10**6), True, "WARN"),
     ],

@@ -56,7 +56,11 @@ def test_a_late_month_is_reported_and_a_landed_one_is_not(
     assert result.errors == (
         f"check schema_drift: 1 column(s) not in the spec, ignored: gate (flights_{month}.tsv)",
     )
-    assert result.checks["raw/flights:volume"] == "passed"  # no history yet: INFO
+    assert result.checks["raw/flights:volume"] == "passed"
+    assert (
+        "check volume (INFO): not enough history to judge volume: 0 earlier month(s)"
+        in " ".join(result.notes)
+    )
     assert "raw/flights:freshness_check" not in result.checks  # not the month's check
     assert sensor_wants_a_check(defs, instance)  # loaded since the failure: look again
     assert freshness(defs, instance).passed

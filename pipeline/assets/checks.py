@@ -19,6 +19,7 @@ from pipeline.warehouse.base import Warehouse, now
 from pipeline.warehouse.ledger import CheckRecord
 
 SCHEMA_CHECK = "schema"
+LEVEL = "level"  # ERROR, WARN or INFO: Dagster's severity has no INFO
 Evaluate = Callable[[Warehouse, str], CheckOutcome]
 
 
@@ -151,13 +152,18 @@ def _check(
 
 def to_check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
     """The Dagster view of an outcome: figures as metadata, samples as Markdown tables."""
-    metadata: dict[str, Any] = {"summary": dg.MetadataValue.text(outcome.summary)}
+    metadata: dict[str, Any] = {
+        "summary": dg.MetadataValue.text(outcome.summary),
+        LEVEL: outcome.severity,
+    }
     metadata.update(outcome.facts)
     for name, rows in outcome.samples.items():
         metadata[name] = dg.MetadataValue.md(markdown_table(rows))
     return dg.AssetCheckResult(
         passed=outcome.passed,
-        severity=dg.AssetCheckSeverity(outcome.severity),
+        severity=dg.AssetCheckSeverity.ERROR
+        if outcome.severity == "ERROR"
+        else dg.AssetCheckSeverity.WARN,
         description=outcome.summary,
         metadata=metadata,
     )

@@ -8,7 +8,7 @@ import holidays
 
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.fiscal import fiscal_day
-from pipeline.partitions import month_bounds
+from pipeline.partitions import month_bounds, month_days
 from pipeline.specs import CompletenessSpec, DatasetSpec
 from pipeline.warehouse.base import RAW_SCHEMA, Warehouse
 
@@ -18,7 +18,7 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 def open_days(month: str, calendar: CompletenessSpec) -> list[dt.date]:
     """The days of `month` that should have data."""
     first, last = month_bounds(month)
-    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    days = month_days(month)
     if calendar.calendar == "every_day":
         expected = set(days)
     elif calendar.calendar == "weekdays":

@@ -100,7 +100,6 @@ def check_volume(
     """
     if len(history) < volume.min_history_months:
         return _not_enough(
-            volume,
             f"{len(history)} earlier month(s) loaded in the {volume.lookback_months} before "
             f"{month}; at least {volume.min_history_months} needed",
         )
@@ -109,7 +108,6 @@ def check_volume(
     judged = [day for day in days if day.weekday() in baselines]
     if not judged:
         return _not_enough(
-            volume,
             f"no weekday has {volume.min_days_per_weekday} regular days of history in "
             f"{', '.join(sorted(history))}",
         )
@@ -183,11 +181,11 @@ def _flagged_row(day: dt.date, count: int, baseline: Baseline, max_z: float) -> 
     }
 
 
-def _not_enough(volume: VolumeSpec, why: str) -> CheckOutcome:
+def _not_enough(why: str) -> CheckOutcome:
     """A passing verdict that says the history is too short to judge (INFO)."""
     return CheckOutcome(
         passed=True,
-        severity=volume.severity,
-        summary=f"INFO: not enough history to judge volume: {why}",
+        severity="INFO",
+        summary=f"not enough history to judge volume: {why}",
         facts={"enough_history": False},
     )

@@ -22,6 +22,7 @@ install: $(INSTALLED)
 demo: install
 	$(BIN)/pipeline sample-data
 	$(BIN)/pipeline load flights --from 2024-01 --to 2024-12 || [ $$? -eq 1 ]
+	$(BIN)/pipeline load settlements --from 2024-01 --to 2024-04
 	@echo
 	@echo "Where to look next:"
 	@echo "  $(BIN)/pipeline status flights      per-month status, rows and checks"

@@ -38,7 +38,7 @@ class MonthResult:
     rows: dict[str, int] = field(default_factory=dict)
     checks: dict[str, str] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()  # INFO verdicts: passed, with something to tell
+    notes: tuple[str, ...] = ()  # INFO verdicts: passed without judging, and why
 
 
 def load_months(

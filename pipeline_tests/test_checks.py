@@ -82,7 +82,9 @@ def test_a_missing_day_fails_and_weekend_rows_warn(
 
     missing = check_completeness(spec, "2024-01", observed)
     assert not missing.passed and missing.severity == "ERROR"
-    assert missing.samples["missing"] == [{"date": "2024-01-17", "weekday": "Wed"}]
+    assert missing.samples["missing"] == [
+        {"date": "2024-01-17", "weekday": "Wed", "fiscal_period": "FY2024 P04"}  # October years
+    ]
     closed = check_closed_days(spec, "2024-01", observed)
     assert not closed.passed and closed.severity == "WARN"
     assert {row["date"] for row in closed.samples["closed_days"]} >= {"2024-01-01", "2024-01-06"}
@@ -92,8 +94,7 @@ def test_a_missing_day_fails_and_weekend_rows_warn(
     ("rule", "passed", "severity"),
     [
         (RuleSpec(name="any delay", where="dep_delay > 0", severity="CRITICAL"), False, "ERROR"),
-        (RuleSpec(name="any delay", where="dep_delay > 0", severity="INFO"), True, "INFO"),
-        (RuleSpec(name="absurd", where="distance > 99999", severity="INFO"), True, "WARN"),
+        (RuleSpec(name="any delay", where="dep_delay > 0", severity="INFO"), True, "WARN"),
         (RuleSpec(name="absurd", where="distance > 99999", severity="CRITICAL"), True, "ERROR"),
         (RuleSpec(name="few", where="dep_delay > 0", max_violations=10**6), True, "WARN"),
     ],
@@ -167,13 +168,13 @@ def test_an_extra_column_is_a_schema_drift_warning_and_the_month_still_loads(
 def test_missing_days_are_named_with_their_fiscal_period(
     settings: Settings, warehouse: DuckDBWarehouse, flights: DatasetSpec
 ) -> None:
-    spec = flights.model_copy(update={"fiscal": FiscalSpec(year_start_month=10)})
+    spec = flights.model_copy(update={"fiscal": FiscalSpec(year_start_month=7)})
     frame = month_frame("2024-01", 5, seed=1).filter(pl.col("flight_date") != "2024-01-17")
     load(settings, warehouse, spec, frame)
 
     outcome = check_completeness(spec, "2024-01", days_with_rows(warehouse, spec, "2024-01"))
 
     assert outcome.samples["missing"] == [
-        {"date": "2024-01-17", "weekday": "Wed", "fiscal_period": "FY2024 P04"}
+        {"date": "2024-01-17", "weekday": "Wed", "fiscal_period": "FY2024 P07"}
     ]
-    assert outcome.facts["fiscal_periods_with_missing_days"] == "FY2024 P04"
+    assert outcome.facts["fiscal_periods_with_missing_days"] == "FY2024 P07"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-# INFO is a passing verdict with something to tell (a rule's count, a history too short to
-# judge); Dagster has no INFO severity, so it shows as a passed check.
+# INFO is a passing verdict that could not judge and says why (a history too short for the
+# volume check); Dagster has no INFO severity, so it shows as a passed check.
 Severity = Literal["ERROR", "WARN", "INFO"]
 
 

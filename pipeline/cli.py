@@ -300,31 +300,9 @@ def doctor() -> None:
 def sample_data(landing_dir: Path) -> None:
     """Write the bundled datasets' sample files, with planted defects, to the landing folder:
     a year of `flights` and half a year of `settlements`."""
-    from pipeline.sample_data import (
-        DEMO_YEAR,
-        PLANTED_DEFECT_RATIOS,
-        PLANTED_EARLY_DEPARTURES,
-        PLANTED_EXTRA_COLUMNS,
-        PLANTED_HOLIDAY_SETTLEMENTS,
-        PLANTED_MISSING_DAYS,
-        PLANTED_SETTLEMENT_SPIKES,
-        write_demo_year,
-        write_settlements_demo,
-    )
+    from pipeline.sample_data import planted_problems, write_demo_year, write_settlements_demo
 
-    paths = write_demo_year(landing_dir)
-    click.echo(f"Wrote {len(paths)} flights files for {DEMO_YEAR} to {landing_dir}")
-    for month, ratio in PLANTED_DEFECT_RATIOS.items():
-        click.echo(f"  {month}: about {ratio:.2%} of lines carry planted defects")
-    for month, day in PLANTED_MISSING_DAYS.items():
-        click.echo(f"  {month}: no rows for {day} (the completeness check fails)")
-    for month, count in PLANTED_EARLY_DEPARTURES.items():
-        click.echo(f"  {month}: {count} departures over an hour early (a WARNING rule fires)")
-    paths = write_settlements_demo(landing_dir)
-    click.echo(f"Wrote {len(paths)} settlements files to {landing_dir}")
-    for month, days in PLANTED_SETTLEMENT_SPIKES.items():
-        click.echo(f"  {month}: three times the usual batches on {days[0]} (a volume anomaly)")
-    for month, days in PLANTED_HOLIDAY_SETTLEMENTS.items():
-        click.echo(f"  {month}: batches on the public holiday {days[0]} (a closed-day warning)")
-    for month, column in PLANTED_EXTRA_COLUMNS.items():
-        click.echo(f"  {month}: a column '{column}' the spec does not know (schema drift)")
+    paths = write_demo_year(landing_dir) + write_settlements_demo(landing_dir)
+    click.echo(f"Wrote {len(paths)} files to {landing_dir}; planted on purpose:")
+    for problem in planted_problems():
+        click.echo(f"  {problem}")

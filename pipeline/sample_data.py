@@ -41,16 +41,16 @@ PLANTED_DEFECT_RATIOS = {"2024-03": 0.0004, "2024-08": 0.02}
 PLANTED_MISSING_DAYS = {"2024-11": dt.date(2024, 11, 5)}
 PLANTED_EARLY_DEPARTURES = {"2024-05": 12}
 DEMO_YEAR = 2024
-# The settlements example: four months of US business days. Its first two months have too
+# The settlements example: three months of US business days. Its first two months have too
 # little history for the volume check (INFO); batches on a public holiday (closed-days WARN), a
 # day with three times the usual batches (volume WARN), a column the spec does not know
 # (schema-drift WARN).
-SETTLEMENT_MONTHS = ("2024-01", "2024-04")
+SETTLEMENT_MONTHS = ("2024-01", "2024-03")
 BUSINESS_DAYS = CompletenessSpec(calendar="business_days", country="US")
 BUSINESS_DAY_LOAD = (1.2, 1.0, 1.0, 1.0, 1.3)  # Monday … Friday
 PLANTED_HOLIDAY_SETTLEMENTS = {"2024-02": [dt.date(2024, 2, 19)]}  # Washington's Birthday
 PLANTED_SETTLEMENT_SPIKES = {"2024-03": [dt.date(2024, 3, 15)]}
-PLANTED_EXTRA_COLUMNS = {"2024-04": "channel"}
+PLANTED_EXTRA_COLUMNS = {"2024-03": "channel"}
 
 
 def day_volumes(month: str, rows_per_day: int) -> list[tuple[dt.date, int]]:
@@ -200,6 +200,37 @@ def write_settlements_demo(landing_dir: Path, batches_per_day: int = 150) -> lis
         write_tsv(frame, path)
         paths.append(path)
     return paths
+
+
+def planted_problems() -> list[str]:
+    """What the demo files carry on purpose and which check notices it, one line each."""
+    return [
+        *(
+            f"flights {month}: about {ratio:.2%} of lines carry defects (rejected; the schema "
+            "check fails above 0.1%)"
+            for month, ratio in PLANTED_DEFECT_RATIOS.items()
+        ),
+        *(
+            f"flights {month}: {count} departures over an hour early (a WARNING rule)"
+            for month, count in PLANTED_EARLY_DEPARTURES.items()
+        ),
+        *(
+            f"flights {month}: no rows for {day} (the completeness check fails)"
+            for month, day in PLANTED_MISSING_DAYS.items()
+        ),
+        *(
+            f"settlements {month}: batches on the public holiday {days[0]} (closed_days WARN)"
+            for month, days in PLANTED_HOLIDAY_SETTLEMENTS.items()
+        ),
+        *(
+            f"settlements {month}: three times the usual batches on {days[0]} (volume WARN)"
+            for month, days in PLANTED_SETTLEMENT_SPIKES.items()
+        ),
+        *(
+            f"settlements {month}: a column '{column}' the spec does not know (schema_drift WARN)"
+            for month, column in PLANTED_EXTRA_COLUMNS.items()
+        ),
+    ]
 
 
 def write_large_month(path: Path, month: str, target_bytes: int, defect_ratio: float) -> int:

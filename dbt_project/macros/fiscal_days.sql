@@ -23,3 +23,10 @@
     where 1 = 0
   {%- endfor %}
 {%- endmacro %}
+
+{# The fiscal columns of the joined `fiscal_days` table, for a model's select and group by. #}
+{% macro fiscal_columns() -%}
+    fiscal_days.fiscal_year,
+    fiscal_days.fiscal_quarter,
+    fiscal_days.fiscal_period
+{%- endmacro %}

@@ -24,7 +24,7 @@ Evaluate = Callable[[Warehouse, str], CheckOutcome]
 
 
 def build_checks(spec: DatasetSpec) -> list[dg.AssetChecksDefinition]:
-    """Every check of a dataset month: the spec's rows, its calendar, and its custom rules."""
+    """Every check of a dataset month: its rows, header, calendar, volume, keys and rules."""
     completeness = spec.checks.completeness
     checks = [
         _check(

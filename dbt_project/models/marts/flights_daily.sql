@@ -7,9 +7,7 @@ with fiscal_days as (
 select
     flights.month,
     flights.flight_date,
-    fiscal_days.fiscal_year,
-    fiscal_days.fiscal_quarter,
-    fiscal_days.fiscal_period,
+    {{ fiscal_columns() }},
     count(*) as flights,
     sum(case when flights.cancelled then 1 else 0 end) as cancelled_flights,
     avg(flights.dep_delay) as avg_dep_delay_minutes,
@@ -21,6 +19,4 @@ left join fiscal_days on fiscal_days.day = flights.flight_date
 group by
     flights.month,
     flights.flight_date,
-    fiscal_days.fiscal_year,
-    fiscal_days.fiscal_quarter,
-    fiscal_days.fiscal_period
+    {{ fiscal_columns() }}

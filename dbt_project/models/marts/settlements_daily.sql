@@ -8,9 +8,7 @@ with fiscal_days as (
 select
     settlements._month as month,
     settlements.settlement_date,
-    fiscal_days.fiscal_year,
-    fiscal_days.fiscal_quarter,
-    fiscal_days.fiscal_period,
+    {{ fiscal_columns() }},
     count(*) as batches,
     sum(settlements.amount) as amount,
     sum(settlements.fee) as fees
@@ -20,6 +18,4 @@ left join fiscal_days on fiscal_days.day = settlements.settlement_date
 group by
     settlements._month,
     settlements.settlement_date,
-    fiscal_days.fiscal_year,
-    fiscal_days.fiscal_quarter,
-    fiscal_days.fiscal_period
+    {{ fiscal_columns() }}

@@ -22,13 +22,17 @@ install: $(INSTALLED)
 demo: install
 	$(BIN)/pipeline sample-data
 	$(BIN)/pipeline load flights --from 2024-01 --to 2024-12 || [ $$? -eq 1 ]
+	$(BIN)/pipeline load settlements --from 2024-01 --to 2024-03
 	@echo
 	@echo "Where to look next:"
-	@echo "  $(BIN)/pipeline status flights      per-month status, rows and checks"
+	@echo "  $(BIN)/pipeline status flights      per-month status, rows and checks (also: settlements)"
 	@echo "  make dev                             the Dagster UI on http://127.0.0.1:3000"
-	@echo "  data/warehouse.duckdb                raw.flights, raw.flights_rejects, analytics.*"
-	@echo "  planted on purpose: 2024-08 fails its schema check (rejects in raw.flights_rejects),"
-	@echo "  2024-11 its completeness check (a missing day), 2024-05 a WARNING rule"
+	@echo "  data/warehouse.duckdb                raw.*, pipeline.check_results, analytics.* (fiscal columns)"
+	@echo "  planted on purpose, as the summaries above say:"
+	@echo "  ERROR  flights 2024-08 schema (2% bad lines), flights 2024-11 completeness (a missing day)"
+	@echo "  WARN   flights 2024-05 a WARNING rule; settlements 2024-02 closed_days (a holiday),"
+	@echo "         2024-03 volume (a spike) and schema_drift (an extra column)"
+	@echo "  INFO   volume on each dataset's first two months: not enough history yet"
 
 dev: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -179,8 +179,8 @@ def load(
             status = "ok" if result.success else "FAILED"
             figures = _figures(result.rows)
             click.echo(f"{result.month:<8} {status:<13} {figures}  {_checks(result.checks)}", out)
-            for error in result.errors:
-                click.echo(f"{'':<8} {error}", out)
+            for line in result.errors + result.notes:
+                click.echo(f"{'':<8} {line}", out)
 
         for month, reason in plan.skipped.items():
             click.echo(f"{month:<8} {'skipped':<13} {reason}", out)
@@ -301,20 +301,11 @@ def doctor() -> None:
     show_default=True,
 )
 def sample_data(landing_dir: Path) -> None:
-    """Write a year of `flights` sample files, with planted defects, to the landing folder."""
-    from pipeline.sample_data import (
-        DEMO_YEAR,
-        PLANTED_DEFECT_RATIOS,
-        PLANTED_EARLY_DEPARTURES,
-        PLANTED_MISSING_DAYS,
-        write_demo_year,
-    )
+    """Write the bundled datasets' sample files, with planted defects, to the landing folder:
+    a year of `flights` and half a year of `settlements`."""
+    from pipeline.sample_data import planted_problems, write_demo_year, write_settlements_demo
 
-    paths = write_demo_year(landing_dir)
-    click.echo(f"Wrote {len(paths)} files for {DEMO_YEAR} to {landing_dir}")
-    for month, ratio in PLANTED_DEFECT_RATIOS.items():
-        click.echo(f"  {month}: about {ratio:.2%} of lines carry planted defects")
-    for month, day in PLANTED_MISSING_DAYS.items():
-        click.echo(f"  {month}: no rows for {day} (the completeness check fails)")
-    for month, count in PLANTED_EARLY_DEPARTURES.items():
-        click.echo(f"  {month}: {count} departures over an hour early (a WARNING rule fires)")
+    paths = write_demo_year(landing_dir) + write_settlements_demo(landing_dir)
+    click.echo(f"Wrote {len(paths)} files to {landing_dir}; planted on purpose:")
+    for problem in planted_problems():
+        click.echo(f"  {problem}")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 
+from pipeline.assets.freshness import freshness_check_keys
 from pipeline.assets.loads import raw_asset_key
 from pipeline.partitions import dataset_partitions
 from pipeline.specs import DatasetSpec
+
+FRESHNESS_JOB = "check_freshness"
 
 
 def load_job_name(dataset: str) -> str:
@@ -18,9 +23,22 @@ def build_load_job(spec: DatasetSpec) -> dg.UnresolvedAssetJobDefinition:
     """The raw asset, its checks and every dbt model downstream of it, for one month."""
     return dg.define_asset_job(
         name=load_job_name(spec.name),
-        selection=dg.AssetSelection.assets(raw_asset_key(spec)).downstream(),
+        # The freshness check is not about the month being loaded; its sensor runs it.
+        selection=dg.AssetSelection.assets(raw_asset_key(spec)).downstream()
+        - dg.AssetSelection.checks(*freshness_check_keys(spec)),
         partitions_def=dataset_partitions(spec),
         description=f"Load one month of {spec.name}, check it, and rebuild its reports.",
         # DuckDB takes one writer at a time: run the steps of a month one after another.
         executor_def=dg.in_process_executor,
+    )
+
+
+def build_freshness_job(
+    checks: Sequence[dg.AssetChecksDefinition],
+) -> dg.UnresolvedAssetJobDefinition:
+    """Every dataset's freshness check, to run by hand; the freshness sensor runs them too."""
+    return dg.define_asset_job(
+        name=FRESHNESS_JOB,
+        selection=dg.AssetSelection.checks(*checks),
+        description="Has every dataset's latest due month been loaded?",
     )

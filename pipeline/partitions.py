@@ -28,6 +28,12 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
     return first, next_first - dt.timedelta(days=1)
 
 
+def month_days(month: str) -> list[dt.date]:
+    """Every day of a `YYYY-MM` month, in order."""
+    first, last = month_bounds(month)
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
 def month_range(first: str, last: str) -> list[str]:
     """The months from `first` to `last` inclusive; raises ValueError if they are out of order."""
     start, _ = month_bounds(first)
@@ -40,3 +46,10 @@ def month_range(first: str, last: str) -> list[str]:
         months.append(current.strftime(MONTH_FORMAT))
         current = (current.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     return months
+
+
+def months_before(month: str, count: int) -> list[str]:
+    """The `count` months before `month` (`YYYY-MM`), oldest first."""
+    year, number = (int(part) for part in month.split("-"))
+    index = year * 12 + number - 1
+    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index - count, index)]

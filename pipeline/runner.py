@@ -14,6 +14,7 @@ import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from pipeline.assets.checks import LEVEL
 from pipeline.assets.loads import raw_asset_key
 from pipeline.jobs import load_job_name
 from pipeline.specs import DatasetSpec
@@ -37,6 +38,7 @@ class MonthResult:
     rows: dict[str, int] = field(default_factory=dict)
     checks: dict[str, str] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # INFO verdicts: passed without judging, and why
 
 
 def load_months(
@@ -90,13 +92,25 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         if event.step_failure_data.error is not None
         and event.step_failure_data.error.cls_name != "DagsterAssetCheckFailedError"
     ]
+    notes = [
+        f"check {evaluation.check_name} (INFO): {evaluation.description}"
+        for evaluation in evaluations
+        if evaluation.passed and _level(evaluation) == "INFO"
+    ]
     return MonthResult(
         month=month,
         success=run.success,
         rows=rows,
         checks=checks,
         errors=tuple(failed_checks + step_errors),
+        notes=tuple(notes),
     )
+
+
+def _level(evaluation: dg.AssetCheckEvaluation) -> str | None:
+    """ERROR, WARN or INFO as the check gave it (metadata `level`), if it did."""
+    level = evaluation.metadata.get(LEVEL)
+    return level.value if level is not None else None
 
 
 def _readable(message: str) -> str:

@@ -1,4 +1,4 @@
-"""Deterministic sample files for the bundled `flights` dataset.
+"""Deterministic sample files for the bundled `flights` and `settlements` datasets.
 
 The data has the rhythm real deliveries have (quieter weekends, dips on US public holidays, a spike
 at month end) so that reports and volume checks have something to show, and chosen months carry
@@ -15,7 +15,9 @@ import holidays
 import numpy as np
 import polars as pl
 
-from pipeline.partitions import month_bounds, month_range
+from pipeline.checks.completeness import open_days
+from pipeline.partitions import month_bounds, month_days, month_range
+from pipeline.specs import CompletenessSpec
 
 CARRIERS = np.array(["AA", "B6", "DL", "UA", "WN", "9E", "MQ", "YX", "NK", "AS"])
 ORIGINS = np.array(["EWR", "JFK", "LGA"])
@@ -39,6 +41,16 @@ PLANTED_DEFECT_RATIOS = {"2024-03": 0.0004, "2024-08": 0.02}
 PLANTED_MISSING_DAYS = {"2024-11": dt.date(2024, 11, 5)}
 PLANTED_EARLY_DEPARTURES = {"2024-05": 12}
 DEMO_YEAR = 2024
+# The settlements example: three months of US business days. Its first two months have too
+# little history for the volume check (INFO); batches on a public holiday (closed-days WARN), a
+# day with three times the usual batches (volume WARN), a column the spec does not know
+# (schema-drift WARN).
+SETTLEMENT_MONTHS = ("2024-01", "2024-03")
+BUSINESS_DAYS = CompletenessSpec(calendar="business_days", country="US")
+BUSINESS_DAY_LOAD = (1.2, 1.0, 1.0, 1.0, 1.3)  # Monday … Friday
+PLANTED_HOLIDAY_SETTLEMENTS = {"2024-02": [dt.date(2024, 2, 19)]}  # Washington's Birthday
+PLANTED_SETTLEMENT_SPIKES = {"2024-03": [dt.date(2024, 3, 15)]}
+PLANTED_EXTRA_COLUMNS = {"2024-03": "channel"}
 
 
 def day_volumes(month: str, rows_per_day: int) -> list[tuple[dt.date, int]]:
@@ -46,8 +58,7 @@ def day_volumes(month: str, rows_per_day: int) -> list[tuple[dt.date, int]]:
     first, last = month_bounds(month)
     closed = holidays.country_holidays("US", years=first.year)
     volumes = []
-    for offset in range((last - first).days + 1):
-        day = first + dt.timedelta(days=offset)
+    for day in month_days(month):
         factor = 0.7 if day.weekday() >= 5 else 1.0
         if day in closed:
             factor = 0.4
@@ -114,6 +125,37 @@ def _plant_defects(
     return pl.DataFrame({name: values.astype(str) for name, values in columns.items()})
 
 
+def settlements_frame(
+    month: str, batches_per_day: int, seed: int, day_factors: dict[dt.date, float] | None = None
+) -> pl.DataFrame:
+    """One month of settlement batches as text columns: US business days only, busier Mondays
+    and Fridays, counts that vary from day to day as real ones do; `day_factors` scales a day's
+    volume, or adds a day the bank is closed on."""
+    rng = np.random.default_rng(seed)
+    factors = day_factors or {}
+    days = sorted(set(open_days(month, BUSINESS_DAYS)) | set(factors))
+    counts = rng.poisson(
+        [batches_per_day * BUSINESS_DAY_LOAD[day.weekday()] * factors.get(day, 1) for day in days]
+    )
+    dates = np.repeat(np.array(days, dtype="datetime64[D]"), counts)
+    n = len(dates)
+    refund = np.where(rng.random(n) < 0.04, -1, 1)
+    amounts = np.round(rng.lognormal(6.5, 1.1, n), 2) * refund
+    seconds = rng.integers(17 * 3600, 23 * 3600, n).astype("timedelta64[s]")
+    stamps = dates.astype("datetime64[s]") + seconds
+    yymm = month[2:4] + month[5:7]
+    return pl.DataFrame(
+        {
+            "settlement_date": dates.astype(str),
+            "batch_id": [f"B{yymm}{index:05d}" for index in range(n)],
+            "merchant_id": np.char.add("M", rng.integers(10000, 99999, n).astype(str)),
+            "amount": np.char.mod("%.2f", amounts),
+            "fee": np.char.mod("%.2f", np.round(np.abs(amounts) * 0.018 + 0.1, 2)),
+            "settled_at": np.char.add(np.datetime_as_string(stamps, unit="s"), "Z"),
+        }
+    )
+
+
 def write_tsv(frame: pl.DataFrame, path: Path, *, append: bool = False) -> None:
     """Write text columns as TSV without any quoting, as upstream systems deliver them."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +185,52 @@ def write_demo_year(
         write_tsv(frame, path)
         paths.append(path)
     return paths
+
+
+def write_settlements_demo(landing_dir: Path, batches_per_day: int = 150) -> list[Path]:
+    """The settlements example's monthly files, defects planted as documented."""
+    paths = []
+    for index, month in enumerate(month_range(*SETTLEMENT_MONTHS)):
+        factors = {day: 3.0 for day in PLANTED_SETTLEMENT_SPIKES.get(month, [])}
+        factors |= {day: 1.0 for day in PLANTED_HOLIDAY_SETTLEMENTS.get(month, [])}
+        frame = settlements_frame(month, batches_per_day, seed=100 + index, day_factors=factors)
+        if month in PLANTED_EXTRA_COLUMNS:
+            frame = frame.with_columns(pl.lit("online").alias(PLANTED_EXTRA_COLUMNS[month]))
+        path = landing_dir / f"settlements_{month}.tsv"
+        write_tsv(frame, path)
+        paths.append(path)
+    return paths
+
+
+def planted_problems() -> list[str]:
+    """What the demo files carry on purpose and which check notices it, one line each."""
+    return [
+        *(
+            f"flights {month}: about {ratio:.2%} of lines carry defects (rejected; the schema "
+            "check fails above 0.1%)"
+            for month, ratio in PLANTED_DEFECT_RATIOS.items()
+        ),
+        *(
+            f"flights {month}: {count} departures over an hour early (a WARNING rule)"
+            for month, count in PLANTED_EARLY_DEPARTURES.items()
+        ),
+        *(
+            f"flights {month}: no rows for {day} (the completeness check fails)"
+            for month, day in PLANTED_MISSING_DAYS.items()
+        ),
+        *(
+            f"settlements {month}: batches on the public holiday {days[0]} (closed_days WARN)"
+            for month, days in PLANTED_HOLIDAY_SETTLEMENTS.items()
+        ),
+        *(
+            f"settlements {month}: three times the usual batches on {days[0]} (volume WARN)"
+            for month, days in PLANTED_SETTLEMENT_SPIKES.items()
+        ),
+        *(
+            f"settlements {month}: a column '{column}' the spec does not know (schema_drift WARN)"
+            for month, column in PLANTED_EXTRA_COLUMNS.items()
+        ),
+    ]
 
 
 def write_large_month(path: Path, month: str, target_bytes: int, defect_ratio: float) -> int:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
+from pipeline.assets.freshness import superseded_freshness_api
 from pipeline.ingest.files import fingerprint
 from pipeline.jobs import load_job_name
 from pipeline.partitions import dataset_partitions
@@ -22,6 +24,7 @@ from pipeline.resources import LandingFiles
 from pipeline.specs import MONTH_PLACEHOLDER, DatasetSpec
 
 DEFAULT_INTERVAL_SECONDS = 60
+FRESHNESS_SENSOR = "freshness"
 
 
 def tick_interval() -> int:
@@ -100,3 +103,14 @@ def build_landing_sensor(spec: DatasetSpec) -> dg.SensorDefinition:
         return dg.SensorResult(run_requests=scan.requests, cursor=json.dumps(scan.files))
 
     return landing
+
+
+def build_freshness_sensor(checks: Sequence[dg.AssetChecksDefinition]) -> dg.SensorDefinition:
+    """Evaluates the datasets' freshness checks on its own, so a late month is reported without
+    anyone looking; off until turned on, like the landing sensors."""
+    with superseded_freshness_api():
+        return dg.build_sensor_for_freshness_checks(
+            freshness_checks=checks,
+            name=FRESHNESS_SENSOR,
+            minimum_interval_seconds=tick_interval(),
+        )

@@ -100,12 +100,76 @@ class UniqueSpec(_Strict):
     severity: Literal["ERROR", "WARN"] = "ERROR"
 
 
+class VolumeSpec(_Strict):
+    """Volume anomalies: each day's row count against the same weekday in the trailing months.
+
+    A day is flagged when its robust z-score, 0.6745 * (count - median) / MAD over that weekday's
+    history, is beyond `max_z`; the MAD is at least `min_mad_ratio` of the median, so a constant
+    history does not make every small wobble an anomaly. The month's total is compared with the
+    total the weekday medians predict for its days. With fewer than `min_history_months` earlier
+    months loaded within `lookback_months`, the check passes and says so instead of guessing.
+    """
+
+    lookback_months: Annotated[int, Field(ge=1, le=36)] = 6
+    min_history_months: Annotated[int, Field(ge=1, le=36)] = 2
+    min_days_per_weekday: Annotated[int, Field(ge=1)] = 4
+    max_z: Annotated[float, Field(gt=0)] = 3.5
+    min_mad_ratio: Annotated[float, Field(gt=0, le=1)] = 0.1
+    max_total_change: Annotated[float, Field(gt=0)] = 0.25
+    severity: Literal["ERROR", "WARN"] = "WARN"
+
+    @model_validator(mode="after")
+    def _history_fits_lookback(self) -> VolumeSpec:
+        if self.min_history_months > self.lookback_months:
+            raise ValueError(
+                f"min_history_months ({self.min_history_months}) is more than lookback_months "
+                f"({self.lookback_months})"
+            )
+        return self
+
+
+class FreshnessSpec(_Strict):
+    """A month's file must be loaded within `days_after_month_end` days of the month's end."""
+
+    # A cron day of month (deadline = day N + 1 at 00:00 UTC) must exist in every month.
+    days_after_month_end: Annotated[int, Field(ge=0, le=27)] = 5
+    severity: Literal["ERROR", "WARN"] = "WARN"
+
+
+class SchemaDriftSpec(_Strict):
+    """How an extra column in a file's header is reported (a missing one always fails the load)."""
+
+    severity: Literal["ERROR", "WARN"] = "WARN"
+
+
 class ChecksSpec(_Strict):
-    """Thresholds of the checks that run on every month."""
+    """Thresholds of the checks that run on every month; `volume: null` or `freshness: null`
+    turns those off."""
 
     max_reject_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
     completeness: CompletenessSpec = CompletenessSpec()
     unique: UniqueSpec | None = None
+    volume: VolumeSpec | None = VolumeSpec()
+    freshness: FreshnessSpec | None = FreshnessSpec()
+    schema_drift: SchemaDriftSpec = SchemaDriftSpec()
+
+
+class FiscalSpec(_Strict):
+    """The dataset's fiscal calendar (see `pipeline/fiscal.py` for the conventions).
+
+    Months: `year_start_month` alone. Weeks: a `week_pattern`, with years starting on the
+    `week_start` weekday (0 = Monday … 6 = Sunday) nearest the 1st of `year_start_month`.
+    """
+
+    year_start_month: Annotated[int, Field(ge=1, le=12)] = 1
+    week_pattern: Literal["4-4-5", "4-5-4", "5-4-4"] | None = None
+    week_start: Annotated[int, Field(ge=0, le=6)] = 6
+
+    @model_validator(mode="after")
+    def _week_start_needs_pattern(self) -> FiscalSpec:
+        if "week_start" in self.model_fields_set and self.week_pattern is None:
+            raise ValueError("week_start applies only with a week_pattern (4-4-5, 4-5-4, 5-4-4)")
+        return self
 
 
 class RuleSpec(_Strict):
@@ -144,6 +208,7 @@ class DatasetSpec(_Strict):
     columns: Annotated[dict[str, ColumnSpec], Field(min_length=1)]
     checks: ChecksSpec = ChecksSpec()
     rules: list[RuleSpec] = []
+    fiscal: FiscalSpec | None = None
 
     @field_validator("file_pattern")
     @classmethod

@@ -13,21 +13,20 @@ from pipeline.checks.completeness import (
     days_with_rows,
     open_days,
 )
+from pipeline.checks.drift import check_schema_drift
 from pipeline.checks.keys import check_unique
 from pipeline.checks.rules import check_rule
-from pipeline.ingest.stream import ingest_file
-from pipeline.sample_data import month_frame, write_tsv
+from pipeline.sample_data import month_frame
 from pipeline.settings import Settings
-from pipeline.specs import CompletenessSpec, DatasetSpec, RuleSpec, UniqueSpec
+from pipeline.specs import CompletenessSpec, DatasetSpec, FiscalSpec, RuleSpec, UniqueSpec
 from pipeline.warehouse.base import Warehouse
+from pipeline_tests.support import load_month
 
 BUSINESS = CompletenessSpec(calendar="business_days", country="US")
 
 
 def load(settings: Settings, warehouse: Warehouse, spec: DatasetSpec, frame: pl.DataFrame) -> None:
-    path = settings.landing_dir / "flights_2024-01.tsv"
-    write_tsv(frame, path)
-    warehouse.replace_month(ingest_file(spec, path, "2024-01", settings.staging_dir), "test")
+    load_month(settings, warehouse, spec, "2024-01", frame)
 
 
 def with_calendar(spec: DatasetSpec, calendar: CompletenessSpec) -> DatasetSpec:
@@ -81,7 +80,9 @@ def test_a_missing_day_fails_and_weekend_rows_warn(
 
     missing = check_completeness(spec, "2024-01", observed)
     assert not missing.passed and missing.severity == "ERROR"
-    assert missing.samples["missing"] == [{"date": "2024-01-17", "weekday": "Wed"}]
+    assert missing.samples["missing"] == [
+        {"date": "2024-01-17", "weekday": "Wed", "fiscal_period": "FY2024 P04"}  # October years
+    ]
     closed = check_closed_days(spec, "2024-01", observed)
     assert not closed.passed and closed.severity == "WARN"
     assert {row["date"] for row in closed.samples["closed_days"]} >= {"2024-01-01", "2024-01-06"}
@@ -136,9 +137,7 @@ def test_repeated_keys_fail_within_and_across_months(
     assert all(row["copies"] == 2 for row in within.samples["repeated"])
 
     february = frame.head(5).with_columns(pl.lit("2024-02-01").alias("flight_date"))
-    path = settings.landing_dir / "flights_2024-02.tsv"
-    write_tsv(february, path)
-    warehouse.replace_month(ingest_file(flights, path, "2024-02", settings.staging_dir), "test")
+    load_month(settings, warehouse, flights, "2024-02", february)
     feb_key = UniqueSpec(columns=["carrier", "flight", "dest"], across_months=True)
     across = check_unique(warehouse, flights, feb_key, "2024-02")
     assert across.facts == {"repeated_keys": 0, "keys_in_other_months": 5}
@@ -146,3 +145,34 @@ def test_repeated_keys_fail_within_and_across_months(
     assert check_unique(
         warehouse, flights, UniqueSpec(columns=["carrier", "flight", "dest"]), "2024-02"
     ).passed
+
+
+def test_an_extra_column_is_a_schema_drift_warning_and_the_month_still_loads(
+    settings: Settings, warehouse: Warehouse, flights: DatasetSpec
+) -> None:
+    frame = month_frame("2024-01", 5, seed=1)
+    drift = flights.checks.schema_drift
+    load(settings, warehouse, flights, frame)
+    assert check_schema_drift(warehouse, flights, drift, "2024-01").passed
+
+    load(settings, warehouse, flights, frame.with_columns(pl.lit("B12").alias("gate")))
+
+    outcome = check_schema_drift(warehouse, flights, drift, "2024-01")
+    assert not outcome.passed and outcome.severity == "WARN"
+    assert outcome.summary == ("1 column(s) not in the spec, ignored: gate (flights_2024-01.tsv)")
+    assert warehouse.latest_load("flights", "2024-01")["rows_loaded"] == frame.height
+
+
+def test_missing_days_are_named_with_their_fiscal_period(
+    settings: Settings, warehouse: Warehouse, flights: DatasetSpec
+) -> None:
+    spec = flights.model_copy(update={"fiscal": FiscalSpec(year_start_month=7)})
+    frame = month_frame("2024-01", 5, seed=1).filter(pl.col("flight_date") != "2024-01-17")
+    load(settings, warehouse, spec, frame)
+
+    outcome = check_completeness(spec, "2024-01", days_with_rows(warehouse, spec, "2024-01"))
+
+    assert outcome.samples["missing"] == [
+        {"date": "2024-01-17", "weekday": "Wed", "fiscal_period": "FY2024 P07"}
+    ]
+    assert outcome.facts["fiscal_periods_with_missing_days"] == "FY2024 P07"

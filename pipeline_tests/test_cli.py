@@ -30,9 +30,10 @@ def test_load_then_status_round_trip(
 
     assert loaded.returncode == 1, loaded.stderr
     lines = {line.split()[0]: line for line in loaded.stdout.splitlines() if line[:4] == "2024"}
-    assert lines["2024-01"].split()[1] == "ok" and lines["2024-01"].endswith("6 passed")
-    assert "FAILED" in lines["2024-02"] and "schema FAILED (ERROR); 5 passed" in lines["2024-02"]
+    assert lines["2024-01"].split()[1] == "ok" and lines["2024-01"].endswith("8 passed")
+    assert "FAILED" in lines["2024-02"] and "schema FAILED (ERROR); 7 passed" in lines["2024-02"]
     assert "Months: 1 loaded, 0 skipped, 1 failed" in loaded.stdout
+    assert "check volume (INFO): not enough history to judge volume: 0 earlier" in loaded.stdout
     assert "2024-02 failed: check schema: " in loaded.stdout
     assert "lines rejected" in loaded.stdout and "raw.flights_rejects" in loaded.stdout
 
@@ -49,9 +50,9 @@ def test_load_then_status_round_trip(
     ]
     assert status.returncode == 0, status.stderr
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
-    assert rows["2024-01"][1] == "materialized" and rows["2024-01"][-2:] == ["6", "passed"]
+    assert rows["2024-01"][1] == "materialized" and rows["2024-01"][-2:] == ["8", "passed"]
     assert rows["2024-02"][1:3] == ["check", "failed"]
-    assert "schema FAILED; 5 passed" in status.stdout
+    assert "schema FAILED; 7 passed" in status.stdout
     assert "2024-03" in rows and "2024-04" not in rows
     assert rows["2024-03"][1] == "missing"
 
@@ -72,7 +73,8 @@ def test_load_then_status_round_trip(
 def test_usage_mistakes_exit_2_and_say_what_is_wrong(settings: Settings) -> None:
     unknown = run("load", "trains", "--from", "2024-01", "--to", "2024-01")
     assert (
-        unknown.returncode == 2 and "unknown dataset 'trains'; datasets: flights" in unknown.stderr
+        unknown.returncode == 2
+        and "unknown dataset 'trains'; datasets: flights, settlements" in unknown.stderr
     )
     early = run("load", "flights", "--from", "2023-12", "--to", "2024-01")
     assert early.returncode == 2 and "2023-12 outside flights's months" in early.stderr

@@ -11,6 +11,7 @@ from pipeline.assets.dbt import partitioned_dbt_vars
 from pipeline.definitions import build_definitions
 from pipeline.jobs import load_job_name
 from pipeline.settings import Settings
+from pipeline.specs import FiscalSpec
 from pipeline.warehouse.snowflake import SnowflakeWarehouse
 
 
@@ -27,9 +28,17 @@ def test_definitions_load_and_the_load_job_resolves(settings: Settings) -> None:
     assert schema_check.blocking
 
 
-def test_dbt_gets_the_month_of_its_partition() -> None:
+def test_dbt_gets_the_month_of_its_partition_and_its_fiscal_days() -> None:
     window = dg.TimeWindow(dt.datetime(2024, 3, 1), dt.datetime(2024, 4, 1))
-    assert partitioned_dbt_vars(window) == {"month": "2024-03"}
+    dbt_vars = partitioned_dbt_vars(window, FiscalSpec(week_pattern="4-4-5", week_start=0))
+    assert dbt_vars["month"] == "2024-03"
+    assert len(dbt_vars["fiscal_days"]) == 31
+    assert dbt_vars["fiscal_days"][-1] == {
+        "day": "2024-03-31",
+        "fiscal_year": 2024,
+        "fiscal_quarter": 1,
+        "fiscal_period": 3,
+    }
 
 
 def test_snowflake_credentials_are_env_vars_read_at_run_time(

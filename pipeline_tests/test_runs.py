@@ -49,6 +49,19 @@ def test_a_bad_month_is_quarantined_and_kept_out_of_the_reports(
         scalar(deployment, "select sum(flights) from analytics.flights_daily")
         == good.rows["rows_loaded"]
     )
+    # Fiscal columns from the spec's October year, via the month's dbt vars.
+    assert (
+        scalar(
+            deployment,
+            "select fiscal_year || ' Q' || fiscal_quarter || ' P' || fiscal_period "
+            "from analytics.flights_daily where flight_date = '2024-01-15'",
+        )
+        == "2024 Q2 P4"
+    )
+    assert (
+        scalar(deployment, "select count(*) from analytics.flights_daily where fiscal_year is null")
+        == 0
+    )
 
     # Every verdict is also kept in the warehouse for the quality history.
     assert (

@@ -43,6 +43,11 @@ def test_the_documented_contract_is_accepted(tmp_path: Path) -> None:
     assert spec.file_name("2013-04") == "flights_2013-04.tsv"
     assert spec.month_of("flights_2013-04.tsv") == "2013-04"
     assert spec.month_of("flights_2013-13.tsv") is None
+    # Without a checks section a dataset still gets volume, freshness and drift checks.
+    assert spec.checks.volume is not None and spec.checks.volume.lookback_months == 6
+    assert spec.checks.freshness is not None and spec.checks.freshness.days_after_month_end == 5
+    assert spec.checks.schema_drift.severity == "WARN"
+    assert spec.fiscal is None
 
 
 def test_json_specs_are_accepted(tmp_path: Path) -> None:
@@ -85,6 +90,31 @@ def test_json_specs_are_accepted(tmp_path: Path) -> None:
             "checks:\n  unique: {columns: [nope]}",
             "checks.unique",
             "unknown column(s): nope",
+        ),
+        (
+            "checks:",
+            "checks:\n  volume: {lookback_months: 3, min_history_months: 4}",
+            "checks.volume",
+            "min_history_months (4) is more than lookback_months (3)",
+        ),
+        (
+            "checks:",
+            "checks:\n  freshness: {days_after_month_end: 31}",
+            "checks.freshness.days_after_month_end",
+            "less than or equal to 27",
+        ),
+        ("checks:", "fiscal: {year_start_month: 13}\nchecks:", "fiscal.year_start_month", "12"),
+        (
+            "checks:",
+            "fiscal: {week_pattern: 4-4-4}\nchecks:",
+            "fiscal.week_pattern",
+            "'4-4-5', '4-5-4' or '5-4-4'",
+        ),
+        (
+            "checks:",
+            "fiscal: {week_start: 0}\nchecks:",
+            "fiscal",
+            "week_start applies only with a week_pattern",
         ),
     ],
 )

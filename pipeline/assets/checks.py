@@ -7,21 +7,24 @@ import dagster as dg
 
 from pipeline.assets.loads import raw_asset_key
 from pipeline.checks.completeness import check_closed_days, check_completeness, days_with_rows
+from pipeline.checks.drift import check_schema_drift
 from pipeline.checks.keys import check_unique
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.rejects import check_rejects
 from pipeline.checks.rules import check_rule
+from pipeline.checks.volume import check_volume, history_counts
 from pipeline.partitions import dataset_partitions
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import Warehouse, now
 from pipeline.warehouse.ledger import CheckRecord
 
 SCHEMA_CHECK = "schema"
+LEVEL = "level"  # ERROR, WARN or INFO: Dagster's severity has no INFO
 Evaluate = Callable[[Warehouse, str], CheckOutcome]
 
 
 def build_checks(spec: DatasetSpec) -> list[dg.AssetChecksDefinition]:
-    """Every check of a dataset month: the spec's rows, its calendar, and its custom rules."""
+    """Every check of a dataset month: its rows, header, calendar, volume, keys and rules."""
     completeness = spec.checks.completeness
     checks = [
         _check(
@@ -54,6 +57,39 @@ def build_checks(spec: DatasetSpec) -> list[dg.AssetChecksDefinition]:
             ),
         ),
     ]
+    drift = spec.checks.schema_drift
+    checks.append(
+        _check(
+            spec,
+            "schema_drift",
+            blocking=drift.severity == "ERROR",
+            description=(
+                f"The file's header has no columns beyond the spec's ({drift.severity}); extra "
+                "columns are ignored. A missing column fails the load itself."
+            ),
+            evaluate=lambda warehouse, month: check_schema_drift(warehouse, spec, drift, month),
+        )
+    )
+    volume = spec.checks.volume
+    if volume is not None:
+        checks.append(
+            _check(
+                spec,
+                "volume",
+                blocking=volume.severity == "ERROR",
+                description=(
+                    f"Rows per day against the same weekday over the last {volume.lookback_months} "
+                    f"months (robust z-score within ±{volume.max_z}), and the month's total."
+                ),
+                evaluate=lambda warehouse, month: check_volume(
+                    spec,
+                    volume,
+                    month,
+                    days_with_rows(warehouse, spec, month),
+                    history_counts(warehouse, spec, month, volume.lookback_months),
+                ),
+            )
+        )
     unique = spec.checks.unique
     if unique is not None:
         checks.append(
@@ -116,13 +152,18 @@ def _check(
 
 def to_check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
     """The Dagster view of an outcome: figures as metadata, samples as Markdown tables."""
-    metadata: dict[str, Any] = {"summary": dg.MetadataValue.text(outcome.summary)}
+    metadata: dict[str, Any] = {
+        "summary": dg.MetadataValue.text(outcome.summary),
+        LEVEL: outcome.severity,
+    }
     metadata.update(outcome.facts)
     for name, rows in outcome.samples.items():
         metadata[name] = dg.MetadataValue.md(markdown_table(rows))
     return dg.AssetCheckResult(
         passed=outcome.passed,
-        severity=dg.AssetCheckSeverity(outcome.severity),
+        severity=dg.AssetCheckSeverity.ERROR
+        if outcome.severity == "ERROR"
+        else dg.AssetCheckSeverity.WARN,
         description=outcome.summary,
         metadata=metadata,
     )

@@ -14,17 +14,37 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from pipeline.assets.loads import raw_asset_key
-from pipeline.partitions import MONTH_FORMAT, dataset_partitions
+from pipeline.fiscal import fiscal_day
+from pipeline.partitions import MONTH_FORMAT, dataset_partitions, month_days
 from pipeline.project import DBT_PACKAGE, dbt_project, ensure_manifest
-from pipeline.specs import DatasetSpec
+from pipeline.specs import DatasetSpec, FiscalSpec
 
 # The loader's bookkeeping (load ledger, check results): dbt source `pipeline`.
 LEDGER_SELECTION = "source:pipeline+"
 
 
-def partitioned_dbt_vars(time_window: dg.TimeWindow) -> dict[str, str]:
-    """The `--vars` for one monthly partition: the month the models filter on."""
-    return {"month": time_window.start.strftime(MONTH_FORMAT)}
+def partitioned_dbt_vars(time_window: dg.TimeWindow, fiscal: FiscalSpec) -> dict[str, Any]:
+    """The `--vars` for one monthly partition: the month the models filter on, and each of its
+    days with its fiscal year, quarter and period.
+
+    The fiscal calendar is computed here, by `pipeline/fiscal.py`, and joined in the models as a
+    small table (macro `fiscal_days`): one definition for checks and reports, and plain SQL that
+    any warehouse runs, where a 4-4-5 calendar in each dialect's date functions would not be.
+    """
+    month = time_window.start.strftime(MONTH_FORMAT)
+    days = {day: fiscal_day(day, fiscal) for day in month_days(month)}
+    return {
+        "month": month,
+        "fiscal_days": [
+            {
+                "day": str(day),
+                "fiscal_year": place.year,
+                "fiscal_quarter": place.quarter,
+                "fiscal_period": place.period,
+            }
+            for day, place in days.items()
+        ],
+    }
 
 
 def dataset_selection(dataset: str) -> str:
@@ -66,6 +86,8 @@ def build_dbt_assets(specs: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
             select=dataset_selection(spec.name),
             translator=translator,
             partitions_def=dataset_partitions(spec),
+            # Without a fiscal calendar the fiscal columns hold the calendar year.
+            fiscal=spec.fiscal or FiscalSpec(),
         )
         for spec in specs
         if children.get(_source(f"raw.{spec.name}"))
@@ -90,7 +112,8 @@ def _dbt_assets(
     dataset: str,
     select: str,
     translator: DagsterDbtTranslator,
-    partitions_def: dg.PartitionsDefinition | None = None,
+    partitions_def: dg.TimeWindowPartitionsDefinition | None = None,
+    fiscal: FiscalSpec | None = None,
 ) -> dg.AssetsDefinition:
     @dbt_assets(
         manifest=manifest_path,
@@ -108,7 +131,8 @@ def _dbt_assets(
         # Also fills the query comment of every statement dbt runs (dbt_project.yml).
         variables = {"dataset": dataset, "run_id": context.run.run_id}
         if context.has_partition_key:
-            variables |= partitioned_dbt_vars(context.partition_time_window)
+            window = context.partition_time_window
+            variables |= partitioned_dbt_vars(window, fiscal or FiscalSpec())
         yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
 
     return reports

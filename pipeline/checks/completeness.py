@@ -7,7 +7,8 @@ import datetime as dt
 import holidays
 
 from pipeline.checks.outcome import CheckOutcome
-from pipeline.partitions import month_bounds
+from pipeline.fiscal import fiscal_day
+from pipeline.partitions import month_bounds, month_days
 from pipeline.specs import CompletenessSpec, DatasetSpec
 from pipeline.warehouse.base import RAW_SCHEMA, Warehouse
 
@@ -17,19 +18,37 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 def open_days(month: str, calendar: CompletenessSpec) -> list[dt.date]:
     """The days of `month` that should have data."""
     first, last = month_bounds(month)
-    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    days = month_days(month)
     if calendar.calendar == "every_day":
         expected = set(days)
     elif calendar.calendar == "weekdays":
         expected = {day for day in days if day.weekday() in calendar.weekdays}
     else:
-        closed = holidays.country_holidays(
-            calendar.country, subdiv=calendar.subdiv, years=first.year
-        )
+        closed = public_holidays(first.year, calendar)
         expected = {day for day in days if day.weekday() < 5 and day not in closed}
     expected |= {day for day in calendar.extra_open_dates if first <= day <= last}
     expected -= set(calendar.extra_closed_dates)
     return sorted(expected)
+
+
+def regular_days(month: str, calendar: CompletenessSpec) -> list[dt.date]:
+    """Open days that are not public holidays (unless listed in `extra_open_dates`).
+
+    On an `every_day` calendar a holiday is open but its volume is not its weekday's, so volume
+    comparisons leave holidays out on both sides.
+    """
+    first, _ = month_bounds(month)
+    closed = public_holidays(first.year, calendar)
+    return [
+        day
+        for day in open_days(month, calendar)
+        if day not in closed or day in calendar.extra_open_dates
+    ]
+
+
+def public_holidays(year: int, calendar: CompletenessSpec) -> holidays.HolidayBase:
+    """The public holidays of the calendar's country (and subdivision) in `year`."""
+    return holidays.country_holidays(calendar.country, subdiv=calendar.subdiv, years=year)
 
 
 def days_with_rows(warehouse: Warehouse, spec: DatasetSpec, month: str) -> dict[dt.date, int]:
@@ -55,15 +74,30 @@ def check_completeness(spec: DatasetSpec, month: str, observed: dict[dt.date, in
             f"all {len(expected)} expected days ({calendar.calendar}) have rows"
             if not missing
             else f"{len(missing)} of {len(expected)} expected days ({calendar.calendar}) "
-            f"have no rows: {', '.join(_label(day) for day in missing[:10])}"
+            f"have no rows: {', '.join(label(day) for day in missing[:10])}"
         ),
         observed=len(missing),
         threshold=0,
-        facts={"expected_days": len(expected), "missing_days": len(missing)},
-        samples={
-            "missing": [{"date": str(day), "weekday": WEEKDAYS[day.weekday()]} for day in missing]
-        },
+        facts={"expected_days": len(expected), "missing_days": len(missing)}
+        | _fiscal_periods(spec, missing),
+        samples={"missing": [_missing_row(spec, day) for day in missing]},
     )
+
+
+def _missing_row(spec: DatasetSpec, day: dt.date) -> dict[str, str]:
+    """A missing day by date and weekday, and its fiscal period if the spec has a calendar."""
+    row = {"date": str(day), "weekday": WEEKDAYS[day.weekday()]}
+    if spec.fiscal is not None:
+        row["fiscal_period"] = fiscal_day(day, spec.fiscal).period_label
+    return row
+
+
+def _fiscal_periods(spec: DatasetSpec, missing: list[dt.date]) -> dict[str, str]:
+    """The fiscal periods the missing days fall in, so completeness reads per fiscal period."""
+    if spec.fiscal is None:
+        return {}
+    periods = {fiscal_day(day, spec.fiscal).period_label: None for day in missing}
+    return {"fiscal_periods_with_missing_days": ", ".join(periods) or "none"}
 
 
 def check_closed_days(spec: DatasetSpec, month: str, observed: dict[dt.date, int]) -> CheckOutcome:
@@ -78,7 +112,7 @@ def check_closed_days(spec: DatasetSpec, month: str, observed: dict[dt.date, int
             "no rows on closed days"
             if not extra
             else f"{sum(observed[d] for d in extra)} rows on {len(extra)} closed day(s): "
-            f"{', '.join(_label(day) for day in extra[:10])}"
+            f"{', '.join(label(day) for day in extra[:10])}"
         ),
         observed=len(extra),
         threshold=0,
@@ -92,5 +126,6 @@ def check_closed_days(spec: DatasetSpec, month: str, observed: dict[dt.date, int
     )
 
 
-def _label(day: dt.date) -> str:
+def label(day: dt.date) -> str:
+    """`2024-11-05 (Tue)`: how a day is named in summaries."""
     return f"{day} ({WEEKDAYS[day.weekday()]})"

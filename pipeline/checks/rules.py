@@ -7,6 +7,8 @@ from pipeline.specs import DatasetSpec, RuleSpec
 from pipeline.warehouse.base import RAW_SCHEMA, Warehouse
 
 SAMPLE_ROWS = 10
+# An INFO rule passes at WARN level: its count is recorded, not announced. (The INFO level is
+# for verdicts that could not be given, such as volume without enough history.)
 SEVERITIES: dict[str, Severity] = {"CRITICAL": "ERROR", "WARNING": "WARN", "INFO": "WARN"}
 
 

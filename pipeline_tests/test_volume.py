@@ -1,0 +1,158 @@
+"""Volume anomalies on months loaded into each warehouse: quiet weekends and holidays are normal,
+a spike, a drop or a month far off its expected total is flagged, a short history is said so."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from pipeline.checks.completeness import days_with_rows
+from pipeline.checks.outcome import CheckOutcome
+from pipeline.checks.volume import check_volume, history_counts
+from pipeline.sample_data import month_frame
+from pipeline.settings import Settings
+from pipeline.specs import CompletenessSpec, DatasetSpec
+from pipeline.warehouse.base import Warehouse
+from pipeline_tests.support import load_month
+
+ROWS_PER_DAY = 20  # Saturdays 14, holidays 8, the last two days of a month 26 (sample_data)
+QUIET_SUNDAY = 4  # a fifth of a weekday: an anomaly against any baseline but Sundays'
+
+
+def steady_month(month: str, seed: int, rows_per_day: int = ROWS_PER_DAY) -> pl.DataFrame:
+    """A month of sample rows whose Sundays are very quiet."""
+    frame = month_frame(month, rows_per_day, seed)
+    sunday = pl.col("flight_date").str.to_date().dt.weekday() == 7
+    return frame.filter(~sunday | (pl.int_range(pl.len()).over("flight_date") < QUIET_SUNDAY))
+
+
+def volume(warehouse: Warehouse, spec: DatasetSpec, month: str) -> CheckOutcome:
+    """The check as the asset check runs it."""
+    assert spec.checks.volume is not None
+    return check_volume(
+        spec,
+        spec.checks.volume,
+        month,
+        days_with_rows(warehouse, spec, month),
+        history_counts(warehouse, spec, month, spec.checks.volume.lookback_months),
+    )
+
+
+@pytest.fixture
+def history(settings: Settings, warehouse: Warehouse, flights: DatasetSpec) -> DatasetSpec:
+    """January to March 2024 loaded: steady weekdays, quiet Sundays, three US holidays."""
+    for seed, month in enumerate(["2024-01", "2024-02", "2024-03"]):
+        load_month(settings, warehouse, flights, month, steady_month(month, seed))
+    return flights
+
+
+def test_too_little_history_passes_and_says_so(
+    settings: Settings, warehouse: Warehouse, flights: DatasetSpec
+) -> None:
+    load_month(settings, warehouse, flights, "2024-01", month_frame("2024-01", ROWS_PER_DAY, 1))
+    frame = month_frame("2024-02", ROWS_PER_DAY * 5, 2)  # five times the volume: still no verdict
+    load_month(settings, warehouse, flights, "2024-02", frame)
+
+    outcome = volume(warehouse, flights, "2024-02")
+
+    assert outcome.passed and outcome.severity == "INFO"
+    assert outcome.summary == (
+        "not enough history to judge volume: 1 earlier month(s) loaded in the 6 before "
+        "2024-02; at least 2 needed"
+    )
+
+
+def test_sunday_dips_and_a_holiday_are_not_anomalies(
+    settings: Settings, warehouse: Warehouse, history: DatasetSpec
+) -> None:
+    # May 2024: four quiet Sundays, Memorial Day at 40%, a busier month end.
+    load_month(settings, warehouse, history, "2024-05", steady_month("2024-05", 5))
+
+    outcome = volume(warehouse, history, "2024-05")
+
+    assert outcome.passed, outcome.summary
+    assert outcome.facts["history_months"] == "2024-01, 2024-02, 2024-03"
+    assert outcome.facts["days_judged"] == 30  # every day but Memorial Day
+    sundays = [row for row in outcome.samples["weekday_baselines"] if row["weekday"] == "Sun"]
+    assert sundays[0]["median"] == QUIET_SUNDAY
+
+
+def test_a_spike_and_a_drop_are_flagged_with_their_expected_range(
+    settings: Settings, warehouse: Warehouse, history: DatasetSpec
+) -> None:
+    frame = steady_month("2024-05", 5)
+    spike = frame.filter(pl.col("flight_date") == "2024-05-15")
+    dropped = frame.filter(pl.col("flight_date") == "2024-05-22").tail(17)
+    frame = pl.concat([frame, spike, spike]).join(dropped, on=frame.columns, how="anti")
+    load_month(settings, warehouse, history, "2024-05", frame)
+
+    outcome = volume(warehouse, history, "2024-05")
+
+    assert not outcome.passed and outcome.severity == "WARN"
+    assert outcome.samples["flagged_days"] == [
+        {
+            "date": "2024-05-15",
+            "weekday": "Wed",
+            "observed": 60,
+            "expected_range": "10–30",
+            "median": 20,
+            "robust_z": 13.5,
+        },
+        {
+            "date": "2024-05-22",
+            "weekday": "Wed",
+            "observed": 3,
+            "expected_range": "10–30",
+            "median": 20,
+            "robust_z": -5.7,
+        },
+    ]
+    assert outcome.summary.startswith(
+        "2 day(s) outside their weekday's range: 2024-05-15 (Wed) 60 rows, expected 10–30; "
+    )
+
+
+def test_a_month_far_off_its_expected_total_is_flagged(
+    settings: Settings, warehouse: Warehouse, history: DatasetSpec
+) -> None:
+    # Every day 30% busier: each within its weekday's range, the month as a whole is not.
+    # (The busier last two days are left out: missing days are completeness's finding.)
+    frame = steady_month("2024-05", 5, rows_per_day=26).filter(pl.col("flight_date") < "2024-05-30")
+    load_month(settings, warehouse, history, "2024-05", frame)
+
+    outcome = volume(warehouse, history, "2024-05")
+
+    assert not outcome.passed
+    assert outcome.facts["days_flagged"] == 0
+    assert outcome.summary == (
+        "all 28 regular days within their weekday's range; "
+        "month total 608 is +28.8% from the 472 its weekdays predict (allowed ±25%)"
+    )
+
+
+def test_a_business_day_calendar_compares_open_days_only(
+    settings: Settings, warehouse: Warehouse, history: DatasetSpec
+) -> None:
+    spec = history.model_copy(
+        update={
+            "checks": history.checks.model_copy(
+                update={"completeness": CompletenessSpec(calendar="business_days", country="US")}
+            )
+        }
+    )
+    # A weekend three times busier than usual is the closed_days check's business, not volume's.
+    frame = steady_month("2024-05", 5)
+    weekend = frame.filter(pl.col("flight_date").is_in(["2024-05-04", "2024-05-05"]))
+    load_month(settings, warehouse, spec, "2024-05", pl.concat([frame, weekend, weekend]))
+
+    outcome = volume(warehouse, spec, "2024-05")
+
+    assert outcome.passed, outcome.summary
+    assert outcome.facts["days_judged"] == 22  # 23 business days minus Memorial Day
+    assert {row["weekday"] for row in outcome.samples["weekday_baselines"]} == {
+        "Mon",
+        "Tue",
+        "Wed",
+        "Thu",
+        "Fri",
+    }

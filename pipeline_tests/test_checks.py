@@ -157,6 +157,8 @@ def test_an_extra_column_is_a_schema_drift_warning_and_the_month_still_loads(
 
     load(settings, warehouse, flights, frame.with_columns(pl.lit("B12").alias("gate")))
 
+    (settings.landing_dir / "flights_2024-01.tsv").unlink()  # archived after the load
+
     outcome = check_schema_drift(warehouse, flights, drift, "2024-01")
     assert not outcome.passed and outcome.severity == "WARN"
     assert outcome.summary == ("1 column(s) not in the spec, ignored: gate (flights_2024-01.tsv)")

@@ -38,6 +38,7 @@ class StagedLoad:
     rows_loaded: int
     rows_rejected: int
     blank_lines: int
+    header: tuple[str, ...]  # the file's column names, in file order
     extra_columns: tuple[str, ...]
     staging_dir: str
     row_parts: tuple[str, ...]
@@ -130,6 +131,7 @@ def ingest_file(
         rows_loaded=rows_loaded,
         rows_rejected=rows_rejected,
         blank_lines=blank_lines,
+        header=header.names,
         extra_columns=header.extra_columns,
         staging_dir=str(staging_dir),
         row_parts=tuple(str(p) for p in rows_out.paths),

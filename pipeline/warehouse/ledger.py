@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pipeline.ingest.stream import StagedLoad, new_load_id
 
 LEDGER_TABLE = "load_ledger"
+HEADER_SEPARATOR = "\t"
 LEDGER_COLUMNS = {
     "load_id": "string",
     "dataset": "string",
@@ -23,6 +24,7 @@ LEDGER_COLUMNS = {
     "run_id": "string",
     "status": "string",
     "error": "string",
+    "header": "string",
 }
 
 
@@ -47,6 +49,9 @@ class LedgerEntry:
     run_id: str
     status: str
     error: str | None = None
+    # The file's column names as loaded (HEADER_SEPARATOR-joined): the schema drift check reads
+    # them here, since the landed file may have been moved or replaced since.
+    header: str | None = None
 
     def row(self) -> dict[str, object]:
         """Column -> value, in `LEDGER_COLUMNS` order, for a parameterised INSERT."""
@@ -108,6 +113,7 @@ class LedgerEntry:
             run_id=run_id,
             status=status,
             error=error,
+            header=HEADER_SEPARATOR.join(staged.header),
         )
 
 

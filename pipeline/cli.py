@@ -232,8 +232,11 @@ def purge(dataset: str, month: str, yes: bool) -> None:
 
     spec = _spec(specs, dataset)
     _months(spec, month, month)
-    if not yes:
-        click.confirm(f"Delete {dataset} {month} from raw, rejects and report tables?", abort=True)
+    if not yes and not click.confirm(
+        f"Delete {dataset} {month} from raw, rejects and report tables?"
+    ):
+        click.echo("Nothing purged.")
+        return
     with open_warehouse(Settings.from_env()) as warehouse:
         deleted = purge_month(defs, spec, month, _instance(), warehouse)
     for table, count in deleted.items():
@@ -255,8 +258,8 @@ def status(dataset: str, first: str | None, last: str | None) -> None:
 
     spec = _spec(specs, dataset)
     instance = _instance()
-    click.echo(HEADER)
     months = _months(spec, first, last or _last_known_month(spec, instance))
+    click.echo(HEADER)
     for month in month_statuses(defs, spec, instance, months):
         # Materialized data whose ERROR check failed is not a usable month: say so up front.
         shown = "check failed" if month.status == "materialized" and month.failed else month.status

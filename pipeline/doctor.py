@@ -93,10 +93,8 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
     with path.open("rb") as handle:
         head = handle.read(PREVIEW_BYTES)
     topic = f"file {path.name}"
-    facts = []
-    if head.startswith(UTF8_BOM):
-        facts.append("UTF-8 with BOM")
-        head = head[len(UTF8_BOM) :]
+    bom = head.startswith(UTF8_BOM)
+    head = head[len(UTF8_BOM) :] if bom else head
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -104,6 +102,7 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
             return Finding(False, topic, f"not UTF-8 at byte {error.start}", "convert it to UTF-8")
         text = head[: error.start].decode("utf-8")
     first = text.split("\n", 1)[0]
+    facts = ["UTF-8 with BOM" if bom else "UTF-8"]
     facts.append("CRLF line endings" if first.endswith("\r") else "LF line endings")
     header = first.rstrip("\r").split(spec.delimiter)
     if len(header) == 1:

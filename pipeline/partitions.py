@@ -22,8 +22,11 @@ def dataset_partitions(spec: DatasetSpec) -> dg.MonthlyPartitionsDefinition:
 
 
 def month_bounds(month: str) -> tuple[dt.date, dt.date]:
-    """First and last day of a `YYYY-MM` month."""
-    first = dt.datetime.strptime(month, MONTH_FORMAT).date()
+    """First and last day of a `YYYY-MM` month; ValueError naming the value if it is not one."""
+    try:
+        first = dt.datetime.strptime(month, MONTH_FORMAT).date()
+    except ValueError:
+        raise ValueError(f"{month!r} is not a month: use YYYY-MM, e.g. 2024-03") from None
     next_first = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     return first, next_first - dt.timedelta(days=1)
 

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
 
 from pipeline.assets.checks import LEVEL
 from pipeline.assets.loads import raw_asset_key
@@ -27,6 +30,7 @@ CHECK_WORDS = {
     AssetCheckExecutionRecordStatus.FAILED: "FAILED",
     AssetCheckExecutionRecordStatus.PLANNED: "not run",
 }
+FAILED_ERROR = "FAILED (ERROR)"  # the verdict that makes a month unusable
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,12 @@ class MonthStatus:
 
     @property
     def failed(self) -> bool:
-        """The month's last run failed, or its data failed a check."""
-        return self.status == "failed" or any(word == "FAILED" for word in self.checks.values())
+        """The month's last run failed, or its data failed an ERROR check.
+
+        A failed WARN check is a finding to read, not a reason to call the month unusable, to
+        reload it with --retry-failed, or to exit 1.
+        """
+        return self.status == "failed" or FAILED_ERROR in self.checks.values()
 
 
 def month_statuses(
@@ -240,8 +248,16 @@ def _latest_checks(
             check_key, limit=1, partition_filter=PartitionKeyFilter(key=month)
         )
         if history:
-            outcomes[check_key.name] = CHECK_WORDS.get(history[0].status, history[0].status.value)
+            outcomes[check_key.name] = _check_word(history[0])
     return outcomes
+
+
+def _check_word(record: AssetCheckExecutionRecord) -> str:
+    """`passed`, `FAILED (ERROR)`, `FAILED (WARN)`, as the load summary words them."""
+    evaluation = record.evaluation
+    if record.status == AssetCheckExecutionRecordStatus.FAILED and evaluation is not None:
+        return f"FAILED ({evaluation.severity.value})"
+    return CHECK_WORDS.get(record.status, record.status.value)
 
 
 def purge_month(
@@ -266,4 +282,7 @@ def purge_month(
     for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": month})):
         if run.job_name == load_job_name(spec.name):
             instance.delete_run(run.run_id)
+    # The partition status cache (kept by the UI and `status`) only ever adds events; rebuilt from
+    # the remaining ones, it no longer counts the month.
+    instance.wipe_asset_cached_status(keys)
     return deleted

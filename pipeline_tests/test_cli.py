@@ -52,7 +52,7 @@ def test_load_then_status_round_trip(
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
     assert rows["2024-01"][1] == "materialized" and rows["2024-01"][-2:] == ["8", "passed"]
     assert rows["2024-02"][1:3] == ["check", "failed"]
-    assert "schema FAILED; 7 passed" in status.stdout
+    assert "schema FAILED (ERROR); 7 passed" in status.stdout
     assert "2024-03" in rows and "2024-04" not in rows
     assert rows["2024-03"][1] == "missing"
 
@@ -78,6 +78,9 @@ def test_usage_mistakes_exit_2_and_say_what_is_wrong(settings: Settings) -> None
     )
     early = run("load", "flights", "--from", "2023-12", "--to", "2024-01")
     assert early.returncode == 2 and "2023-12 outside flights's months" in early.stderr
+    typo = run("status", "flights", "--from", "2024-13")
+    assert typo.returncode == 2 and "'2024-13' is not a month: use YYYY-MM" in typo.stderr
+    assert typo.stdout == ""  # no table header before the mistake
 
 
 def test_a_broken_spec_is_reported_with_its_file(

@@ -19,7 +19,7 @@ def test_a_healthy_deployment_is_all_ok(settings: Settings) -> None:
     result = run("doctor")
     assert result.returncode == 0, result.stdout
     assert "OK      landing flights: 1 month(s) from 2024-01 to 2024-01" in result.stdout
-    assert "CRLF line endings" in result.stdout
+    assert "UTF-8; CRLF line endings" in result.stdout
     assert "OK      warehouse: duckdb" in result.stdout
 
 

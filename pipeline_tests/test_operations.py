@@ -44,8 +44,8 @@ def test_plan_skips_what_is_done_and_retries_what_failed() -> None:
     from pipeline.runner import MonthStatus
 
     statuses = [
-        MonthStatus("2024-01", "materialized", {}, {"schema": "passed"}, "a"),
-        MonthStatus("2024-02", "materialized", {}, {"schema": "FAILED"}, "b"),
+        MonthStatus("2024-01", "materialized", {}, {"volume": "FAILED (WARN)"}, "a"),
+        MonthStatus("2024-02", "materialized", {}, {"schema": "FAILED (ERROR)"}, "b"),
         MonthStatus("2024-03", "failed", {}, {}, None),
         MonthStatus("2024-04", "materialized", {}, {"schema": "passed"}, "old"),
         MonthStatus("2024-05", "missing", {}, {}, None),
@@ -55,7 +55,8 @@ def test_plan_skips_what_is_done_and_retries_what_failed() -> None:
     assert plan_months(statuses, files, force=True).run == [s.month for s in statuses]
     retry = plan_months(statuses, files, retry_failed=True)
     assert retry.run == ["2024-02", "2024-03"]
-    assert retry.skipped["2024-01"] == "did not fail"
+    assert retry.skipped["2024-01"] == "did not fail"  # a WARN finding is not a failure
+    assert plan_months(statuses, files).failing == ["2024-02"]
 
 
 def test_purge_deletes_the_month_everywhere_and_records_it(
@@ -69,6 +70,8 @@ def test_purge_deletes_the_month_everywhere_and_records_it(
         )
     defs = build_definitions(settings)
     assert all(r.success for r in load_months(defs, flights, ["2024-01", "2024-02"], instance))
+    # Reading the status fills Dagster's partition status cache, as the UI and the CLI do.
+    assert month_statuses(defs, flights, instance, ["2024-01"])[0].status == "materialized"
 
     with open_warehouse(settings) as warehouse:
         deleted = purge_month(defs, flights, "2024-01", instance, warehouse)

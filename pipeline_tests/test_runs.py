@@ -63,6 +63,15 @@ def test_a_bad_month_is_quarantined_and_kept_out_of_the_reports(
         == 0
     )
 
+    # The quality marts are current for the blocked month too.
+    assert (
+        scalar(
+            deployment,
+            "select last_status || ' ' || rows_rejected from analytics.dq_load_history "
+            "where month = '2024-02'",
+        )
+        == f"loaded {bad.rows['rows_rejected']}"
+    )
     # Every verdict is also kept in the warehouse for the quality history.
     assert (
         scalar(
@@ -78,7 +87,7 @@ def test_a_bad_month_is_quarantined_and_kept_out_of_the_reports(
     }
     assert statuses["2024-01"].status == "materialized"
     assert statuses["2024-01"].checks["schema"] == "passed"
-    assert statuses["2024-02"].checks["schema"] == "FAILED"
+    assert statuses["2024-02"].checks["schema"] == "FAILED (ERROR)"
     assert statuses["2024-03"].status == "missing"
 
 

@@ -1,3 +1,6 @@
+-- A view: always current, even when a blocking check stops the rest of a month's models.
+{{ config(materialized='view') }}
+
 -- The quality history per dataset month and check: the latest verdict and how many runs failed it.
 with verdicts as (
     select

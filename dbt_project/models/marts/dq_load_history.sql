@@ -1,3 +1,6 @@
+-- A view: always current, even when a blocking check stops the rest of a month's models.
+{{ config(materialized='view') }}
+
 -- Data quality per dataset month, from the load ledger: the latest attempt and how it went.
 with attempts as (
     select

@@ -6,9 +6,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pipeline.checks.completeness import days_with_rows
 from pipeline.checks.outcome import CheckOutcome
-from pipeline.checks.volume import check_volume, history_counts
+from pipeline.checks.volume import check_volume, month_and_history_counts
 from pipeline.sample_data import month_frame
 from pipeline.settings import Settings
 from pipeline.specs import CompletenessSpec, DatasetSpec
@@ -33,8 +32,7 @@ def volume(warehouse: Warehouse, spec: DatasetSpec, month: str) -> CheckOutcome:
         spec,
         spec.checks.volume,
         month,
-        days_with_rows(warehouse, spec, month),
-        history_counts(warehouse, spec, month, spec.checks.volume.lookback_months),
+        *month_and_history_counts(warehouse, spec, month, spec.checks.volume.lookback_months),
     )
 
 

@@ -12,7 +12,7 @@ from pipeline.checks.keys import check_unique
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.rejects import check_rejects
 from pipeline.checks.rules import check_rule
-from pipeline.checks.volume import check_volume, history_counts
+from pipeline.checks.volume import check_volume, month_and_history_counts
 from pipeline.partitions import dataset_partitions
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import Warehouse, now
@@ -85,8 +85,7 @@ def build_checks(spec: DatasetSpec) -> list[dg.AssetChecksDefinition]:
                     spec,
                     volume,
                     month,
-                    days_with_rows(warehouse, spec, month),
-                    history_counts(warehouse, spec, month, volume.lookback_months),
+                    *month_and_history_counts(warehouse, spec, month, volume.lookback_months),
                 ),
             )
         )

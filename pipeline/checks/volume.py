@@ -1,6 +1,6 @@
 """Volume anomalies: each day's row count against the same weekday in the trailing months.
 
-Counting happens in the warehouse (one GROUP BY for the month, one for its history); only the
+Counting happens in the warehouse (one GROUP BY over the month and its history); only the
 per-day counts, a few hundred numbers, come into Python for the statistics.
 
 Which days are compared: the calendar's regular days (`regular_days`): open days that are not
@@ -48,22 +48,26 @@ class Baseline:
         return max(0, round(self.median - spread)), round(self.median + spread)
 
 
-def history_counts(
+def month_and_history_counts(
     warehouse: Warehouse, spec: DatasetSpec, month: str, lookback_months: int
-) -> dict[str, DayCounts]:
-    """Rows per day of every month loaded in the `lookback_months` before `month`."""
+) -> tuple[DayCounts, dict[str, DayCounts]]:
+    """Rows per day of `month`, and of every month loaded in the `lookback_months` before it.
+
+    One GROUP BY over the month and its history together.
+    """
     earlier = months_before(month, lookback_months)
     column = spec.date_column
     rows = warehouse.query(
         f"select _month as month, {column} as day, count(*) as row_count "
-        f"from {RAW_SCHEMA}.{spec.name} where _month >= ? and _month < ? "
+        f"from {RAW_SCHEMA}.{spec.name} where _month >= ? and _month <= ? "
         f"group by _month, {column}",
         [earlier[0], month],
     )
-    history: dict[str, DayCounts] = defaultdict(dict)
+    counts: dict[str, DayCounts] = defaultdict(dict)
     for row in rows:
-        history[row["month"]][row["day"]] = row["row_count"]
-    return dict(history)
+        counts[row["month"]][row["day"]] = row["row_count"]
+    observed = counts.pop(month, {})
+    return observed, dict(counts)
 
 
 def weekday_baselines(

@@ -30,7 +30,7 @@ CHECK_WORDS = {
     AssetCheckExecutionRecordStatus.FAILED: "FAILED",
     AssetCheckExecutionRecordStatus.PLANNED: "not run",
 }
-FAILED_ERROR = "FAILED (ERROR)"  # the verdict that makes a month unusable
+FAILED_ERROR = "FAILED (ERROR)"  # the verdict that makes a month unusable (see verdict_word)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
     evaluations = [e for e in run.get_asset_check_evaluations() if e.asset_key == raw_key]
     checks = {
         f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}": (
-            "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
+            verdict_word(evaluation.passed, evaluation.severity)
         )
         for evaluation in evaluations
     }
@@ -253,11 +253,16 @@ def _latest_checks(
 
 
 def _check_word(record: AssetCheckExecutionRecord) -> str:
-    """`passed`, `FAILED (ERROR)`, `FAILED (WARN)`, as the load summary words them."""
+    """A recorded verdict in the load summary's words; `not run` if it was only planned."""
     evaluation = record.evaluation
     if record.status == AssetCheckExecutionRecordStatus.FAILED and evaluation is not None:
-        return f"FAILED ({evaluation.severity.value})"
+        return verdict_word(False, evaluation.severity)
     return CHECK_WORDS.get(record.status, record.status.value)
+
+
+def verdict_word(passed: bool, severity: dg.AssetCheckSeverity) -> str:
+    """`passed`, `FAILED (ERROR)` or `FAILED (WARN)`: one wording for the summary and `status`."""
+    return "passed" if passed else f"FAILED ({severity.value})"
 
 
 def purge_month(

@@ -86,8 +86,7 @@ def build_dbt_assets(specs: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
             select=dataset_selection(spec.name),
             translator=translator,
             partitions_def=dataset_partitions(spec),
-            # Without a fiscal calendar the fiscal columns hold the calendar year.
-            fiscal=spec.fiscal or FiscalSpec(),
+            fiscal=spec.fiscal,
         )
         for spec in specs
         if children.get(_source(f"raw.{spec.name}"))
@@ -132,6 +131,7 @@ def _dbt_assets(
         variables = {"dataset": dataset, "run_id": context.run.run_id}
         if context.has_partition_key:
             window = context.partition_time_window
+            # Without a fiscal calendar the fiscal columns hold the calendar year.
             variables |= partitioned_dbt_vars(window, fiscal or FiscalSpec())
         yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
 

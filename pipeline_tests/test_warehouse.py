@@ -7,8 +7,11 @@ import pytest
 from snowflake.connector import errors as sf_errors
 from snowflake.connector.cursor import SnowflakeCursorBase as SnowflakeCursor
 
-from pipeline.definitions import build_warehouse
+from pipeline.assets.checks import build_checks
+from pipeline.assets.loads import build_load_asset
+from pipeline.definitions import build_resources, build_warehouse
 from pipeline.ingest.stream import StagedLoad, ingest_file
+from pipeline.resources import LandingFiles
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
@@ -144,3 +147,40 @@ def test_transient_snowflake_errors_are_retried_and_sql_errors_are_not(
             warehouse.query("select no_such_column from raw.flights")
         tries = [command for command in sent if "no_such_column" in command]
         assert len(tries) == 1, "a SQL error must fail at once, not be retried"
+
+
+def test_a_month_through_dagster_uploads_large_parts_and_every_statement_names_it(
+    snowflake_deployment: Settings, flights: DatasetSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = snowflake_deployment
+    monkeypatch.setenv("PIPELINE_SNOWFLAKE_PART_MB", "1")
+    path = settings.landing_dir / flights.file_name("2024-05")
+    write_tsv(month_frame("2024-05", rows_per_day=600, seed=5, defect_ratio=0.01), path)
+    resources = build_resources(Settings.from_env())
+    # 50 kB blocks: about 30 of them, so without rolling there would be about 30 parts each.
+    resources["files"] = LandingFiles(
+        landing_dir=str(settings.landing_dir),
+        staging_dir=str(settings.staging_dir),
+        block_bytes=50_000,
+    )
+    sent: list[str] = []
+    execute = SnowflakeCursor.execute
+
+    def record(self: SnowflakeCursor, command: str, *args: object, **kwargs: object) -> object:
+        sent.append(command)
+        return execute(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(SnowflakeCursor, "execute", record)
+    result = dg.materialize(
+        [build_load_asset(flights), *build_checks(flights)],
+        partition_key="2024-05",
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+    assert result.get_asset_check_evaluations()  # the checks ran and queried
+    puts = [command for command in sent if "PUT 'file://" in command]
+    assert len(puts) == 2  # one rolled part of rows, one of rejects
+    comment = f"/* pipeline dataset=flights month=2024-05 run_id={result.run_id} */ "
+    assert [command for command in sent if not command.startswith(comment)] == []

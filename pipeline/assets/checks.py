@@ -15,7 +15,7 @@ from pipeline.checks.rules import check_rule
 from pipeline.checks.volume import check_volume, month_and_history_counts
 from pipeline.partitions import dataset_partitions
 from pipeline.specs import DatasetSpec
-from pipeline.warehouse.base import Warehouse, now
+from pipeline.warehouse.base import Warehouse, now, statement_context
 from pipeline.warehouse.ledger import CheckRecord
 
 SCHEMA_CHECK = "schema"
@@ -129,21 +129,23 @@ def _check(
     )
     def check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
         month = context.partition_key
-        outcome = evaluate(warehouse, month)
-        warehouse.record_check(
-            CheckRecord(
-                dataset=spec.name,
-                month=month,
-                check_name=name,
-                severity=outcome.severity,
-                passed=outcome.passed,
-                observed=outcome.observed,
-                threshold=outcome.threshold,
-                summary=outcome.summary,
-                run_id=context.run.run_id,
-                checked_at=now(),
+        # The check's queries say whose they are, like the load's (for cost tracing).
+        with statement_context(spec.name, month, context.run.run_id):
+            outcome = evaluate(warehouse, month)
+            warehouse.record_check(
+                CheckRecord(
+                    dataset=spec.name,
+                    month=month,
+                    check_name=name,
+                    severity=outcome.severity,
+                    passed=outcome.passed,
+                    observed=outcome.observed,
+                    threshold=outcome.threshold,
+                    summary=outcome.summary,
+                    run_id=context.run.run_id,
+                    checked_at=now(),
+                )
             )
-        )
         return to_check_result(outcome)
 
     return check

@@ -13,7 +13,7 @@ from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.partitions import dataset_partitions
 from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec
-from pipeline.warehouse.base import RAW_SCHEMA, Warehouse, now
+from pipeline.warehouse.base import RAW_SCHEMA, Warehouse, now, statement_context
 from pipeline.warehouse.ledger import LedgerEntry
 
 PROGRESS_STEPS = 10
@@ -58,21 +58,23 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 month,
                 files.staging_path,
                 block_bytes=files.block_bytes,
+                part_bytes=warehouse.part_bytes,  # Snowflake wants 100-250 MB uploads
                 progress=_progress_logger(context, str(path)),
             )
         except LoadError as exc:
-            warehouse.record_load(
-                LedgerEntry.without_rows(
-                    spec.name,
-                    month,
-                    context.run_id,
-                    "failed",
-                    started_at,
-                    now(),
-                    str(path),
-                    str(exc),
+            with statement_context(spec.name, month, context.run_id):
+                warehouse.record_load(
+                    LedgerEntry.without_rows(
+                        spec.name,
+                        month,
+                        context.run_id,
+                        "failed",
+                        started_at,
+                        now(),
+                        str(path),
+                        str(exc),
+                    )
                 )
-            )
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         return dg.Output(
             staged,

@@ -155,6 +155,7 @@ def load(
     half-finished batch does only the rest.
     """
     defs, specs = _code_location()
+    from pipeline.definitions import open_warehouse
     from pipeline.ingest.files import fingerprint
     from pipeline.runner import MonthResult, load_months, month_statuses, plan_months
     from pipeline.settings import Settings
@@ -162,10 +163,12 @@ def load(
     spec = _spec(specs, dataset)
     months = _months(spec, first, last)
     instance = _instance()
-    landing = Settings.from_env().landing_dir
-    files = {month: landing / spec.file_name(month) for month in months}
+    settings = Settings.from_env()
+    files = {month: settings.landing_dir / spec.file_name(month) for month in months}
+    with open_warehouse(settings) as warehouse:
+        statuses = month_statuses(defs, spec, instance, months, warehouse)
     plan = plan_months(
-        month_statuses(defs, spec, instance, months),
+        statuses,
         {month: fingerprint(path) if path.is_file() else None for month, path in files.items()},
         force=force,
         retry_failed=retry_failed,
@@ -254,16 +257,22 @@ def status(dataset: str, first: str | None, last: str | None) -> None:
     Without --to, months up to the latest one that has landed or been loaded.
     """
     defs, specs = _code_location()
+    from pipeline.definitions import open_warehouse
     from pipeline.runner import month_statuses
+    from pipeline.settings import Settings
 
     spec = _spec(specs, dataset)
     instance = _instance()
     months = _months(spec, first, last or _last_known_month(spec, instance))
+    with open_warehouse(Settings.from_env()) as warehouse:
+        statuses = month_statuses(defs, spec, instance, months, warehouse)
     click.echo(HEADER)
-    for month in month_statuses(defs, spec, instance, months):
+    for month in statuses:
         # Materialized data whose ERROR check failed is not a usable month: say so up front.
         shown = "check failed" if month.status == "materialized" and month.failed else month.status
         click.echo(f"{month.month:<8} {shown:<13} {_figures(month.rows)}  {_checks(month.checks)}")
+        if month.detail:
+            click.echo(f"{'':<8} {month.status} ({month.detail})")
 
 
 def _last_known_month(spec, instance) -> str | None:
@@ -280,14 +289,15 @@ def _last_known_month(spec, instance) -> str | None:
 
 
 @main.command()
-def doctor() -> None:
-    """Check the specs, the landing folder, the Dagster instance and the warehouse."""
+@click.option("--fix", is_flag=True, help="Remove staged parts no running load holds.")
+def doctor(fix: bool) -> None:
+    """Check the specs, the landing folder, staging, the Dagster instance and the warehouse."""
     from pipeline.doctor import examine
     from pipeline.settings import Settings
 
     _instance()
     problems = 0
-    for finding in examine(Settings.from_env()):
+    for finding in examine(Settings.from_env(), fix):
         click.echo(str(finding))
         problems += not finding.ok
     if problems:

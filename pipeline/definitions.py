@@ -10,10 +10,9 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 from dagster_snowflake import SnowflakeResource
 
-from pipeline.assets.checks import build_checks
 from pipeline.assets.dbt import build_dbt_assets
 from pipeline.assets.freshness import build_freshness_checks
-from pipeline.assets.loads import IO_MANAGER_KEY, build_load_asset
+from pipeline.assets.loads import build_load_asset
 from pipeline.jobs import build_freshness_job, build_load_job
 from pipeline.project import DBT_EXECUTABLE, dbt_project
 from pipeline.resources import LandingFiles
@@ -22,7 +21,6 @@ from pipeline.settings import Settings, SnowflakeSettings
 from pipeline.specs import load_specs
 from pipeline.warehouse.base import Warehouse
 from pipeline.warehouse.duckdb import DuckDBWarehouse
-from pipeline.warehouse.io_manager import WarehouseIOManager
 from pipeline.warehouse.snowflake import SnowflakeWarehouse
 
 
@@ -82,7 +80,6 @@ def build_resources(settings: Settings) -> dict[str, object]:
     warehouse = build_warehouse(settings)
     return {
         "warehouse": warehouse,
-        IO_MANAGER_KEY: WarehouseIOManager(warehouse=warehouse),
         "files": LandingFiles(
             landing_dir=str(settings.landing_dir), staging_dir=str(settings.staging_dir)
         ),
@@ -97,7 +94,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     freshness = build_freshness_checks(specs)
     return dg.Definitions(
         assets=[build_load_asset(spec) for spec in specs] + build_dbt_assets(specs),
-        asset_checks=[check for spec in specs for check in build_checks(spec)] + freshness,
+        asset_checks=freshness,
         jobs=[build_load_job(spec) for spec in specs]
         + ([build_freshness_job(freshness)] if freshness else []),
         sensors=[build_landing_sensor(spec) for spec in specs]

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.ingest import staging
 from pipeline.ingest.header import UTF8_BOM
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec, SpecError, load_specs
@@ -30,8 +31,9 @@ class Finding:
         return f"{word} {self.topic}: {self.message}{hint}"
 
 
-def examine(settings: Settings) -> Iterator[Finding]:
-    """Everything doctor checks, in the order a load needs it."""
+def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
+    """Everything doctor checks, in the order a load needs it; with `fix`, staged parts that no
+    running load holds are removed too."""
     try:
         specs = load_specs(settings.datasets_dir)
     except SpecError as error:
@@ -44,6 +46,7 @@ def examine(settings: Settings) -> Iterator[Finding]:
         "" if specs else "add a YAML spec (see the README, 'Adding a dataset')",
     )
     yield from examine_landing(settings.landing_dir, list(specs.values()))
+    yield examine_staging(settings.staging_dir, fix)
     yield examine_instance()
     yield from examine_warehouse(settings)
 
@@ -127,6 +130,22 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
     if extra:
         facts.append(f"extra columns ignored: {', '.join(extra)}")
     return Finding(True, topic, "; ".join(facts))
+
+
+def examine_staging(staging_dir: Path, fix: bool) -> Finding:
+    """Staged parts left by killed loads (a running load holds its own, and keeps them)."""
+    if fix:
+        removed = staging.sweep(staging_dir)
+        return Finding(True, "staging", f"removed {len(removed)} staging(s) no load was using")
+    stale = staging.stale(staging_dir)
+    return Finding(
+        not stale,
+        "staging",
+        f"{len(stale)} staging(s) older than a day in {staging_dir}"
+        if stale
+        else f"no stale staged parts in {staging_dir}",
+        "pipeline doctor --fix removes those no running load holds" if stale else "",
+    )
 
 
 def examine_instance() -> Finding:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
@@ -69,14 +70,19 @@ def load_months(
 
 def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetKey) -> MonthResult:
     rows: dict[str, int] = {}
-    for event in run.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        if materialization.asset_key == raw_key:
-            rows = {
-                name: materialization.metadata[name].value
-                for name in ROW_FIGURES
-                if name in materialization.metadata
-            }
+    # A published month's figures are on its materialization, a refused one's on its failure.
+    metadata_sets = [
+        event.step_materialization_data.materialization.metadata
+        for event in run.get_asset_materialization_events()
+        if event.step_materialization_data.materialization.asset_key == raw_key
+    ] + [
+        event.step_failure_data.user_failure_data.metadata
+        for event in run.get_step_failure_events()
+        if event.step_failure_data.user_failure_data is not None
+    ]
+    for metadata in metadata_sets:
+        if all(name in metadata for name in ROW_FIGURES):
+            rows = {name: metadata[name].value for name in ROW_FIGURES}
     evaluations = [e for e in run.get_asset_check_evaluations() if e.asset_key == raw_key]
     checks = {
         f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}": (
@@ -132,6 +138,8 @@ class MonthStatus:
     rows: dict[str, int]
     checks: dict[str, str]
     fingerprint: str | None = None
+    detail: str = ""  # what a failed month's readers get instead, and where its rows wait
+    refused_fingerprint: str | None = None  # the file an ERROR check refused in the last attempt
 
     @property
     def failed(self) -> bool:
@@ -142,11 +150,28 @@ class MonthStatus:
         """
         return self.status == "failed" or FAILED_ERROR in self.checks.values()
 
+    def fingerprint_matches(self, fingerprint: str | None) -> str | None:
+        """`refused` or `materialized` if the last load of this very file ended so, else None."""
+        if fingerprint is None:
+            return None
+        if self.status == "failed" and self.refused_fingerprint == fingerprint:
+            return "refused"
+        if self.status == "materialized" and self.fingerprint == fingerprint:
+            return "materialized"
+        return None
+
 
 def month_statuses(
-    defs: dg.Definitions, spec: DatasetSpec, instance: dg.DagsterInstance, months: Sequence[str]
+    defs: dg.Definitions,
+    spec: DatasetSpec,
+    instance: dg.DagsterInstance,
+    months: Sequence[str],
+    warehouse: Warehouse | None = None,
 ) -> list[MonthStatus]:
-    """The checkpoint: what Dagster knows of each month of a dataset."""
+    """The checkpoint: what Dagster knows of each month of a dataset.
+
+    With the `warehouse`, a failed month also says which load is still served, from the ledger.
+    """
     key = raw_asset_key(spec)
     assets_def = defs.resolve_assets_def(key)
     partitions_def = assets_def.partitions_def
@@ -160,16 +185,40 @@ def month_statuses(
             statuses.append(MonthStatus(month=month, status="missing", rows={}, checks={}))
             continue
         metadata = _latest_metadata(instance, key, month)
+        word = status.value.lower()
+        attempt = warehouse.latest_attempt(spec.name, month) if warehouse else None
+        refused = attempt is not None and attempt["status"] == "failed" and attempt["candidate"]
         statuses.append(
             MonthStatus(
                 month=month,
-                status=status.value.lower(),
+                status=word,
                 rows={name: metadata[name] for name in ROW_FIGURES if name in metadata},
                 checks=_latest_checks(instance, check_keys, month),
                 fingerprint=metadata.get("fingerprint"),
+                detail=_served(warehouse, spec, month, attempt) if word == "failed" else "",
+                refused_fingerprint=attempt["fingerprint"] if refused else None,
             )
         )
     return statuses
+
+
+def _served(
+    warehouse: Warehouse | None, spec: DatasetSpec, month: str, attempt: dict | None
+) -> str:
+    """`not published; serving the load of <date> from <file>` or `never published`, and where
+    the refused load's rows can be inspected."""
+    if warehouse is None:
+        return ""
+    served = warehouse.latest_load(spec.name, month)
+    text = (
+        f"not published; serving the load of {served['finished_at']:%Y-%m-%d %H:%M} UTC from "
+        f"{Path(served['source_file']).name}"
+        if served is not None
+        else "never published"
+    )
+    if attempt is not None and attempt["status"] == "failed" and attempt.get("candidate"):
+        text += f"; the refused rows are in {attempt['candidate']}"
+    return text
 
 
 def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> dict:
@@ -207,15 +256,16 @@ def plan_months(
     skipped: dict[str, str] = {}
     failing: list[str] = []
     for status in statuses:
+        same_file = status.fingerprint_matches(fingerprints.get(status.month))
         if retry_failed and not status.failed:
             skipped[status.month] = "did not fail"
-        elif (
-            not force
-            and not retry_failed
-            and status.status == "materialized"
-            and status.fingerprint is not None
-            and status.fingerprint == fingerprints.get(status.month)
-        ):
+        elif not force and not retry_failed and same_file == "refused":
+            failing.append(status.month)
+            skipped[status.month] = (
+                "an ERROR check refused this file in the last load: fix the file or the spec, "
+                "then --force"
+            )
+        elif not force and not retry_failed and same_file == "materialized":
             if status.failed:
                 failing.append(status.month)
                 skipped[status.month] = (

@@ -16,17 +16,21 @@ from pipeline.checks.completeness import (
 from pipeline.checks.drift import check_schema_drift
 from pipeline.checks.keys import check_unique
 from pipeline.checks.rules import check_rule
+from pipeline.checks.scope import MonthUnderCheck
 from pipeline.sample_data import month_frame
 from pipeline.settings import Settings
 from pipeline.specs import CompletenessSpec, DatasetSpec, FiscalSpec, RuleSpec, UniqueSpec
 from pipeline.warehouse.base import Warehouse
-from pipeline_tests.support import load_month
+from pipeline_tests.support import candidate_month, load_month
 
 BUSINESS = CompletenessSpec(calendar="business_days", country="US")
 
 
-def load(settings: Settings, warehouse: Warehouse, spec: DatasetSpec, frame: pl.DataFrame) -> None:
-    load_month(settings, warehouse, spec, "2024-01", frame)
+def load(
+    settings: Settings, warehouse: Warehouse, spec: DatasetSpec, frame: pl.DataFrame
+) -> MonthUnderCheck:
+    """January as the checks see it: a candidate, not yet published."""
+    return candidate_month(settings, warehouse, spec, "2024-01", frame)
 
 
 def with_calendar(spec: DatasetSpec, calendar: CompletenessSpec) -> DatasetSpec:
@@ -58,14 +62,14 @@ def test_holidays_are_not_missing_business_days(
 ) -> None:
     spec = with_calendar(flights, BUSINESS)
     business = {str(day) for day in open_days("2024-01", BUSINESS)}
-    load(
+    month = load(
         settings,
         warehouse,
         spec,
         month_frame("2024-01", 5, seed=1).filter(pl.col("flight_date").is_in(business)),
     )
 
-    observed = days_with_rows(warehouse, spec, "2024-01")
+    observed = days_with_rows(month)
     assert check_completeness(spec, "2024-01", observed).passed
     assert check_closed_days(spec, "2024-01", observed).passed
 
@@ -75,8 +79,7 @@ def test_a_missing_day_fails_and_weekend_rows_warn(
 ) -> None:
     spec = with_calendar(flights, BUSINESS)
     frame = month_frame("2024-01", 5, seed=1).filter(pl.col("flight_date") != "2024-01-17")
-    load(settings, warehouse, spec, frame)
-    observed = days_with_rows(warehouse, spec, "2024-01")
+    observed = days_with_rows(load(settings, warehouse, spec, frame))
 
     missing = check_completeness(spec, "2024-01", observed)
     assert not missing.passed and missing.severity == "ERROR"
@@ -105,8 +108,8 @@ def test_rules_count_matches_with_line_numbers(
     passed: bool,
     severity: str,
 ) -> None:
-    load(settings, warehouse, flights, month_frame("2024-01", 5, seed=1))
-    outcome = check_rule(warehouse, flights, rule, "2024-01")
+    month = load(settings, warehouse, flights, month_frame("2024-01", 5, seed=1))
+    outcome = check_rule(month, rule)
     assert outcome.passed is passed and outcome.severity == severity
     assert outcome.facts["matches"] == outcome.observed
     if outcome.observed:
@@ -117,9 +120,9 @@ def test_rules_count_matches_with_line_numbers(
 def test_a_rule_that_does_not_compile_names_the_rule_and_the_error(
     settings: Settings, warehouse: Warehouse, flights: DatasetSpec
 ) -> None:
-    load(settings, warehouse, flights, month_frame("2024-01", 5, seed=1))
+    month = load(settings, warehouse, flights, month_frame("2024-01", 5, seed=1))
     rule = RuleSpec(name="typo", where="dep_dely > 0", severity="CRITICAL")
-    outcome = check_rule(warehouse, flights, rule, "2024-01")
+    outcome = check_rule(month, rule)
     assert not outcome.passed
     assert outcome.summary.startswith("rule 'typo' could not run:")
     assert "dep_dely" in outcome.summary.lower()  # Snowflake names it DEP_DELY
@@ -129,22 +132,21 @@ def test_repeated_keys_fail_within_and_across_months(
     settings: Settings, warehouse: Warehouse, flights: DatasetSpec
 ) -> None:
     frame = month_frame("2024-01", 5, seed=1).head(40)
-    load(settings, warehouse, flights, pl.concat([frame, frame.head(3)]))
+    january = load(settings, warehouse, flights, pl.concat([frame, frame.head(3)]))
     key = UniqueSpec(columns=["flight_date", "carrier", "flight", "time_hour"])
 
-    within = check_unique(warehouse, flights, key, "2024-01")
+    within = check_unique(january, key)
     assert not within.passed and within.observed == 3
     assert all(row["copies"] == 2 for row in within.samples["repeated"])
 
+    load_month(settings, warehouse, flights, "2024-01", frame)  # published: history for February
     february = frame.head(5).with_columns(pl.lit("2024-02-01").alias("flight_date"))
-    load_month(settings, warehouse, flights, "2024-02", february)
+    month = candidate_month(settings, warehouse, flights, "2024-02", february)
     feb_key = UniqueSpec(columns=["carrier", "flight", "dest"], across_months=True)
-    across = check_unique(warehouse, flights, feb_key, "2024-02")
+    across = check_unique(month, feb_key)
     assert across.facts == {"repeated_keys": 0, "keys_in_other_months": 5}
     assert not across.passed
-    assert check_unique(
-        warehouse, flights, UniqueSpec(columns=["carrier", "flight", "dest"]), "2024-02"
-    ).passed
+    assert check_unique(month, UniqueSpec(columns=["carrier", "flight", "dest"])).passed
 
 
 def test_an_extra_column_is_a_schema_drift_warning_and_the_month_still_loads(
@@ -152,17 +154,15 @@ def test_an_extra_column_is_a_schema_drift_warning_and_the_month_still_loads(
 ) -> None:
     frame = month_frame("2024-01", 5, seed=1)
     drift = flights.checks.schema_drift
-    load(settings, warehouse, flights, frame)
-    assert check_schema_drift(warehouse, flights, drift, "2024-01").passed
+    assert check_schema_drift(load(settings, warehouse, flights, frame), drift).passed
 
-    load(settings, warehouse, flights, frame.with_columns(pl.lit("B12").alias("gate")))
+    month = load(settings, warehouse, flights, frame.with_columns(pl.lit("B12").alias("gate")))
+    (settings.landing_dir / "flights_2024-01.tsv").unlink()  # archived after staging
 
-    (settings.landing_dir / "flights_2024-01.tsv").unlink()  # archived after the load
-
-    outcome = check_schema_drift(warehouse, flights, drift, "2024-01")
+    outcome = check_schema_drift(month, drift)
     assert not outcome.passed and outcome.severity == "WARN"
     assert outcome.summary == ("1 column(s) not in the spec, ignored: gate (flights_2024-01.tsv)")
-    assert warehouse.latest_load("flights", "2024-01")["rows_loaded"] == frame.height
+    assert month.candidate.rows == frame.height
 
 
 def test_missing_days_are_named_with_their_fiscal_period(
@@ -170,9 +170,9 @@ def test_missing_days_are_named_with_their_fiscal_period(
 ) -> None:
     spec = flights.model_copy(update={"fiscal": FiscalSpec(year_start_month=7)})
     frame = month_frame("2024-01", 5, seed=1).filter(pl.col("flight_date") != "2024-01-17")
-    load(settings, warehouse, spec, frame)
+    month = load(settings, warehouse, spec, frame)
 
-    outcome = check_completeness(spec, "2024-01", days_with_rows(warehouse, spec, "2024-01"))
+    outcome = check_completeness(spec, "2024-01", days_with_rows(month))
 
     assert outcome.samples["missing"] == [
         {"date": "2024-01-17", "weekday": "Wed", "fiscal_period": "FY2024 P07"}

@@ -49,14 +49,20 @@ def test_plan_skips_what_is_done_and_retries_what_failed() -> None:
         MonthStatus("2024-03", "failed", {}, {}, None),
         MonthStatus("2024-04", "materialized", {}, {"schema": "passed"}, "old"),
         MonthStatus("2024-05", "missing", {}, {}, None),
+        # Refused by an ERROR check: not read again from the same file, but from a new one.
+        MonthStatus("2024-06", "failed", {}, {}, "f", refused_fingerprint="f"),
+        MonthStatus("2024-07", "failed", {}, {}, "g", refused_fingerprint="g"),
     ]
-    files = {"2024-01": "a", "2024-02": "b", "2024-03": "c", "2024-04": "new", "2024-05": "e"}
-    assert plan_months(statuses, files).run == ["2024-03", "2024-04", "2024-05"]
+    files = {
+        **{"2024-01": "a", "2024-02": "b", "2024-03": "c", "2024-04": "new", "2024-05": "e"},
+        **{"2024-06": "f", "2024-07": "corrected"},
+    }
+    assert plan_months(statuses, files).run == ["2024-03", "2024-04", "2024-05", "2024-07"]
     assert plan_months(statuses, files, force=True).run == [s.month for s in statuses]
     retry = plan_months(statuses, files, retry_failed=True)
-    assert retry.run == ["2024-02", "2024-03"]
+    assert retry.run == ["2024-02", "2024-03", "2024-06", "2024-07"]
     assert retry.skipped["2024-01"] == "did not fail"  # a WARN finding is not a failure
-    assert plan_months(statuses, files).failing == ["2024-02"]
+    assert plan_months(statuses, files).failing == ["2024-02", "2024-06"]
 
 
 def test_purge_deletes_the_month_everywhere_and_records_it(

@@ -7,12 +7,13 @@ import polars as pl
 import pytest
 
 from pipeline.checks.outcome import CheckOutcome
+from pipeline.checks.scope import MonthUnderCheck
 from pipeline.checks.volume import check_volume, month_and_history_counts
 from pipeline.sample_data import month_frame
 from pipeline.settings import Settings
 from pipeline.specs import CompletenessSpec, DatasetSpec
 from pipeline.warehouse.base import Warehouse
-from pipeline_tests.support import load_month
+from pipeline_tests.support import candidate_month, load_month
 
 ROWS_PER_DAY = 20  # Saturdays 14, holidays 8, the last two days of a month 26 (sample_data)
 QUIET_SUNDAY = 4  # a fifth of a weekday: an anomaly against any baseline but Sundays'
@@ -25,14 +26,15 @@ def steady_month(month: str, seed: int, rows_per_day: int = ROWS_PER_DAY) -> pl.
     return frame.filter(~sunday | (pl.int_range(pl.len()).over("flight_date") < QUIET_SUNDAY))
 
 
-def volume(warehouse: Warehouse, spec: DatasetSpec, month: str) -> CheckOutcome:
-    """The check as the asset check runs it."""
+def volume(month: MonthUnderCheck) -> CheckOutcome:
+    """The check as the load runs it, on the month's candidate."""
+    spec = month.spec
     assert spec.checks.volume is not None
     return check_volume(
         spec,
         spec.checks.volume,
-        month,
-        *month_and_history_counts(warehouse, spec, month, spec.checks.volume.lookback_months),
+        month.month,
+        *month_and_history_counts(month, spec.checks.volume.lookback_months),
     )
 
 
@@ -49,9 +51,7 @@ def test_too_little_history_passes_and_says_so(
 ) -> None:
     load_month(settings, warehouse, flights, "2024-01", month_frame("2024-01", ROWS_PER_DAY, 1))
     frame = month_frame("2024-02", ROWS_PER_DAY * 5, 2)  # five times the volume: still no verdict
-    load_month(settings, warehouse, flights, "2024-02", frame)
-
-    outcome = volume(warehouse, flights, "2024-02")
+    outcome = volume(candidate_month(settings, warehouse, flights, "2024-02", frame))
 
     assert outcome.passed and outcome.severity == "INFO"
     assert outcome.summary == (
@@ -64,9 +64,9 @@ def test_sunday_dips_and_a_holiday_are_not_anomalies(
     settings: Settings, warehouse: Warehouse, history: DatasetSpec
 ) -> None:
     # May 2024: four quiet Sundays, Memorial Day at 40%, a busier month end.
-    load_month(settings, warehouse, history, "2024-05", steady_month("2024-05", 5))
-
-    outcome = volume(warehouse, history, "2024-05")
+    outcome = volume(
+        candidate_month(settings, warehouse, history, "2024-05", steady_month("2024-05", 5))
+    )
 
     assert outcome.passed, outcome.summary
     assert outcome.facts["history_months"] == "2024-01, 2024-02, 2024-03"
@@ -82,9 +82,7 @@ def test_a_spike_and_a_drop_are_flagged_with_their_expected_range(
     spike = frame.filter(pl.col("flight_date") == "2024-05-15")
     dropped = frame.filter(pl.col("flight_date") == "2024-05-22").tail(17)
     frame = pl.concat([frame, spike, spike]).join(dropped, on=frame.columns, how="anti")
-    load_month(settings, warehouse, history, "2024-05", frame)
-
-    outcome = volume(warehouse, history, "2024-05")
+    outcome = volume(candidate_month(settings, warehouse, history, "2024-05", frame))
 
     assert not outcome.passed and outcome.severity == "WARN"
     assert outcome.samples["flagged_days"] == [
@@ -116,9 +114,7 @@ def test_a_month_far_off_its_expected_total_is_flagged(
     # Every day 30% busier: each within its weekday's range, the month as a whole is not.
     # (The busier last two days are left out: missing days are completeness's finding.)
     frame = steady_month("2024-05", 5, rows_per_day=26).filter(pl.col("flight_date") < "2024-05-30")
-    load_month(settings, warehouse, history, "2024-05", frame)
-
-    outcome = volume(warehouse, history, "2024-05")
+    outcome = volume(candidate_month(settings, warehouse, history, "2024-05", frame))
 
     assert not outcome.passed
     assert outcome.facts["days_flagged"] == 0
@@ -141,9 +137,9 @@ def test_a_business_day_calendar_compares_open_days_only(
     # A weekend three times busier than usual is the closed_days check's business, not volume's.
     frame = steady_month("2024-05", 5)
     weekend = frame.filter(pl.col("flight_date").is_in(["2024-05-04", "2024-05-05"]))
-    load_month(settings, warehouse, spec, "2024-05", pl.concat([frame, weekend, weekend]))
-
-    outcome = volume(warehouse, spec, "2024-05")
+    outcome = volume(
+        candidate_month(settings, warehouse, spec, "2024-05", pl.concat([frame, weekend, weekend]))
+    )
 
     assert outcome.passed, outcome.summary
     assert outcome.facts["days_judged"] == 22  # 23 business days minus Memorial Day

@@ -7,7 +7,6 @@ import pytest
 from snowflake.connector import errors as sf_errors
 from snowflake.connector.cursor import SnowflakeCursorBase as SnowflakeCursor
 
-from pipeline.assets.checks import build_checks
 from pipeline.assets.loads import build_load_asset
 from pipeline.definitions import build_resources, build_warehouse
 from pipeline.ingest.stream import StagedLoad, ingest_file
@@ -172,7 +171,7 @@ def test_a_month_through_dagster_uploads_large_parts_and_every_statement_names_i
 
     monkeypatch.setattr(SnowflakeCursor, "execute", record)
     result = dg.materialize(
-        [build_load_asset(flights), *build_checks(flights)],
+        [build_load_asset(flights)],
         partition_key="2024-05",
         resources=resources,
         instance=dg.DagsterInstance.ephemeral(),

@@ -7,10 +7,10 @@ import datetime as dt
 import holidays
 
 from pipeline.checks.outcome import CheckOutcome
+from pipeline.checks.scope import MonthUnderCheck
 from pipeline.fiscal import fiscal_day
 from pipeline.partitions import month_bounds, month_days
 from pipeline.specs import CompletenessSpec, DatasetSpec
-from pipeline.warehouse.base import RAW_SCHEMA, Warehouse
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -51,15 +51,17 @@ def public_holidays(year: int, calendar: CompletenessSpec) -> holidays.HolidayBa
     return holidays.country_holidays(calendar.country, subdiv=calendar.subdiv, years=year)
 
 
-def days_with_rows(warehouse: Warehouse, spec: DatasetSpec, month: str) -> dict[dt.date, int]:
-    """Rows per day of the loaded month, counted in the warehouse."""
-    column = spec.date_column
-    rows = warehouse.query(
-        f"select {column} as day, count(*) as row_count from {RAW_SCHEMA}.{spec.name} "
-        f"where _month = ? group by {column}",
-        [month],
-    )
-    return {row["day"]: row["row_count"] for row in rows}
+def days_with_rows(month: MonthUnderCheck) -> dict[dt.date, int]:
+    """Rows per day of the month's candidate, counted in the warehouse (once for both checks)."""
+
+    def count() -> dict[dt.date, int]:
+        day = month.column(month.spec.date_column)
+        rows = month.query(
+            f"select {day} as day, count(*) as row_count from {month.rows} group by {day}"
+        )
+        return {row["day"]: row["row_count"] for row in rows}
+
+    return month.once("days_with_rows", count)
 
 
 def check_completeness(spec: DatasetSpec, month: str, observed: dict[dt.date, int]) -> CheckOutcome:

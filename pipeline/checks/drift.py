@@ -1,9 +1,9 @@
-"""Schema drift: columns in the loaded file's header that the spec does not know.
+"""Schema drift: columns in the file's header that the spec does not know.
 
 A header that lacks a spec column never gets this far: the load refuses the file before anything
 is written. An extra column is loaded around (ignored) and reported here, so an upstream change is
-noticed before someone relies on the new field. The header is the one the load ledger recorded
-for the month's last load, so the check holds after the landed file is moved or replaced.
+noticed before someone relies on the new field. The header is the one read at staging (and kept
+in the load ledger), so the check holds after the landed file is moved or replaced.
 """
 
 from __future__ import annotations
@@ -11,31 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.checks.outcome import CheckOutcome
-from pipeline.specs import DatasetSpec, SchemaDriftSpec
-from pipeline.warehouse.base import Warehouse
-from pipeline.warehouse.ledger import HEADER_SEPARATOR
+from pipeline.checks.scope import MonthUnderCheck
+from pipeline.specs import SchemaDriftSpec
 
 
-def check_schema_drift(
-    warehouse: Warehouse, spec: DatasetSpec, drift: SchemaDriftSpec, month: str
-) -> CheckOutcome:
+def check_schema_drift(month: MonthUnderCheck, drift: SchemaDriftSpec) -> CheckOutcome:
     """Fail (WARN by default) when the month's file has columns the spec does not list."""
-    load = warehouse.latest_load(spec.name, month)
-    if load is None:
-        return CheckOutcome(
-            passed=False,
-            severity=drift.severity,
-            summary=f"{spec.name} {month} has no successful load whose header could be read",
-        )
-    path = Path(load["source_file"])
-    if not load.get("header"):
-        return CheckOutcome(
-            passed=False,
-            severity=drift.severity,
-            summary=f"the load of {path.name} recorded no header; load the month again",
-            facts={"source_file": str(path)},
-        )
-    names = load["header"].split(HEADER_SEPARATOR)
+    spec = month.spec
+    path = Path(month.staged.source_file)
+    names = month.staged.header
     extra = [name for name in names if name not in spec.columns]
     in_spec_order = [name for name in names if name in spec.columns] == list(spec.columns)
     return CheckOutcome(

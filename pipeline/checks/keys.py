@@ -3,40 +3,38 @@
 from __future__ import annotations
 
 from pipeline.checks.outcome import CheckOutcome
-from pipeline.specs import DatasetSpec, UniqueSpec
-from pipeline.warehouse.base import RAW_SCHEMA, Warehouse
+from pipeline.checks.scope import MonthUnderCheck
+from pipeline.specs import UniqueSpec
 
 SAMPLE_KEYS = 10
 
 
-def check_unique(
-    warehouse: Warehouse, spec: DatasetSpec, unique: UniqueSpec, month: str
-) -> CheckOutcome:
-    """Count duplicated keys in the warehouse and show the most repeated ones."""
-    table = f"{RAW_SCHEMA}.{spec.name}"
-    key = ", ".join(unique.columns)
+def check_unique(month: MonthUnderCheck, unique: UniqueSpec) -> CheckOutcome:
+    """Count duplicated keys in the candidate and show the most repeated ones; with
+    `across_months`, also keys the published months already hold."""
+    key = month.columns(unique.columns)
+    shown = ", ".join(unique.columns)
     repeated = (
-        f"select {key}, count(*) as copies from {table} where _month = ? "
-        f"group by {key} having count(*) > 1"
+        f"select {key}, count(*) as copies from {month.rows} group by {key} having count(*) > 1"
     )
-    duplicates = warehouse.query(f"select count(*) as keys from ({repeated}) d", [month])[0]["keys"]
-    sample = warehouse.query(f"{repeated} order by copies desc limit {SAMPLE_KEYS}", [month])
+    duplicates = month.query(f"select count(*) as n from ({repeated}) d")[0]["n"]
+    sample = month.query(f"{repeated} order by copies desc limit {SAMPLE_KEYS}")
     elsewhere = 0
     if unique.across_months:
-        elsewhere = warehouse.query(
-            f"select count(*) as keys from (select {key} from {table} where _month = ? "
-            f"intersect select {key} from {table} where _month <> ?) d",
-            [month, month],
-        )[0]["keys"]
+        elsewhere = month.query(
+            f"select count(*) as n from (select {key} from {month.rows} "
+            f"intersect select {key} from {month.published} where _month <> ?) d",
+            [month.month],
+        )[0]["n"]
     found = duplicates + elsewhere
     scope = "in this month" + (" or another" if unique.across_months else "")
     return CheckOutcome(
         passed=found == 0,
         severity=unique.severity,
         summary=(
-            f"key ({key}) is unique {scope}"
+            f"key ({shown}) is unique {scope}"
             if found == 0
-            else f"{duplicates} key(s) ({key}) repeat within the month"
+            else f"{duplicates} key(s) ({shown}) repeat within the month"
             + (f", {elsewhere} also appear in another month" if unique.across_months else "")
         ),
         observed=found,

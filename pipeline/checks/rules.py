@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pipeline.checks.outcome import CheckOutcome, Severity
-from pipeline.specs import DatasetSpec, RuleSpec
-from pipeline.warehouse.base import RAW_SCHEMA, Warehouse
+from pipeline.checks.scope import MonthUnderCheck
+from pipeline.specs import RuleSpec
 
 SAMPLE_ROWS = 10
 # An INFO rule passes at WARN level: its count is recorded, not announced. (The INFO level is
@@ -12,28 +12,29 @@ SAMPLE_ROWS = 10
 SEVERITIES: dict[str, Severity] = {"CRITICAL": "ERROR", "WARNING": "WARN", "INFO": "WARN"}
 
 
-def check_rule(warehouse: Warehouse, spec: DatasetSpec, rule: RuleSpec, month: str) -> CheckOutcome:
+def check_rule(month: MonthUnderCheck, rule: RuleSpec) -> CheckOutcome:
     """Count and sample the month's rows matching the rule, in the warehouse.
 
-    A rule whose SQL the warehouse rejects fails with the rule's name and the database's message.
-    INFO rules always pass; their count is recorded.
+    `where` filters a subquery over the month's candidate rows, so whatever it says it cannot
+    reach other months or tables' rows beyond what it names itself. A rule whose SQL the database
+    rejects fails with the rule's name and the database's message; any other error (a lost
+    connection, a missing privilege) is the warehouse's and fails the load instead: the month's
+    own count runs first, outside the rule, to tell them apart.
     """
-    table = f"{RAW_SCHEMA}.{spec.name}"
-    scope = f"from {table} where _month = ? and ({rule.where})"
+    rows = month.query(f"select count(*) as n from {month.rows}")[0]["n"]
+    matching = f"select * from (select * from {month.rows}) m where ({rule.where})"
     try:
-        count = warehouse.query(f"select count(*) as matches {scope}", [month])[0]["matches"]
-        total = warehouse.query(f"select count(*) as total from {table} where _month = ?", [month])
-        sample = warehouse.query(
-            f"select * {scope} order by _line_number limit {SAMPLE_ROWS}", [month]
-        )
-    except Exception as error:  # the database's verdict on user SQL is the finding itself
+        count = month.query(f"select count(*) as n from ({matching}) r")[0]["n"]
+        sample = month.query(f"{matching} order by _line_number limit {SAMPLE_ROWS}")
+    except Exception as error:
+        if not month.warehouse.is_statement_error(error):
+            raise
         return CheckOutcome(
             passed=False,
             severity=SEVERITIES[rule.severity],
             summary=f"rule {rule.name!r} could not run: {str(error).splitlines()[0]}",
             facts={"where": rule.where},
         )
-    rows = total[0]["total"]
     passed = rule.severity == "INFO" or count <= rule.max_violations
     return CheckOutcome(
         passed=passed,
@@ -55,6 +56,5 @@ def check_rule(warehouse: Warehouse, spec: DatasetSpec, rule: RuleSpec, month: s
 
 
 def _shown(row: dict) -> dict:
-    """A sample row with its line number first and load bookkeeping left out."""
-    hidden = {"_month", "_source_file", "_loaded_at", "_line_number"}
-    return {"line": row["_line_number"]} | {k: v for k, v in row.items() if k not in hidden}
+    """A sample row with its line number first."""
+    return {"line": row["_line_number"]} | {k: v for k, v in row.items() if k != "_line_number"}

@@ -1,7 +1,7 @@
 """Volume anomalies: each day's row count against the same weekday in the trailing months.
 
-Counting happens in the warehouse (one GROUP BY over the month and its history); only the
-per-day counts, a few hundred numbers, come into Python for the statistics.
+Counting happens in the warehouse (one GROUP BY over the month's candidate and the published
+history); only the per-day counts, a few hundred numbers, come into Python for the statistics.
 
 Which days are compared: the calendar's regular days (`regular_days`): open days that are not
 public holidays. A business-day dataset's weekends and holidays are closed, so they are neither
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from pipeline.checks.completeness import WEEKDAYS, label, regular_days
 from pipeline.checks.outcome import CheckOutcome
+from pipeline.checks.scope import MonthUnderCheck
 from pipeline.partitions import months_before
 from pipeline.specs import DatasetSpec, VolumeSpec
-from pipeline.warehouse.base import RAW_SCHEMA, Warehouse
 
 # Scales the MAD to a standard deviation for normal data: the usual robust z-score.
 MAD_TO_SIGMA = 0.6745
@@ -49,24 +49,23 @@ class Baseline:
 
 
 def month_and_history_counts(
-    warehouse: Warehouse, spec: DatasetSpec, month: str, lookback_months: int
+    month: MonthUnderCheck, lookback_months: int
 ) -> tuple[DayCounts, dict[str, DayCounts]]:
-    """Rows per day of `month`, and of every month loaded in the `lookback_months` before it.
-
-    One GROUP BY over the month and its history together.
-    """
-    earlier = months_before(month, lookback_months)
-    column = spec.date_column
-    rows = warehouse.query(
-        f"select _month as month, {column} as day, count(*) as row_count "
-        f"from {RAW_SCHEMA}.{spec.name} where _month >= ? and _month <= ? "
-        f"group by _month, {column}",
-        [earlier[0], month],
+    """Rows per day of the month's candidate, and of every month published in the
+    `lookback_months` before it: one GROUP BY over both."""
+    earlier = months_before(month.month, lookback_months)
+    day = month.column(month.spec.date_column)
+    rows = month.query(
+        f"select ? as month, {day} as day, count(*) as row_count from {month.rows} "
+        f"group by {day} union all "
+        f"select _month as month, {day} as day, count(*) as row_count from {month.published} "
+        f"where _month >= ? and _month < ? group by _month, {day}",
+        [month.month, earlier[0], month.month],
     )
     counts: dict[str, DayCounts] = defaultdict(dict)
     for row in rows:
         counts[row["month"]][row["day"]] = row["row_count"]
-    observed = counts.pop(month, {})
+    observed = counts.pop(month.month, {})
     return observed, dict(counts)
 
 

@@ -21,7 +21,6 @@ class ValidatedBatch:
 
     rows: pl.DataFrame  # the spec's columns, typed, plus _line_number
     rejects: pl.DataFrame  # REJECT_SCHEMA
-    blank_lines: int
 
 
 def validate_block(
@@ -42,7 +41,6 @@ def validate_block(
     return ValidatedBatch(
         rows=_without_lines(parsed, rejected),
         rejects=build_rejects(failures, lines.raw_lines(rejected)).sort("_line_number"),
-        blank_lines=lines.blank_lines,
     )
 
 

@@ -9,6 +9,7 @@ rejected here with its number and text, never silently padded or truncated.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -22,6 +23,8 @@ from pipeline.specs import DatasetSpec
 
 NEWLINE = ord("\n")
 CARRIAGE_RETURN = ord("\r")
+# A newline followed by an empty line (LF or CRLF): a blank line that is not the block's first.
+BLANK_AFTER_NEWLINE = re.compile(rb"\n(?=\r?\n)")
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,42 @@ class Block:
     data: bytes
 
 
-def iter_blocks(handle: BinaryIO, first_line: int, block_bytes: int) -> Iterator[Block]:
-    """Read `handle` in blocks of about `block_bytes`, cut after the last newline of each."""
-    line_number = first_line
+@dataclass
+class LineTally:
+    """Lines of a file counted from its raw bytes, apart from any parsing.
+
+    The reconciliation compares this with what the parser and the warehouse produced: a lost or
+    doubled block shows up as a difference instead of balancing by construction.
+    """
+
+    lines: int = 0  # line ends (a last line without one counts too)
+    blank: int = 0  # empty lines (nothing, or only the CR of a CRLF, before the newline)
+
+    def add(self, block: bytes) -> None:
+        """Count a block of whole lines that starts at the start of a line."""
+        self.lines += block.count(b"\n")
+        self.blank += len(BLANK_AFTER_NEWLINE.findall(block)) + block.startswith((b"\n", b"\r\n"))
+
+    @property
+    def data_lines(self) -> int:
+        return self.lines - self.blank
+
+
+def iter_blocks(
+    handle: BinaryIO, first_line: int, block_bytes: int, tally: LineTally | None = None
+) -> Iterator[Block]:
+    """Read `handle` in blocks of about `block_bytes`, cut after the last newline of each.
+
+    `tally` counts the lines as they are read, before any block reaches a parser.
+    """
+    tally = LineTally() if tally is None else tally
+    counted_before = tally.lines
+
+    def numbered(block: bytes) -> Block:
+        start = first_line + tally.lines - counted_before
+        tally.add(block)
+        return Block(start, block)
+
     carry = b""
     while chunk := handle.read(block_bytes):
         data = carry + chunk if carry else chunk
@@ -42,11 +78,10 @@ def iter_blocks(handle: BinaryIO, first_line: int, block_bytes: int) -> Iterator
         if cut == 0:
             carry = data
             continue
-        block, carry = data[:cut], data[cut:]
-        yield Block(line_number, block)
-        line_number += block.count(b"\n")
+        carry = data[cut:]
+        yield numbered(data[:cut])
     if carry:
-        yield Block(line_number, carry + b"\n")
+        yield numbered(carry + b"\n")
 
 
 @dataclass(frozen=True)
@@ -55,7 +90,6 @@ class SortedLines:
 
     fields: pl.DataFrame  # the spec's columns as text (nulls applied), plus _line_number
     failures: pl.DataFrame  # FAILURE_SCHEMA
-    blank_lines: int
     block: Block
     starts: np.ndarray  # byte offset of each line of the block
     ends: np.ndarray  # byte offset where each line's content ends (before CR LF)
@@ -112,7 +146,6 @@ def sort_lines(block: Block, header: Header, spec: DatasetSpec) -> SortedLines:
     return SortedLines(
         fields=pl.concat([fields, special_fields], how="vertical") if special.any() else fields,
         failures=failures,
-        blank_lines=int(blank.sum()),
         block=block,
         starts=starts,
         ends=content_ends,

@@ -7,14 +7,16 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
+from typing import Any
 
+from pipeline.ingest import staging
 from pipeline.ingest.batches import ValidatedBatch, validate_block
 from pipeline.ingest.files import fingerprint
 from pipeline.ingest.header import LoadError, read_header
-from pipeline.ingest.lines import Block, iter_blocks
+from pipeline.ingest.lines import Block, LineTally, iter_blocks
 from pipeline.ingest.parts import PartWriter
 from pipeline.ingest.schema import build_schema
 from pipeline.specs import DatasetSpec
@@ -26,11 +28,15 @@ Progress = Callable[[int, int], None]  # (bytes read so far, file size)
 
 @dataclass(frozen=True)
 class StagedLoad:
-    """A validated month waiting in the staging folder for the warehouse to take it atomically."""
+    """A validated month waiting in the staging folder for the warehouse to take it atomically.
+
+    `rows_read` is counted from the file's bytes (line ends, less the header and blank lines);
+    `rows_loaded` and `rows_rejected` are what the parser staged. Staging refuses a file where
+    they do not add up, and the warehouse counts again what it inserts.
+    """
 
     spec: DatasetSpec
     month: str
-    load_id: str
     source_file: str
     file_size: int
     fingerprint: str
@@ -48,6 +54,20 @@ class StagedLoad:
     @property
     def dataset(self) -> str:
         return self.spec.name
+
+    def facts(self) -> dict[str, object]:
+        """Everything but the spec, as the staging manifest keeps it."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "spec"}
+
+    @classmethod
+    def from_facts(cls, spec: DatasetSpec, facts: dict[str, Any]) -> StagedLoad:
+        values = {name: tuple(v) if isinstance(v, list) else v for name, v in facts.items()}
+        values["started_at"] = dt.datetime.fromisoformat(facts["started_at"])
+        return cls(spec=spec, **values)
+
+
+class ReconciliationError(LoadError):
+    """Counts that should agree do not: something was lost or doubled, so nothing is published."""
 
 
 def validate_ahead(
@@ -69,43 +89,70 @@ def validate_ahead(
 
 
 def new_load_id() -> str:
-    """A unique id for one load attempt, used for staging paths and the ledger."""
+    """A unique id for one load attempt: the ledger's, and every row's `_load_id`."""
     return uuid.uuid4().hex
+
+
+def stage_file(
+    spec: DatasetSpec,
+    path: Path,
+    month: str,
+    staging_dir: Path,
+    *,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    workers: int = DEFAULT_WORKERS,
+    part_bytes: int = 0,
+    progress: Progress | None = None,
+) -> StagedLoad:
+    """The month's staged parts in `staging_dir` (see `staging.staging_key`): reused when a
+    complete staging is there already (a retried warehouse step), else ingested anew."""
+    facts = staging.read_manifest(staging_dir)
+    if facts is not None:
+        return StagedLoad.from_facts(spec, facts)
+    return ingest_file(
+        spec,
+        path,
+        month,
+        staging_dir,
+        block_bytes=block_bytes,
+        workers=workers,
+        part_bytes=part_bytes,
+        progress=progress,
+    )
 
 
 def ingest_file(
     spec: DatasetSpec,
     path: Path,
     month: str,
-    staging_root: Path,
+    staging_dir: Path,
     *,
-    load_id: str | None = None,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     workers: int = DEFAULT_WORKERS,
     part_bytes: int = 0,
     progress: Progress | None = None,
 ) -> StagedLoad:
-    """Validate `path` as `spec`'s file for `month` and stage its rows and rejects as Parquet.
+    """Validate `path` as `spec`'s file for `month` and stage its rows and rejects as Parquet
+    parts in `staging_dir` (emptied first), ending with the staging manifest.
 
     Memory holds `workers` blocks at a time; `part_bytes` is the warehouse's preferred part size
     (0: one part per block, see PartWriter). Raises `LoadError` before staging anything if the
-    file is missing or its header lacks a spec column.
+    file is missing or its header lacks a spec column, and `ReconciliationError` if the lines
+    counted in the file are not exactly the rows and rejects staged.
     """
-    if not path.is_file():
-        raise LoadError(
-            f"{path}: no file for {spec.name} {month} (file_pattern {spec.file_pattern})"
-        )
-    load_id = load_id or new_load_id()
+    require_file(spec, path, month)
     started_at = dt.datetime.now(dt.UTC)
-    staging_dir = staging_root / spec.name / month / load_id
+    for leftover in staging_dir.glob("*.parquet"):
+        leftover.unlink()  # a killed ingest's parts; the manifest was never written
     size = path.stat().st_size
     schema = build_schema(spec, month)
-    rows_loaded = rows_rejected = blank_lines = 0
+    tally = LineTally()
+    rows_loaded = rows_rejected = 0
     rows_out = PartWriter(staging_dir, "rows", part_bytes)
     rejects_out = PartWriter(staging_dir, "rejects", part_bytes)
     with path.open("rb") as handle:
         header = read_header(handle, spec, path)
-        blocks = iter_blocks(handle, first_line=2, block_bytes=block_bytes)
+        blocks = iter_blocks(handle, first_line=2, block_bytes=block_bytes, tally=tally)
         try:
             for batch in validate_ahead(
                 blocks, partial(validate_block, header=header, spec=spec, schema=schema), workers
@@ -114,23 +161,26 @@ def ingest_file(
                 rejects_out.write(batch.rejects)
                 rows_loaded += batch.rows.height
                 rows_rejected += batch.rejects.height
-                blank_lines += batch.blank_lines
                 if progress is not None:
                     progress(handle.tell(), size)
         finally:
             rows_out.close()
             rejects_out.close()
-    return StagedLoad(
+    if tally.data_lines != rows_loaded + rows_rejected:
+        raise ReconciliationError(
+            f"{path}: {tally.data_lines:,} data lines counted in the file, but the parser staged "
+            f"{rows_loaded:,} rows and {rows_rejected:,} rejects; nothing was published"
+        )
+    staged = StagedLoad(
         spec=spec,
         month=month,
-        load_id=load_id,
         source_file=str(path),
         file_size=size,
         fingerprint=fingerprint(path),
-        rows_read=rows_loaded + rows_rejected,
+        rows_read=tally.data_lines,
         rows_loaded=rows_loaded,
         rows_rejected=rows_rejected,
-        blank_lines=blank_lines,
+        blank_lines=tally.blank,
         header=header.names,
         extra_columns=header.extra_columns,
         staging_dir=str(staging_dir),
@@ -138,3 +188,12 @@ def ingest_file(
         reject_parts=tuple(str(p) for p in rejects_out.paths),
         started_at=started_at,
     )
+    staging.write_manifest(staging_dir, staged.facts())
+    return staged
+
+
+def require_file(spec: DatasetSpec, path: Path, month: str) -> None:
+    if not path.is_file():
+        raise LoadError(
+            f"{path}: no file for {spec.name} {month} (file_pattern {spec.file_pattern})"
+        )

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
-from pipeline.ingest.stream import StagedLoad
+from pipeline.ingest.stream import ReconciliationError, StagedLoad, new_load_id
 from pipeline.specs import ColumnSpec, DatasetSpec
 from pipeline.warehouse.ledger import (
     CHECK_RESULT_COLUMNS,
@@ -29,16 +29,32 @@ from pipeline.warehouse.ledger import (
     CheckRecord,
     LedgerEntry,
 )
-from pipeline.warehouse.sql import Dialect, Run, append, delete_month, ensure_table, month_tables
+from pipeline.warehouse.sql import (
+    Dialect,
+    Run,
+    affected,
+    append,
+    delete_month,
+    ensure_table,
+    month_tables,
+)
 
 RAW_SCHEMA = "raw"
 META_SCHEMA = "pipeline"
+# A month's new rows and rejects wait here, checked, until they are published into RAW_SCHEMA.
+CANDIDATE_SCHEMA = "candidates"
 REPORT_SCHEMA = "analytics"  # the dbt target schema (dbt_project/profiles.yml)
 _TEXT, _INT, _TIME = ColumnSpec(type="string"), ColumnSpec(type="int"), ColumnSpec(type="timestamp")
 # What every load adds to a dataset's own columns.
-LOAD_COLUMNS = {"_month": _TEXT, "_source_file": _TEXT, "_line_number": _INT, "_loaded_at": _TIME}
-# Of those, the ones the warehouse stamps at insert (the parts carry _line_number themselves).
-STAMPED_COLUMNS = ("_month", "_source_file", "_loaded_at")
+LOAD_COLUMNS = {
+    "_month": _TEXT,
+    "_source_file": _TEXT,
+    "_line_number": _INT,
+    "_loaded_at": _TIME,
+    "_load_id": _TEXT,
+}
+# Of those, the ones stamped when a month is published (the parts carry _line_number themselves).
+STAMPED_COLUMNS = ("_month", "_source_file", "_loaded_at", "_load_id")
 REJECT_COLUMNS = {
     "_month": _TEXT,
     "_source_file": _TEXT,
@@ -49,12 +65,11 @@ REJECT_COLUMNS = {
     "_value": _TEXT,
     "_reason": _TEXT,
     "_loaded_at": _TIME,
+    "_load_id": _TEXT,
 }
 LEDGER_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in LEDGER_COLUMNS.items()}
 CHECK_RESULTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in CHECK_RESULT_COLUMNS.items()}
 T = TypeVar("T")
-# Per table: the FROM clause that reads its staged parts, with its parameters; None if no parts.
-Sources = dict[str, tuple[str, list[Any]] | None]
 _META_READY: set[tuple[object, ...]] = set()
 
 
@@ -71,6 +86,44 @@ def dataset_tables(spec: DatasetSpec) -> dict[str, dict[str, ColumnSpec]]:
 def staged_parts(staged: StagedLoad) -> dict[str, tuple[str, ...]]:
     """The parts of a staged load per raw table."""
     return {staged.dataset: staged.row_parts, rejects_table(staged.dataset): staged.reject_parts}
+
+
+def staged_columns(spec: DatasetSpec, table: str) -> dict[str, ColumnSpec]:
+    """The columns of a raw table that the staged parts carry: all but the stamped ones."""
+    return {
+        name: column
+        for name, column in dataset_tables(spec)[table].items()
+        if name not in STAMPED_COLUMNS
+    }
+
+
+def candidate_prefix(dataset: str, month: str) -> str:
+    """What every candidate table of a dataset month is named with."""
+    return f"{dataset}__{month.replace('-', '')}__"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A month's new rows and rejects in tables of their own (CANDIDATE_SCHEMA), checked before
+    they are published. `counts` are the rows the warehouse says it inserted, per raw table."""
+
+    dataset: str
+    month: str
+    load_id: str
+    tables: dict[str, str]  # raw table -> candidate table
+    counts: dict[str, int]
+
+    @property
+    def rows(self) -> int:
+        return self.counts[self.dataset]
+
+    @property
+    def rejects(self) -> int:
+        return self.counts[rejects_table(self.dataset)]
+
+    def names(self) -> str:
+        """The candidate tables as a user queries them."""
+        return ", ".join(f"{CANDIDATE_SCHEMA}.{table}" for table in self.tables.values())
 
 
 @dataclass(frozen=True)
@@ -131,59 +184,143 @@ class Warehouse(dg.ConfigurableResource):
         """Identifies the database, so bookkeeping tables are created once per process."""
 
     @abstractmethod
-    def staged_sources(self, run: Run, staged: StagedLoad) -> AbstractContextManager[Sources]:
-        """Make the staged parts readable inside the database for the month's insert."""
+    def fill_candidate(
+        self, run: Run, staged: StagedLoad, load_id: str, table: str, target: str
+    ) -> int:
+        """Bulk-load the staged parts of raw `table` into the empty candidate table `target`
+        (quoted, in CANDIDATE_SCHEMA); return the rows the database says it loaded."""
+
+    @abstractmethod
+    def is_statement_error(self, error: Exception) -> bool:
+        """The database refused the statement itself (syntax, names, types): the fault of SQL a
+        user wrote, as opposed to the connection, the service or a privilege."""
 
     def attempt(self, what: str, operation: Callable[[Run], T]) -> T:
         """Run an operation in a session; implementations add retries where they make sense."""
         with self.session() as run:
             return operation(run)
 
-    def replace_month(self, staged: StagedLoad, run_id: str) -> None:
-        """Swap the month's rows and rejects for the staged ones and record the load, atomically.
+    def stage_candidate(self, staged: StagedLoad, load_id: str) -> Candidate:
+        """Load the staged parts into the month's candidate tables, which the checks then read.
 
-        On any error nothing of the month changes and the failed attempt is recorded instead.
+        Raises ReconciliationError when the database took other counts than were staged.
         """
-        with statement_context(staged.dataset, staged.month, run_id):
-            loaded = LedgerEntry.for_staged(staged, run_id, "loaded", now())
-            try:
-                self.attempt(f"load {staged.dataset} {staged.month}", self._swap(staged, loaded))
-            except Exception as exc:
-                failed = LedgerEntry.for_staged(staged, run_id, "failed", now(), str(exc))
-                self.record_load(failed)
-                raise
+        spec = staged.spec
+        tables = {
+            table: f"{candidate_prefix(spec.name, staged.month)}{load_id[:12]}"
+            + ("_rejects" if table != spec.name else "")
+            for table in dataset_tables(spec)
+        }
 
-    def _swap(self, staged: StagedLoad, entry: LedgerEntry) -> Callable[[Run], None]:
+        def stage(run: Run) -> dict[str, int]:
+            self._ensure_meta(run)
+            counts = {}
+            for table, columns in dataset_tables(spec).items():
+                ensure_table(run, self.dialect, RAW_SCHEMA, table, columns)
+                target = self.dialect.table(CANDIDATE_SCHEMA, tables[table])
+                run(f"CREATE SCHEMA IF NOT EXISTS {self.dialect.quote(CANDIDATE_SCHEMA)}", [])
+                ddl = ", ".join(
+                    f"{self.dialect.quote(name)} {self.dialect.column_type(column)}"
+                    for name, column in staged_columns(spec, table).items()
+                )
+                run(f"CREATE OR REPLACE {self.dialect.scratch_table} {target} ({ddl})", [])
+                counts[table] = self.fill_candidate(run, staged, load_id, table, target)
+            return counts
+
+        counts = self.attempt(f"stage {staged.dataset} {staged.month}", stage)
+        candidate = Candidate(staged.dataset, staged.month, load_id, tables, counts)
+        expected = {
+            staged.dataset: staged.rows_loaded,
+            rejects_table(staged.dataset): staged.rows_rejected,
+        }
+        if counts != expected:
+            self.drop_candidates(staged.dataset, staged.month)
+            raise ReconciliationError(
+                f"{staged.source_file}: staged {_counted(expected)}, but the warehouse loaded "
+                f"{_counted(counts)} into {candidate.names()}; nothing was published"
+            )
+        return candidate
+
+    def publish(self, staged: StagedLoad, candidate: Candidate, entry: LedgerEntry) -> None:
+        """In one transaction: replace the month's rows and rejects with the candidate's, stamped
+        with the load, and append `entry` to the ledger; then drop the month's candidates.
+
+        Idempotent per load: publishing a load the ledger already records as published (a commit
+        whose answer was lost) changes nothing. Raises ReconciliationError, with nothing changed,
+        when an insert takes other counts than the candidate holds.
+        """
+
         def swap(run: Run) -> None:
             self._ensure_meta(run)
-            for table, columns in dataset_tables(staged.spec).items():
-                ensure_table(run, self.dialect, RAW_SCHEMA, table, columns)
-            with self.staged_sources(run, staged) as sources, transaction(run):
-                for table, source in sources.items():
+            if run(
+                f"SELECT count(*) AS n FROM {self.dialect.table(META_SCHEMA, LEDGER_TABLE)} "
+                "WHERE load_id = ? AND status = 'loaded'",
+                [entry.load_id],
+            )[0]["n"]:
+                return
+            with transaction(run):
+                for table, target in candidate.tables.items():
                     delete_month(run, self.dialect, RAW_SCHEMA, table, "_month", staged.month)
-                    if source is not None:
-                        self._insert_staged(run, staged, table, source, entry.finished_at)
+                    inserted = self._insert_candidate(run, staged, table, target, entry)
+                    if inserted != candidate.counts[table]:
+                        raise ReconciliationError(
+                            f"{staged.source_file}: {CANDIDATE_SCHEMA}.{target} holds "
+                            f"{candidate.counts[table]:,} rows but {inserted:,} were published "
+                            f"into {RAW_SCHEMA}.{table}; rolled back"
+                        )
                 append(run, self.dialect, META_SCHEMA, LEDGER_TABLE, entry.row())
 
-        return swap
+        self.attempt(f"publish {staged.dataset} {staged.month}", swap)
+        self.drop_candidates(staged.dataset, staged.month)
 
-    def _insert_staged(
-        self,
-        run: Run,
-        staged: StagedLoad,
-        table: str,
-        source: tuple[str, list[Any]],
-        loaded_at: dt.datetime,
-    ) -> None:
-        columns = [c for c in dataset_tables(staged.spec)[table] if c not in STAMPED_COLUMNS]
+    def replace_month(self, staged: StagedLoad, run_id: str) -> Candidate:
+        """Stage and publish a month without checks (tests, the benchmark), recording the attempt
+        as failed if it does not go through."""
+        load_id = new_load_id()
+        with statement_context(staged.dataset, staged.month, run_id):
+            try:
+                candidate = self.stage_candidate(staged, load_id)
+                loaded = LedgerEntry.for_staged(staged, load_id, run_id, "loaded", candidate.counts)
+                self.publish(staged, candidate, loaded)
+            except Exception as exc:
+                failed = LedgerEntry.for_staged(staged, load_id, run_id, "failed", error=str(exc))
+                self.record_load(failed)
+                raise
+        return candidate
+
+    def drop_candidates(self, dataset: str, month: str, keep: Candidate | None = None) -> list[str]:
+        """Drop the dataset month's candidate tables (all but `keep`'s); returns their names."""
+        prefix = self.dialect.name(candidate_prefix(dataset, month))
+        kept = {self.dialect.name(table) for table in keep.tables.values()} if keep else set()
+
+        def drop(run: Run) -> list[str]:
+            names = [
+                row["table_name"]
+                for row in run(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+                    [self.dialect.name(CANDIDATE_SCHEMA)],
+                )
+                if row["table_name"].startswith(prefix) and row["table_name"] not in kept
+            ]
+            for name in names:
+                run(f"DROP TABLE IF EXISTS {self.dialect.table(CANDIDATE_SCHEMA, name)}", [])
+            return names
+
+        return self.attempt(f"drop candidates of {dataset} {month}", drop)
+
+    def _insert_candidate(
+        self, run: Run, staged: StagedLoad, table: str, target: str, entry: LedgerEntry
+    ) -> int:
+        """Insert a candidate table into its raw table, stamped; returns the rows inserted."""
+        columns = list(staged_columns(staged.spec, table))
         names = ", ".join(self.dialect.quote(c) for c in [*columns, *STAMPED_COLUMNS])
         selected = ", ".join(self.dialect.quote(c) for c in columns)
-        from_clause, parameters = source
-        run(
+        rows = run(
             f"INSERT INTO {self.dialect.table(RAW_SCHEMA, table)} ({names}) "
-            f"SELECT {selected}, ?, ?, ? FROM {from_clause}",
-            [staged.month, staged.source_file, loaded_at, *parameters],
+            f"SELECT {selected}, ?, ?, ?, ? FROM {self.dialect.table(CANDIDATE_SCHEMA, target)}",
+            [staged.month, staged.source_file, entry.finished_at, entry.load_id],
         )
+        return affected(rows)
 
     def purge_month(
         self, spec: DatasetSpec, month: str, report_tables: Sequence[str], entry: LedgerEntry
@@ -216,7 +353,10 @@ class Warehouse(dg.ConfigurableResource):
             return deleted
 
         with statement_context(spec.name, month, entry.run_id):
-            return self.attempt(f"purge {spec.name} {month}", purge)
+            deleted = self.attempt(f"purge {spec.name} {month}", purge)
+            for table in self.drop_candidates(spec.name, month):
+                deleted[f"{CANDIDATE_SCHEMA}.{table}"] = 0
+            return deleted
 
     def record_check(self, record: CheckRecord) -> None:
         """Append one check verdict to pipeline.check_results."""
@@ -252,6 +392,15 @@ class Warehouse(dg.ConfigurableResource):
         )
         return rows[0] if rows else None
 
+    def latest_attempt(self, dataset: str, month: str) -> dict[str, Any] | None:
+        """The ledger row of the month's last load attempt or purge, whatever its outcome."""
+        rows = self.query(
+            f"select * from {META_SCHEMA}.load_ledger where dataset = ? and month = ? "
+            "order by finished_at desc limit 1",
+            [dataset, month],
+        )
+        return rows[0] if rows else None
+
     def _ensure_meta(self, run: Run) -> None:
         """Create the bookkeeping tables once per process and database, not per query."""
         key = self.catalog_key()
@@ -276,6 +425,10 @@ def transaction(run: Run) -> Iterator[None]:
         run("ROLLBACK", [])
         raise
     run("COMMIT", [])
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{rows:,} into {table}" for table, rows in counts.items())
 
 
 def now() -> dt.datetime:

@@ -14,11 +14,11 @@ from pipeline.warehouse.base import (
     META_SCHEMA,
     RAW_SCHEMA,
     REPORT_SCHEMA,
-    Sources,
     Warehouse,
+    staged_columns,
     staged_parts,
 )
-from pipeline.warehouse.sql import Dialect, Run
+from pipeline.warehouse.sql import Dialect, Run, affected
 
 DIALECT = Dialect(
     types={
@@ -31,6 +31,19 @@ DIALECT = Dialect(
     },
     decimal="DECIMAL({precision}, {scale})",
     upper_case=False,
+)
+
+# What DuckDB raises for a statement it cannot plan or evaluate; I/O, connection, permission,
+# memory and internal errors are not among them.
+STATEMENT_ERRORS = (
+    duckdb.ParserException,
+    duckdb.BinderException,
+    duckdb.CatalogException,
+    duckdb.ConversionException,
+    duckdb.InvalidInputException,
+    duckdb.OutOfRangeException,
+    duckdb.TypeMismatchException,
+    duckdb.NotImplementedException,
 )
 
 
@@ -87,10 +100,20 @@ class DuckDBWarehouse(Warehouse):
 
             yield run
 
-    @contextmanager
-    def staged_sources(self, run: Run, staged: StagedLoad) -> Iterator[Sources]:
-        """DuckDB reads the local parts directly."""
-        yield {
-            table: ("read_parquet(?)", [list(parts)]) if parts else None
-            for table, parts in staged_parts(staged).items()
-        }
+    def is_statement_error(self, error: Exception) -> bool:
+        return isinstance(error, STATEMENT_ERRORS)
+
+    def fill_candidate(
+        self, run: Run, staged: StagedLoad, load_id: str, table: str, target: str
+    ) -> int:
+        """DuckDB reads the local parts directly; its INSERT answers with the rows it took."""
+        parts = staged_parts(staged)[table]
+        if not parts:
+            return 0
+        columns = ", ".join(DIALECT.quote(c) for c in staged_columns(staged.spec, table))
+        return affected(
+            run(
+                f"INSERT INTO {target} ({columns}) SELECT {columns} FROM read_parquet(?)",
+                [list(parts)],
+            )
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from pipeline.ingest.stream import StagedLoad, new_load_id
@@ -25,14 +26,18 @@ LEDGER_COLUMNS = {
     "status": "string",
     "error": "string",
     "header": "string",
+    "candidate": "string",
 }
 
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """What happened to one load attempt; `status` is `loaded` or `failed`.
+    """What happened to one load attempt; `status` is `loaded`, `failed` or `purged`.
 
-    Counts are those of the file as read; with `failed` none of its rows reached the tables.
+    `rows_read` is counted from the file's lines; `rows_loaded` and `rows_rejected` are what the
+    warehouse inserted (into the candidate, for an attempt that was not published). With `failed`
+    none of its rows reached the raw tables; `candidate` names the tables a refused month's rows
+    can still be inspected in.
     """
 
     load_id: str
@@ -52,6 +57,7 @@ class LedgerEntry:
     # The file's column names as loaded (HEADER_SEPARATOR-joined): the schema drift check reads
     # them here, since the landed file may have been moved or replaced since.
     header: str | None = None
+    candidate: str | None = None
 
     def row(self) -> dict[str, object]:
         """Column -> value, in `LEDGER_COLUMNS` order, for a parameterised INSERT."""
@@ -92,28 +98,37 @@ class LedgerEntry:
     def for_staged(
         cls,
         staged: StagedLoad,
+        load_id: str,
         run_id: str,
         status: str,
-        finished_at: dt.datetime,
+        counts: Mapping[str, int] | None = None,
+        *,
         error: str | None = None,
+        candidate: str | None = None,
     ) -> LedgerEntry:
-        """The ledger row of a staged load that finished with `status`."""
+        """The ledger row of a staged load that ended with `status`, finishing now.
+
+        `counts` are the warehouse's, per raw table (rows first, then rejects); without them
+        (the warehouse never took the month) the parser's are recorded.
+        """
+        loaded, rejected = counts.values() if counts else (staged.rows_loaded, staged.rows_rejected)
         return cls(
-            load_id=staged.load_id,
+            load_id=load_id,
             dataset=staged.dataset,
             month=staged.month,
             source_file=staged.source_file,
             file_size=staged.file_size,
             fingerprint=staged.fingerprint,
             rows_read=staged.rows_read,
-            rows_loaded=staged.rows_loaded,
-            rows_rejected=staged.rows_rejected,
+            rows_loaded=loaded,
+            rows_rejected=rejected,
             started_at=staged.started_at,
-            finished_at=finished_at,
+            finished_at=dt.datetime.now(dt.UTC),
             run_id=run_id,
             status=status,
             error=error,
             header=HEADER_SEPARATOR.join(staged.header),
+            candidate=candidate,
         )
 
 
@@ -129,6 +144,7 @@ CHECK_RESULT_COLUMNS = {
     "summary": "string",
     "run_id": "string",
     "checked_at": "timestamp",
+    "load_id": "string",
 }
 
 
@@ -146,6 +162,7 @@ class CheckRecord:
     summary: str
     run_id: str
     checked_at: dt.datetime
+    load_id: str | None = None
 
     def row(self) -> dict[str, object]:
         values = asdict(self)

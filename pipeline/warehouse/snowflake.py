@@ -31,8 +31,6 @@ from snowflake.connector import errors as sf_errors
 from pipeline.ingest.stream import StagedLoad
 from pipeline.warehouse.base import (
     META_SCHEMA,
-    RAW_SCHEMA,
-    Sources,
     Warehouse,
     current_statement_context,
     staged_parts,
@@ -51,6 +49,7 @@ DIALECT = Dialect(
     },
     decimal="NUMBER({precision}, {scale})",
     upper_case=True,
+    scratch_table="TRANSIENT TABLE",
 )
 STAGE = "LOAD_STAGE"
 # Connector and server codes worth another try: the network, a session that went away, the
@@ -67,6 +66,7 @@ TRANSIENT_ERRNOS = frozenset(
     }
 )
 FAILED_TO_CONNECT = 250001  # what bad credentials end in, after the connector's own retries
+INSUFFICIENT_PRIVILEGES = "42501"  # SQLSTATE of a statement the role may not run
 
 
 def is_transient(error: BaseException) -> bool:
@@ -153,34 +153,34 @@ class SnowflakeWarehouse(Warehouse):
                 time.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    @contextmanager
-    def staged_sources(self, run: Run, staged: StagedLoad) -> Iterator[Sources]:
-        """Upload the parts and COPY each table's into a transient table of its own."""
-        stage_path = f"{META_SCHEMA}.{STAGE}/{staged.dataset}/{staged.month}/{staged.load_id}"
+    def is_statement_error(self, error: Exception) -> bool:
+        return (
+            isinstance(error, sf_errors.ProgrammingError)
+            and error.sqlstate != INSUFFICIENT_PRIVILEGES
+        )
+
+    def fill_candidate(
+        self, run: Run, staged: StagedLoad, load_id: str, table: str, target: str
+    ) -> int:
+        """Upload the table's parts to a stage path of this attempt and COPY them into the
+        candidate; returns the rows COPY reports loaded (summed over its files)."""
+        parts = staged_parts(staged)[table]
+        if not parts:
+            return 0
         run(f"CREATE STAGE IF NOT EXISTS {META_SCHEMA}.{STAGE} FILE_FORMAT = (TYPE = PARQUET)", [])
         attempt_id = uuid.uuid4().hex[:12]  # a retried load never meets its own leftovers
-        created: list[str] = []
-        sources: Sources = {}
+        stage = f"@{META_SCHEMA}.{STAGE}/{staged.dataset}/{staged.month}"
+        directory = f"{stage}/{load_id}/{attempt_id}/{table}/"
         try:
-            for table, parts in staged_parts(staged).items():
-                if not parts:
-                    sources[table] = None
-                    continue
-                directory = f"@{stage_path}/{attempt_id}/{table}/"
-                self._upload(parts, directory)
-                loading = f"_load_{attempt_id}_{table}"[:255]
-                target = DIALECT.table(RAW_SCHEMA, loading)
-                run(f"CREATE TRANSIENT TABLE {target} LIKE {DIALECT.table(RAW_SCHEMA, table)}", [])
-                created.append(target)
-                run(
-                    f"COPY INTO {target} FROM {directory} FILE_FORMAT = (TYPE = PARQUET) "
-                    "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE",
-                    [],
-                )
-                sources[table] = (target, [])
-            yield sources
+            self._upload(parts, directory)
+            files = run(
+                f"COPY INTO {target} FROM {directory} FILE_FORMAT = (TYPE = PARQUET) "
+                "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE",
+                [],
+            )
         finally:
-            self._clean_up(run, created, f"@{stage_path}/{attempt_id}/")
+            self._remove_stage_files(run, directory)
+        return sum(int(row["rows_loaded"]) for row in files)
 
     def _upload(self, parts: Sequence[str], directory: str) -> None:
         """PUT the parts in parallel: `upload_threads` sessions, each putting its share in turn.
@@ -207,19 +207,18 @@ class SnowflakeWarehouse(Warehouse):
             for upload in uploads:
                 upload.result()
 
-    def _clean_up(self, run: Run, tables: Sequence[str], directory: str) -> None:
-        """Drop the transient tables and the stage files; a failure here is logged, not raised,
-        because the month is already committed or rolled back."""
-        statements = [f"DROP TABLE IF EXISTS {table}" for table in tables]
-        if self.stage_cleanup:
-            statements.append(f"REMOVE {directory}")
-        for statement in statements:
-            try:
-                run(statement, [])
-            except sf_errors.Error as error:
-                dg.get_dagster_logger().warning(
-                    f"Snowflake clean-up failed, run it by hand: {statement} ({_describe(error)})"
-                )
+    def _remove_stage_files(self, run: Run, directory: str) -> None:
+        """Remove an attempt's stage files; a failure here is logged, not raised, because the
+        candidate is already loaded or the attempt already failed."""
+        if not self.stage_cleanup:
+            return
+        try:
+            run(f"REMOVE {directory}", [])
+        except sf_errors.Error as error:
+            dg.get_dagster_logger().warning(
+                f"Snowflake clean-up failed, run it by hand: REMOVE {directory} "
+                f"({_describe(error)})"
+            )
 
 
 def statement_runner(connection: SnowflakeConnection) -> Run:

@@ -26,6 +26,7 @@ class Dialect:
     types: dict[str, str]
     decimal: str  # format with {precision} and {scale}
     upper_case: bool  # Snowflake folds unquoted names to upper case, DuckDB keeps them
+    scratch_table: str = "TABLE"  # the kind of table a candidate is (Snowflake: TRANSIENT)
 
     def name(self, identifier: str) -> str:
         """The name as the catalog stores it, after checking it is a plain identifier.
@@ -97,9 +98,15 @@ def delete_month(
     run: Run, dialect: Dialect, schema: str, table: str, column: str, month: str
 ) -> int:
     """Delete a month from a table; returns the rows deleted."""
-    rows = run(
-        f"DELETE FROM {dialect.table(schema, table)} WHERE {dialect.quote(column)} = ?", [month]
+    return affected(
+        run(
+            f"DELETE FROM {dialect.table(schema, table)} WHERE {dialect.quote(column)} = ?", [month]
+        )
     )
+
+
+def affected(rows: list[dict[str, Any]]) -> int:
+    """The row count a DELETE or INSERT answers with (its only value, whatever its name)."""
     return int(next(iter(rows[0].values()))) if rows else 0
 
 

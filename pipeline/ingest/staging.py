@@ -1,0 +1,120 @@
+"""The staging folder: a month's validated parts between the file and the warehouse.
+
+A month's parts live in `<staging>/<dataset>/<month>/<key>/`, where the key names the file as
+delivered and the spec it was validated with. A complete staging ends with a manifest; until the
+month is published or refused for good, a retry of the warehouse step reuses it instead of reading
+a 100 GB file again. A process holds an advisory lock on the folder while it uses it, so parts
+whose process was killed are recognised (the kernel drops the lock) and swept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipeline.specs import DatasetSpec
+
+MANIFEST = "staged.json"
+LOCK = ".lock"
+ORPHAN_AGE_SECONDS = 24 * 3600
+
+
+def staging_key(spec: DatasetSpec, fingerprint: str) -> str:
+    """Names one delivery of a file validated by one version of its spec."""
+    digest = hashlib.blake2b(digest_size=10)
+    digest.update(fingerprint.encode())
+    digest.update(spec.model_dump_json().encode())
+    return digest.hexdigest()
+
+
+def month_staging(root: Path, dataset: str, month: str) -> Path:
+    """Where every staging of a dataset month lives."""
+    return root / dataset / month
+
+
+@contextmanager
+def claimed(directory: Path) -> Iterator[Path]:
+    """Hold the folder's lock while the block runs, creating the folder if needed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield directory
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_manifest(directory: Path, facts: dict[str, object]) -> None:
+    """Mark the staging complete: written last, atomically, so a killed ingest leaves none."""
+    temporary = directory / f".{MANIFEST}.tmp"
+    temporary.write_text(json.dumps(facts, default=_json_value))
+    os.replace(temporary, directory / MANIFEST)
+
+
+def read_manifest(directory: Path) -> dict[str, object] | None:
+    """The facts of a complete staging whose parts are all there, or None."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        return None
+    facts = json.loads(path.read_text())
+    parts = [*facts["row_parts"], *facts["reject_parts"]]
+    if not all(Path(part).is_file() for part in parts):
+        return None
+    return facts
+
+
+def remove(directory: Path) -> None:
+    """Delete a staging (the month was published or refused for good)."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def sweep(root: Path, *, older_than: float | None = None, keep: Path | None = None) -> list[Path]:
+    """Remove stagings below `root` (any depth of dataset/month) that no process holds.
+
+    With `older_than` (seconds), only those untouched for that long. Returns what was removed.
+    """
+    removed = []
+    for lock in sorted(root.glob(f"**/{LOCK}")):
+        directory = lock.parent
+        if directory == keep:
+            continue
+        if older_than is not None and directory not in stale(directory, older_than):
+            continue
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live process is using it
+            remove(directory)
+            removed.append(directory)
+    return removed
+
+
+def stale(root: Path, older_than: float = ORPHAN_AGE_SECONDS) -> list[Path]:
+    """Stagings below `root` untouched for `older_than` seconds (held or not)."""
+    return [
+        lock.parent
+        for lock in sorted(root.glob(f"**/{LOCK}"))
+        if time.time() - _last_touched(lock.parent) >= older_than
+    ]
+
+
+def _last_touched(directory: Path) -> float:
+    """When parts or the manifest were last written (the lock is opened by every claim)."""
+    return max(
+        (path.stat().st_mtime for path in directory.iterdir() if path.name != LOCK), default=0.0
+    )
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__} in a staging manifest")

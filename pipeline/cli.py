@@ -157,8 +157,10 @@ def load(
     defs, specs = _code_location()
     from pipeline.definitions import open_warehouse
     from pipeline.ingest.files import fingerprint
+    from pipeline.progress import watched_by
     from pipeline.runner import MonthResult, load_months, month_statuses, plan_months
     from pipeline.settings import Settings
+    from pipeline.terminal import load_display
 
     spec = _spec(specs, dataset)
     months = _months(spec, first, last)
@@ -176,17 +178,22 @@ def load(
     count = f"{len(months)} month{'s' if len(months) > 1 else ''}"
     click.echo(f"Loading {spec.name}: {months[0]}..{months[-1]} ({count})")
     click.echo(HEADER)
-    with _summary_stream(quiet=not verbose) as out:
+    with (
+        _summary_stream(quiet=not verbose) as out,
+        load_display(out, spec.name, plan.run, live=not verbose) as display,
+        watched_by(display),
+    ):
 
         def show(result: MonthResult) -> None:
             status = "ok" if result.success else "FAILED"
             figures = _figures(result.rows)
-            click.echo(f"{result.month:<8} {status:<13} {figures}  {_checks(result.checks)}", out)
+            display.line(f"{result.month:<8} {status:<13} {figures}  {_checks(result.checks)}")
             for line in result.errors + result.notes:
-                click.echo(f"{'':<8} {line}", out)
+                display.line(f"{'':<8} {line}")
+            display.month_done(result.success, result.rows)
 
         for month, reason in plan.skipped.items():
-            click.echo(f"{month:<8} {'skipped':<13} {reason}", out)
+            display.line(f"{month:<8} {'skipped':<13} {reason}")
         results = load_months(
             defs,
             spec,

@@ -16,6 +16,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from pipeline.assets.loads import raw_asset_key
 from pipeline.fiscal import fiscal_day
 from pipeline.partitions import MONTH_FORMAT, dataset_partitions, month_days
+from pipeline.progress import REPORTS, enter_phase
 from pipeline.project import DBT_PACKAGE, dbt_project, ensure_manifest
 from pipeline.specs import DatasetSpec, FiscalSpec
 
@@ -127,6 +128,7 @@ def _dbt_assets(
         backfill_policy=dg.BackfillPolicy.multi_run(1) if partitions_def else None,
     )
     def reports(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        enter_phase(REPORTS)
         # Also fills the query comment of every statement dbt runs (dbt_project.yml).
         variables = {"dataset": dataset, "run_id": context.run.run_id}
         if context.has_partition_key:

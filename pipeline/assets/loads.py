@@ -13,7 +13,7 @@ blocking checks stop downstream steps without failing the asset's partition or w
 """
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -26,6 +26,7 @@ from pipeline.ingest.files import fingerprint
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import StagedLoad, new_load_id, require_file, stage_file
 from pipeline.partitions import dataset_partitions
+from pipeline.progress import CHECKS, PUBLISH, READ, STAGE, MonthProgress
 from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import (
@@ -38,7 +39,6 @@ from pipeline.warehouse.base import (
 )
 from pipeline.warehouse.ledger import CheckRecord, LedgerEntry
 
-PROGRESS_STEPS = 10
 # Transient trouble (a locked warehouse file, a dropped connection) is retried with growing,
 # jittered delays, reusing the staged parts; a bad file raises Failure(allow_retries=False).
 LOAD_RETRY_POLICY = dg.RetryPolicy(
@@ -73,8 +73,9 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, files: LandingFiles, warehouse: Warehouse
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         month = context.partition_key
+        progress = MonthProgress(f"{spec.name} {month}", context.log.info)
         with statement_context(spec.name, month, context.run.run_id):
-            yield from load_month(context, spec, checks, files, warehouse)
+            yield from load_month(context, spec, checks, files, warehouse, progress)
 
     return load
 
@@ -85,6 +86,7 @@ def load_month(
     checks: list[MonthCheck],
     files: LandingFiles,
     warehouse: Warehouse,
+    progress: MonthProgress,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Stage, check and publish (or refuse) one month; see the module's docstring."""
     month, run_id = context.partition_key, context.run.run_id
@@ -108,6 +110,7 @@ def load_month(
         load_id = new_load_id()
         staged: StagedLoad | None = None
         try:
+            progress.phase(READ, str(path))
             staged = stage_file(
                 spec,
                 path,
@@ -115,9 +118,11 @@ def load_month(
                 directory,
                 block_bytes=files.block_bytes,
                 part_bytes=warehouse.part_bytes,  # Snowflake wants 100-250 MB uploads
-                progress=_progress_logger(context, str(path)),
+                progress=progress.read,
             )
+            progress.phase(STAGE)
             candidate = warehouse.stage_candidate(staged, load_id)
+            progress.phase(CHECKS)
             outcomes = _evaluate(checks, MonthUnderCheck(warehouse, staged, candidate))
         except LoadError as exc:  # a file that cannot load, or counts that do not reconcile
             _record_failure(warehouse, spec, month, run_id, staged, load_id, started_at, str(exc))
@@ -139,6 +144,7 @@ def load_month(
                 metadata=_figures(staged, candidate),
             )
         entry = LedgerEntry.for_staged(staged, load_id, run_id, "loaded", candidate.counts)
+        progress.phase(PUBLISH)
         try:
             warehouse.publish(staged, candidate, entry)
         except Exception as exc:
@@ -258,17 +264,3 @@ def _published_metadata(staged: StagedLoad, candidate: Candidate) -> dict[str, A
         "load_id": candidate.load_id,
         "rejects_table": f"{RAW_SCHEMA}.{rejects_table(staged.dataset)}",
     }
-
-
-def _progress_logger(context: dg.AssetExecutionContext, path: str) -> Callable[[int, int], None]:
-    """Log every tenth of the file, so a long month shows it is moving."""
-    logged = 0
-
-    def report(done: int, size: int) -> None:
-        nonlocal logged
-        step = done * PROGRESS_STEPS // max(size, 1)
-        if step > logged:
-            logged = step
-            context.log.info(f"{path}: {done / 1e6:,.0f} of {size / 1e6:,.0f} MB read")
-
-    return report

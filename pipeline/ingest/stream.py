@@ -23,7 +23,8 @@ from pipeline.specs import DatasetSpec
 
 DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
 DEFAULT_WORKERS = 2
-Progress = Callable[[int, int], None]  # (bytes read so far, file size)
+# (bytes read so far, file size, lines read so far, of them rejected)
+Progress = Callable[[int, int, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def ingest_file(
                 rows_loaded += batch.rows.height
                 rows_rejected += batch.rejects.height
                 if progress is not None:
-                    progress(handle.tell(), size)
+                    progress(handle.tell(), size, rows_loaded + rows_rejected, rows_rejected)
         finally:
             rows_out.close()
             rejects_out.close()

@@ -14,6 +14,7 @@ from pipeline.assets.dbt import build_dbt_assets
 from pipeline.assets.freshness import build_freshness_checks
 from pipeline.assets.loads import build_load_asset
 from pipeline.jobs import build_freshness_job, build_load_job
+from pipeline.metrics import MetricsExport
 from pipeline.project import DBT_EXECUTABLE, dbt_project
 from pipeline.resources import LandingFiles
 from pipeline.sensors import build_freshness_sensor, build_landing_sensor
@@ -84,6 +85,10 @@ def build_resources(settings: Settings) -> dict[str, object]:
             landing_dir=str(settings.landing_dir), staging_dir=str(settings.staging_dir)
         ),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+        "metrics": MetricsExport(
+            textfile_dir=str(settings.metrics_dir) if settings.metrics_dir else None,
+            pushgateway_url=settings.pushgateway_url,
+        ),
     }
 
 

@@ -67,6 +67,8 @@ class Settings:
     duckdb_path: Path
     warehouse: str
     snowflake: SnowflakeSettings | None = None
+    metrics_dir: Path | None = None  # where `<dataset>.prom` textfiles go (metrics.py)
+    pushgateway_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -81,6 +83,7 @@ class Settings:
                 f"PIPELINE_WAREHOUSE={warehouse!r} is not supported; "
                 f"choose one of: {', '.join(SUPPORTED_WAREHOUSES)}"
             )
+        metrics_dir = os.environ.get("PIPELINE_METRICS_DIR")
         return cls(
             datasets_dir=path("PIPELINE_DATASETS_DIR", BUNDLED_DATASETS_DIR),
             landing_dir=path("PIPELINE_LANDING_DIR", "data/landing"),
@@ -88,6 +91,8 @@ class Settings:
             duckdb_path=path("PIPELINE_DUCKDB_PATH", "data/warehouse.duckdb"),
             warehouse=warehouse,
             snowflake=SnowflakeSettings.from_env() if warehouse == "snowflake" else None,
+            metrics_dir=path("PIPELINE_METRICS_DIR", "") if metrics_dir else None,
+            pushgateway_url=os.environ.get("PIPELINE_PUSHGATEWAY_URL") or None,
         )
 
     def export_for_subprocesses(self) -> None:

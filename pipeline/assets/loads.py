@@ -25,6 +25,7 @@ from pipeline.ingest import staging
 from pipeline.ingest.files import fingerprint
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import StagedLoad, new_load_id, require_file, stage_file
+from pipeline.metrics import MetricsExport
 from pipeline.partitions import dataset_partitions
 from pipeline.progress import CHECKS, PUBLISH, READ, STAGE, MonthProgress
 from pipeline.resources import LandingFiles
@@ -37,7 +38,7 @@ from pipeline.warehouse.base import (
     rejects_table,
     statement_context,
 )
-from pipeline.warehouse.ledger import CheckRecord, LedgerEntry
+from pipeline.warehouse.ledger import CheckRecord, LedgerEntry, PhaseRecord
 
 # Transient trouble (a locked warehouse file, a dropped connection) is retried with growing,
 # jittered delays, reusing the staged parts; a bad file raises Failure(allow_retries=False).
@@ -70,12 +71,18 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         metadata={"file_pattern": spec.file_pattern, "columns": ", ".join(spec.columns)},
     )
     def load(
-        context: dg.AssetExecutionContext, files: LandingFiles, warehouse: Warehouse
+        context: dg.AssetExecutionContext,
+        files: LandingFiles,
+        warehouse: Warehouse,
+        metrics: MetricsExport,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         month = context.partition_key
         progress = MonthProgress(f"{spec.name} {month}", context.log.info)
         with statement_context(spec.name, month, context.run.run_id):
-            yield from load_month(context, spec, checks, files, warehouse, progress)
+            try:
+                yield from load_month(context, spec, checks, files, warehouse, progress)
+            finally:
+                _account(context, spec, warehouse, metrics, progress)
 
     return load
 
@@ -157,6 +164,30 @@ def load_month(
     )
     yield dg.MaterializeResult(metadata=_published_metadata(staged, candidate))
     yield from _results(outcomes, {"load_id": load_id})
+
+
+def _account(
+    context: dg.AssetExecutionContext,
+    spec: DatasetSpec,
+    warehouse: Warehouse,
+    metrics: MetricsExport,
+    progress: MonthProgress,
+) -> None:
+    """After every attempt, published, refused or failed: keep its phase timings and rebuild the
+    dataset's metrics. The month's outcome is already recorded and must not change because of
+    either, so their trouble is a warning in the run's log."""
+    month, run_id = context.partition_key, context.run.run_id
+    timings = [
+        PhaseRecord(spec.name, month, run_id, phase, seconds, now())
+        for phase, seconds in progress.durations().items()
+    ]
+    try:
+        if timings:  # none when the file was missing
+            warehouse.record_phases(timings)
+        for destination in metrics.export(warehouse, spec):
+            context.log.info(f"{spec.name}: metrics of every month sent to {destination}")
+    except Exception as exc:
+        context.log.warning(f"{spec.name} {month}: timings or metrics not updated: {exc}")
 
 
 def _evaluate(checks: list[MonthCheck], month: MonthUnderCheck) -> dict[str, CheckOutcome]:

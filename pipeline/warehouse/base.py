@@ -26,8 +26,11 @@ from pipeline.warehouse.ledger import (
     CHECK_RESULTS_TABLE,
     LEDGER_COLUMNS,
     LEDGER_TABLE,
+    PHASE_COLUMNS,
+    PHASES_TABLE,
     CheckRecord,
     LedgerEntry,
+    PhaseRecord,
 )
 from pipeline.warehouse.sql import (
     Dialect,
@@ -69,6 +72,7 @@ REJECT_COLUMNS = {
 }
 LEDGER_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in LEDGER_COLUMNS.items()}
 CHECK_RESULTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in CHECK_RESULT_COLUMNS.items()}
+PHASES_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in PHASE_COLUMNS.items()}
 T = TypeVar("T")
 _META_READY: set[tuple[object, ...]] = set()
 
@@ -366,10 +370,15 @@ class Warehouse(dg.ConfigurableResource):
         """Append one row to the load ledger in its own transaction."""
         self._record(LEDGER_TABLE, entry.row())
 
-    def _record(self, table: str, row: dict[str, object]) -> None:
+    def record_phases(self, records: Sequence[PhaseRecord]) -> None:
+        """Append a load step's phase timings to pipeline.load_phases."""
+        self._record(PHASES_TABLE, *(record.row() for record in records))
+
+    def _record(self, table: str, *rows: dict[str, object]) -> None:
         def record(run: Run) -> None:
             self._ensure_meta(run)
-            append(run, self.dialect, META_SCHEMA, table, row)
+            for row in rows:
+                append(run, self.dialect, META_SCHEMA, table, row)
 
         self.attempt(f"record {table}", record)
 
@@ -408,6 +417,7 @@ class Warehouse(dg.ConfigurableResource):
             return
         ensure_table(run, self.dialect, META_SCHEMA, LEDGER_TABLE, LEDGER_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, CHECK_RESULTS_TABLE, CHECK_RESULTS_LAYOUT)
+        ensure_table(run, self.dialect, META_SCHEMA, PHASES_TABLE, PHASES_LAYOUT)
         _META_READY.add(key)
 
 

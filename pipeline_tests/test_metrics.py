@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import ClassVar
 
 import dagster as dg
 import pytest
+import yaml
 from dagster._utils.schedules import cron_string_iterator
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -224,3 +227,41 @@ def test_the_lateness_deadline_is_the_freshness_checks_own() -> None:
     for month, end in (("2024-01", "2024-02-01"), ("2024-02", "2024-03-01")):
         tick = next(cron_string_iterator(at(end).timestamp(), deadline_cron(freshness), "UTC"))
         assert freshness_deadline(month, freshness) == tick
+
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+METRIC_NAME = re.compile(r"\bpipeline_[a-z_]+\b")
+
+
+def test_every_dashboard_panel_queries_metrics_the_pipeline_writes() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "pipeline.json").read_text())
+    queried: set[str] = set()
+
+    for panel in dashboard["panels"]:
+        expressions = [target["expr"] for target in panel["targets"]]
+        names = {name for expr in expressions for name in METRIC_NAME.findall(expr)}
+        assert names and names <= set(METRICS), panel["title"]
+        assert all(expr.count("(") == expr.count(")") for expr in expressions), panel["title"]
+        queried |= names
+
+    assert queried == set(METRICS)  # nothing written goes unshown
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    variables = {variable["name"] for variable in dashboard["templating"]["list"]}
+    assert variables == {"datasource", "dataset"}
+
+
+def test_alert_rules_name_metrics_the_pipeline_writes() -> None:
+    (group,) = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
+    rules = {rule["alert"]: rule for rule in group["rules"]}
+
+    assert set(rules) == {
+        "PipelineNoPublishedMonth",
+        "PipelineRejectRateHigh",
+        "PipelineErrorCheckFailed",
+    }
+    for rule in rules.values():
+        assert set(METRIC_NAME.findall(rule["expr"])) <= set(METRICS)
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert rule["annotations"]["summary"]
+    assert 'severity="ERROR"' in rules["PipelineErrorCheckFailed"]["expr"]

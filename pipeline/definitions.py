@@ -98,7 +98,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     specs = list(load_specs(settings.datasets_dir).values())
     freshness = build_freshness_checks(specs)
     return dg.Definitions(
-        assets=[build_load_asset(spec) for spec in specs] + build_dbt_assets(specs),
+        assets=[build_load_asset(spec, settings.warehouse) for spec in specs]
+        + build_dbt_assets(specs),
         asset_checks=freshness,
         jobs=[build_load_job(spec) for spec in specs]
         + ([build_freshness_job(freshness)] if freshness else []),

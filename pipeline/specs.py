@@ -19,6 +19,12 @@ ColumnType = Literal["string", "int", "float", "decimal", "bool", "date", "times
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 MONTH_PLACEHOLDER = "{month}"
 _IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_]*$"
+# What Dagster accepts as an asset owner and tag (dagster/_core/definitions/utils.py,
+# dagster/_utils/tags.py), checked here so a mistake names the spec file rather than failing the
+# code location inside Dagster.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}")
+_TAG_KEY = re.compile(r"([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}")
+_TAG_VALUE = re.compile(r"[A-Za-z0-9_.-]{0,63}")
 
 
 class SpecError(ValueError):
@@ -201,6 +207,8 @@ class DatasetSpec(_Strict):
     null_values: list[str] = [""]
     quote: Annotated[str, Field(min_length=1, max_length=1)] | None = None
     description: str | None = None
+    owners: list[str] = Field(default=[], description="email addresses or team:<name>")
+    tags: dict[str, str] = {}
     ready_marker: str | None = Field(
         default=None,
         description="a suffix such as '.done': a file is loaded once FILE + suffix exists",
@@ -219,6 +227,29 @@ class DatasetSpec(_Strict):
                 f"e.g. 'flights_{{month}}.tsv'; got {value!r}"
             )
         return value
+
+    @field_validator("owners")
+    @classmethod
+    def _owners_are_people_or_teams(cls, owners: list[str]) -> list[str]:
+        for owner in owners:
+            if not (_EMAIL.fullmatch(owner) or (owner.startswith("team:") and len(owner) > 5)):
+                raise ValueError(f"owner {owner!r} must be an email address or team:<name>")
+        return owners
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_dagster_accepts(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key, value in tags.items():
+            if not _TAG_KEY.fullmatch(key) or key.startswith("dagster/"):
+                raise ValueError(
+                    f"tag {key!r}: keys are letters, digits, _ . - (up to 63), optionally with "
+                    "one prefix/ that is not dagster/"
+                )
+            if not _TAG_VALUE.fullmatch(value):
+                raise ValueError(
+                    f"tag {key}: value {value!r} may hold only letters, digits, _ . - (up to 63)"
+                )
+        return tags
 
     @field_validator("columns")
     @classmethod

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import dagster as dg
+import pytest
 
 from pipeline.assets.dbt import with_row_counts
+from pipeline.assets.loads import build_load_asset
 from pipeline.definitions import build_definitions
 from pipeline.settings import Settings
-from pipeline.warehouse.base import Warehouse
+from pipeline.specs import DatasetSpec, SpecError, load_spec
+from pipeline.warehouse.base import LOAD_COLUMNS, Warehouse
 from pipeline_tests.support import scalar
 
 COLUMN_SCHEMA = "dagster/column_schema"
@@ -62,3 +68,58 @@ def test_built_tables_get_their_row_count_and_views_are_not_counted(
     assert daily.metadata["dagster/row_count"].value == 3
     assert "dagster/row_count" not in staging.metadata
     assert check is events[2]
+
+
+def test_the_raw_table_shows_the_specs_columns_owners_tags_and_the_warehouse(
+    flights: DatasetSpec,
+) -> None:
+    on_snowflake = build_load_asset(flights, "snowflake")
+    spec = on_snowflake.specs_by_key[dg.AssetKey(["raw", "flights"])]
+
+    columns = {column.name: column for column in spec.metadata[COLUMN_SCHEMA].columns}
+    assert list(columns)[: len(flights.columns)] == list(flights.columns)
+    assert list(columns)[len(flights.columns) :] == list(LOAD_COLUMNS)
+    assert columns["fare"].type == "decimal(10,2)"
+    assert columns["fare"].description == ">= 0"
+    assert columns["carrier"].description == "matches ^[A-Z0-9]{2}$"
+    assert columns["origin"].description == "one of EWR, JFK, LGA"
+    assert columns["flight_date"].description == "within the file's month"
+    assert not columns["carrier"].constraints.nullable
+    assert columns["distance"].constraints.nullable
+    assert not columns["_load_id"].constraints.nullable and columns["_load_id"].description
+    assert spec.owners == ["team:data-platform", "ops@example.com"]
+    assert spec.tags["domain"] == "aviation"
+    assert spec.kinds == {"python", "parquet", "snowflake"}
+    assert "duckdb" in build_load_asset(flights).specs_by_key[spec.key].kinds
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ({"owners": ["Data Platform"]}, "owner 'Data Platform' must be an email address or team:"),
+        ({"owners": ["team:"]}, "must be an email address or team:<name>"),
+        ({"tags": {"dagster/kind/x": ""}}, "tag 'dagster/kind/x': keys are letters"),
+        ({"tags": {"domain": "air travel"}}, "tag domain: value 'air travel' may hold only"),
+    ],
+)
+def test_owners_and_tags_dagster_would_refuse_are_spec_errors(
+    flights: DatasetSpec, tmp_path: Path, field: dict, message: str
+) -> None:
+    document = flights.model_dump(mode="json", exclude_defaults=True) | field
+    path = tmp_path / "flights.json"
+    path.write_text(json.dumps(document))
+
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_owners_and_tags_the_spec_accepts_dagster_accepts(flights: DatasetSpec) -> None:
+    owners, tags = ["a.b+c@example.co.uk", "team:x"], {"team/area": "", "k": "v-1.2"}
+    document = flights.model_dump(exclude_defaults=True) | {"owners": owners, "tags": tags}
+    spec = DatasetSpec.model_validate(document)
+
+    asset = build_load_asset(spec).specs_by_key[dg.AssetKey(["raw", "flights"])]
+
+    assert (asset.owners, {k: asset.tags[k] for k in tags}) == (owners, tags)

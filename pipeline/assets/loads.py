@@ -18,6 +18,7 @@ from typing import Any
 
 import dagster as dg
 
+from pipeline.assets.catalog import column_schema
 from pipeline.assets.checks import MonthCheck, check_specs, month_checks, to_check_result
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.scope import MonthUnderCheck
@@ -52,8 +53,9 @@ def raw_asset_key(spec: DatasetSpec) -> dg.AssetKey:
     return dg.AssetKey([RAW_SCHEMA, spec.name])
 
 
-def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
-    """The asset that loads `spec`'s monthly files, with the month's checks as its check specs."""
+def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.AssetsDefinition:
+    """The asset that loads `spec`'s monthly files, with the month's checks as its check specs;
+    `warehouse_name` (PIPELINE_WAREHOUSE) is shown among its kinds."""
     key = raw_asset_key(spec)
     partitions_def = dataset_partitions(spec)
     checks = month_checks(spec)
@@ -63,12 +65,17 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         partitions_def=partitions_def,
         group_name=spec.name,
         description=spec.description or f"Monthly files {spec.file_pattern}, validated.",
-        kinds={"python", "parquet"},
+        kinds={"python", "parquet", warehouse_name},
+        owners=spec.owners,
+        tags=spec.tags,
         check_specs=check_specs(spec, key, partitions_def),
         # One month per run: each month gets its own check results and status (see the README).
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         retry_policy=LOAD_RETRY_POLICY,
-        metadata={"file_pattern": spec.file_pattern, "columns": ", ".join(spec.columns)},
+        metadata={
+            "file_pattern": spec.file_pattern,
+            "dagster/column_schema": column_schema(spec),
+        },
     )
     def load(
         context: dg.AssetExecutionContext,

@@ -80,8 +80,8 @@ def test_the_raw_table_shows_the_specs_columns_owners_tags_and_the_warehouse(
     assert list(columns)[: len(flights.columns)] == list(flights.columns)
     assert list(columns)[len(flights.columns) :] == list(LOAD_COLUMNS)
     assert columns["fare"].type == "decimal(10,2)"
-    assert columns["fare"].description == ">= 0"
-    assert columns["carrier"].description == "matches ^[A-Z0-9]{2}$"
+    assert columns["fare"].description == "at least 0"
+    assert columns["carrier"].description == "matches `^[A-Z0-9]{2}$`"
     assert columns["origin"].description == "one of EWR, JFK, LGA"
     assert columns["flight_date"].description == "within the file's month"
     assert not columns["carrier"].constraints.nullable

@@ -57,20 +57,20 @@ def column_type(column: ColumnSpec) -> str:
 
 
 def column_rules(spec: DatasetSpec, name: str, column: ColumnSpec) -> list[str]:
-    """A column's rules in words, as a line that breaks them is rejected."""
+    """A column's rules in words (the UI renders them as Markdown: code in backticks)."""
     rules = []
     if name == spec.date_column:
         rules.append("within the file's month")
     if column.min is not None:
-        rules.append(f">= {column.min:g}")
+        rules.append(f"at least {column.min:g}")
     if column.max is not None:
-        rules.append(f"<= {column.max:g}")
+        rules.append(f"at most {column.max:g}")
     if column.pattern is not None:
-        rules.append(f"matches {column.pattern}")
+        rules.append(f"matches `{column.pattern}`")
     if column.allowed is not None:
         rules.append("one of " + ", ".join(str(value) for value in column.allowed))
     if column.format is not None:
-        rules.append(f"format {column.format}")
+        rules.append(f"format `{column.format}`")
     unique = spec.checks.unique
     if unique is not None and name in unique.columns:
         scope = "across months" if unique.across_months else "within a month"

@@ -104,7 +104,8 @@ class PlainDisplay(LoadDisplay):
 
 
 class LiveDisplay(LoadDisplay):
-    """rich's progress bars on a terminal; the summary table prints above them."""
+    """rich's progress bars on a terminal, for a range of one month or more; the summary table
+    prints above them."""
 
     def __init__(self, console: Console, dataset: str, months: Sequence[str]):
         super().__init__(dataset, months)
@@ -121,9 +122,8 @@ class LiveDisplay(LoadDisplay):
             redirect_stderr=False,
         )
         self._month = self.bars.add_task(self._label("waiting"), total=None, detail="")
-        span = f"{months[0]}..{months[-1]}" if months else ""
         self._range = self.bars.add_task(
-            f"{dataset} {span}", total=len(self.months), detail=self.totals()
+            f"{dataset} {months[0]}..{months[-1]}", total=len(self.months), detail=self.totals()
         )
         self._read = ""
 
@@ -167,8 +167,9 @@ class LiveDisplay(LoadDisplay):
 def load_display(
     out: TextIO, dataset: str, months: Sequence[str], *, live: bool = True
 ) -> Iterator[LoadDisplay]:
-    """The display for `out`: live bars if it is a terminal (and `live`), else plain lines."""
-    if not (live and out.isatty() and os.environ.get("TERM") != "dumb"):
+    """The display for `out`: live bars if it is a terminal (and `live`) and there are months to
+    run, else plain lines."""
+    if not (live and months and out.isatty() and os.environ.get("TERM") != "dumb"):
         yield PlainDisplay(out, dataset, months)
         return
     display = LiveDisplay(Console(file=out), dataset, months)

@@ -7,7 +7,7 @@ check results in the UI, and one bad month never blocks the others.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -84,18 +84,13 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         )
         for evaluation in evaluations
     }
-    # A failed check explains itself; the step failure it causes would only repeat its name.
-    failed_checks = [
-        f"check {evaluation.check_name}: {evaluation.description}"
-        for evaluation in evaluations
-        if not evaluation.passed
-    ]
-    step_errors = [
-        f"{event.step_key}: {_readable(event.step_failure_data.error.message)}"
-        for event in run.get_step_failure_events()
-        if event.step_failure_data.error is not None
-        and event.step_failure_data.error.cls_name != "DagsterAssetCheckFailedError"
-    ]
+    # What failed the month comes first (ERROR checks, failed steps), then WARN findings: the
+    # summary gives a failed month's first error as its reason.
+    errors = (
+        _failed_checks(evaluations, dg.AssetCheckSeverity.ERROR)
+        + step_errors(run.get_step_failure_events())
+        + _failed_checks(evaluations, dg.AssetCheckSeverity.WARN)
+    )
     notes = [
         f"check {evaluation.check_name} (INFO): {evaluation.description}"
         for evaluation in evaluations
@@ -106,15 +101,47 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         success=run.success,
         rows=rows,
         checks=checks,
-        errors=tuple(failed_checks + step_errors),
+        errors=tuple(errors),
         notes=tuple(notes),
     )
+
+
+def _failed_checks(
+    evaluations: Sequence[dg.AssetCheckEvaluation], severity: dg.AssetCheckSeverity
+) -> list[str]:
+    """The failed checks of one severity, each with its own explanation."""
+    return [
+        f"check {evaluation.check_name}: {evaluation.description}"
+        for evaluation in evaluations
+        if not evaluation.passed and evaluation.severity == severity
+    ]
 
 
 def _level(evaluation: dg.AssetCheckEvaluation) -> str | None:
     """ERROR, WARN or INFO as the check gave it (metadata `level`), if it did."""
     level = evaluation.metadata.get(LEVEL)
     return level.value if level is not None else None
+
+
+def step_errors(events: Iterable[dg.DagsterEvent]) -> list[str]:
+    """`<step>: <reason>` for each failed step of a run: the load summary's words.
+
+    A failed blocking check is left out: its verdict explains itself, and the step failure it
+    causes would only repeat its name. A `Failure`'s description is written for people, so all of
+    its first paragraph is shown (the dbt step lists each failed model on a line of its own);
+    any other error shows its first line.
+    """
+    errors = []
+    for event in events:
+        failure = event.step_failure_data
+        if failure.error is None or failure.error.cls_name == "DagsterAssetCheckFailedError":
+            continue
+        if failure.user_failure_data is not None and failure.user_failure_data.description:
+            lines = failure.user_failure_data.description.strip().split("\n\n")[0].splitlines()
+        else:
+            lines = [_readable(failure.error.message)]
+        errors.extend(f"{event.step_key}: {line.strip()}" for line in lines)
+    return errors
 
 
 def _readable(message: str) -> str:

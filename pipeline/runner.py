@@ -7,11 +7,11 @@ check results in the UI, and one bad month never blocks the others.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.event_api import EventRecordsResult, PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
@@ -31,6 +31,7 @@ CHECK_WORDS = {
     AssetCheckExecutionRecordStatus.PLANNED: "not run",
 }
 FAILED_ERROR = "FAILED (ERROR)"  # the verdict that makes a month unusable (see verdict_word)
+RECORDS_PAGE = 1000  # event log records asked for at a time
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,41 @@ def month_statuses(
     return statuses
 
 
+def month_runs(
+    defs: dg.Definitions, spec: DatasetSpec, month: str, instance: dg.DagsterInstance
+) -> list[dg.DagsterRun]:
+    """Every run that materialized, or planned to materialize, one of the dataset's partitioned
+    assets for `month`, newest first.
+
+    Whatever launched it: `pipeline load` (the load job), a sensor (the load job with its own
+    tags), a UI materialization or backfill (the asset graph's own job), a script's
+    `materialize`. Asking the event log by asset and month, not runs by job name and tag, finds
+    them all, and no run of another dataset or month.
+    """
+    run_ids: set[str] = set()
+    for key in partitioned_downstream(defs, raw_asset_key(spec)):
+        records_filter = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month])
+        for fetch in (instance.fetch_planned_materializations, instance.fetch_materializations):
+            run_ids.update(record.run_id for record in _every_record(fetch, records_filter))
+    run_ids.discard("")  # a materialization reported without a run
+    if not run_ids:
+        return []
+    return list(instance.get_runs(filters=dg.RunsFilter(run_ids=sorted(run_ids))))
+
+
+def _every_record(
+    fetch: Callable[..., EventRecordsResult], records_filter: dg.AssetRecordsFilter
+) -> Iterator[dg.EventLogRecord]:
+    """All records a paginated `instance.fetch_*` call returns, page by page."""
+    cursor = None
+    while True:
+        page = fetch(records_filter, limit=RECORDS_PAGE, cursor=cursor)
+        yield from page.records
+        if not page.has_more:
+            return
+        cursor = page.cursor
+
+
 def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> dict:
     """The metadata values of the month's latest materialization (none after a purge)."""
     records = instance.fetch_materializations(
@@ -305,15 +341,15 @@ def purge_month(
     tables in one transaction and records a `purged` ledger row. Then the month's runs are deleted
     from the instance, so its status is `missing` and a sensor or `pipeline load` loads it anew:
     Dagster's SQLite and Postgres storages cannot wipe one partition of an asset, and every month
-    runs on its own, so the month's runs are exactly its history. The ledger keeps the record.
+    runs on its own, so the month's runs are exactly its history, whichever way they were
+    launched (`month_runs`). The ledger keeps the record.
     """
     keys = partitioned_downstream(defs, raw_asset_key(spec))
     stamp = now()
     entry = LedgerEntry.without_rows(spec.name, month, "pipeline purge", "purged", stamp, stamp)
     deleted = warehouse.purge_month(spec, month, [key.path[-1] for key in keys[1:]], entry)
-    for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": month})):
-        if run.job_name == load_job_name(spec.name):
-            instance.delete_run(run.run_id)
+    for run in month_runs(defs, spec, month, instance):
+        instance.delete_run(run.run_id)
     # The partition status cache (kept by the UI and `status`) only ever adds events; rebuilt from
     # the remaining ones, it no longer counts the month.
     instance.wipe_asset_cached_status(keys)

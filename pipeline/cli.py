@@ -264,6 +264,8 @@ def status(dataset: str, first: str | None, last: str | None) -> None:
         # Materialized data whose ERROR check failed is not a usable month: say so up front.
         shown = "check failed" if month.status == "materialized" and month.failed else month.status
         click.echo(f"{month.month:<8} {shown:<13} {_figures(month.rows)}  {_checks(month.checks)}")
+        for line in month.errors:
+            click.echo(f"{'':<8} {line}")
 
 
 def _last_known_month(spec, instance) -> str | None:

@@ -31,6 +31,7 @@ CHECK_WORDS = {
     AssetCheckExecutionRecordStatus.PLANNED: "not run",
 }
 FAILED_ERROR = "FAILED (ERROR)"  # the verdict that makes a month unusable (see verdict_word)
+FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
 RECORDS_PAGE = 1000  # event log records asked for at a time
 
 
@@ -125,7 +126,7 @@ def _level(evaluation: dg.AssetCheckEvaluation) -> str | None:
 
 
 def step_errors(events: Iterable[dg.DagsterEvent]) -> list[str]:
-    """`<step>: <reason>` for each failed step of a run: the load summary's words.
+    """`<step>: <reason>` for each failed step of a run: the summary's and `status`'s words.
 
     A failed blocking check is left out: its verdict explains itself, and the step failure it
     causes would only repeat its name. A `Failure`'s description is written for people, so all of
@@ -160,6 +161,7 @@ class MonthStatus:
     rows: dict[str, int]
     checks: dict[str, str]
     fingerprint: str | None = None
+    errors: tuple[str, ...] = ()  # why the month's latest run failed, as the load summary says it
 
     @property
     def failed(self) -> bool:
@@ -188,16 +190,28 @@ def month_statuses(
             statuses.append(MonthStatus(month=month, status="missing", rows={}, checks={}))
             continue
         metadata = _latest_metadata(instance, key, month)
+        errors = _latest_run_errors(instance, month_runs(defs, spec, month, instance))
         statuses.append(
             MonthStatus(
                 month=month,
-                status=status.value.lower(),
+                # The raw rows can be materialized while the month's reports failed to build.
+                status="failed" if errors else status.value.lower(),
                 rows={name: metadata[name] for name in ROW_FIGURES if name in metadata},
                 checks=_latest_checks(instance, check_keys, month),
                 fingerprint=metadata.get("fingerprint"),
+                errors=tuple(errors),
             )
         )
     return statuses
+
+
+def _latest_run_errors(instance: dg.DagsterInstance, runs: Sequence[dg.DagsterRun]) -> list[str]:
+    """Why the latest finished of `runs` (newest first) failed; nothing if it succeeded."""
+    finished = [run for run in runs if run.status in FINISHED]
+    if not finished or finished[0].status != dg.DagsterRunStatus.FAILURE:
+        return []
+    records = instance.all_logs(finished[0].run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    return step_errors(record.dagster_event for record in records if record.dagster_event)
 
 
 def month_runs(

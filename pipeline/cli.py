@@ -273,6 +273,8 @@ def status(dataset: str, first: str | None, last: str | None) -> None:
         click.echo(f"{month.month:<8} {shown:<13} {_figures(month.rows)}  {_checks(month.checks)}")
         if month.detail:
             click.echo(f"{'':<8} {month.status} ({month.detail})")
+        for line in month.errors:
+            click.echo(f"{'':<8} {line}")
 
 
 def _last_known_month(spec, instance) -> str | None:

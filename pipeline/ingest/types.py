@@ -1,7 +1,8 @@
 """Spec column types → polars types and the expressions that parse text into them.
 
-A value that does not parse becomes null here and is reported by `parse_failures`, so a bad value is
-rejected with its column and text instead of being loaded as a silent null.
+A value that does not parse becomes null here and is reported by `values.value_failures`, so a
+bad value is rejected with its column and text instead of being loaded as a silent null (that
+module also rejects values these parsers would read, but not exactly as written).
 """
 
 from __future__ import annotations

@@ -2,13 +2,14 @@
 
 Regressions for silent changes the loader used to make: `12.345` at scale 2 loaded as `12.34`,
 `-0.001` as `0.00` (which then passed `min: 0`), `nan`/`inf` into float columns, `2013-1-5` read
-as a date and `9:30` in a timestamp.
+as a date, `9:30` in a timestamp, and a NUL byte inside a field loaded as part of the text.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -86,6 +87,15 @@ CASES = [
     ("stamp", "2013-01-31T9:30:00Z", "is not a valid timestamp"),
     ("stamp", "2013-01-31T09:30:60Z", "is not a valid timestamp"),
     ("stamp", "2013-01-31T09:30:00.1234567Z", "is finer than a microsecond"),
+    ("note", "a\x00b", "contains a control character (0x00)"),
+    ("note", "\x1b[31mred", "contains a control character (0x1b)"),
+    ("note", "a\x01b", "contains a control character (0x01)"),
+    ("note", "a\x0bb", "contains a control character (0x0b)"),
+    ("note", "a\x0cb", "contains a control character (0x0c)"),
+    ("note", "a\x1fb", "contains a control character (0x1f)"),
+    ("amount", "12.34\x00", "contains a control character (0x00)"),
+    ("note", "a\rb", None),  # a CR is only special as part of a CRLF line end
+    ("note", "a\x7fb", None),  # DEL is not a C0 control character
 ]
 FIRST_LINE = 2  # line 1 is the header
 ACCEPTED = [(FIRST_LINE + i, c, t) for i, (c, t, rule) in enumerate(CASES) if rule is None]
@@ -110,6 +120,11 @@ def stage(tmp_path: Path, spec: DatasetSpec, lines: pl.DataFrame) -> StagedLoad:
 
 def read_parts(parts: tuple[str, ...]) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(part) for part in parts]).sort("_line_number")
+
+
+def shown(text: str) -> str:
+    """How a reason shows a value: control characters as \\x.. escapes."""
+    return re.sub(r"[\x00-\x1f]", lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def exact(column: str, text: str, spec: DatasetSpec) -> object:
@@ -138,7 +153,7 @@ def test_each_value_that_would_change_is_rejected_with_line_column_and_reason(
     assert [reject["_line_number"] for reject in rejects] == [line for line, *_ in REJECTED]
     for reject, (_, column, text, rule) in zip(rejects, REJECTED, strict=True):
         assert reject["_column"] == column
-        assert reject["_reason"] == f"{column}: {rule} (value '{text}')"
+        assert reject["_reason"] == f"{column}: {rule} (value '{shown(text)}')"
 
 
 def test_accepted_values_are_staged_exactly_as_written(tmp_path: Path, spec: DatasetSpec) -> None:
@@ -179,6 +194,6 @@ def test_accepted_values_reach_the_warehouse_exactly(
     assert [row["amount"] for row in rows] == [Decimal(t) for t in loaded["amount"]]
     assert [row["units"] for row in rows] == [int(t) for t in loaded["units"]]
     (total,) = warehouse.query("select cast(sum(amount) * 100 as bigint) cents from raw.payments")
-    assert total["cents"] == sum(int(Decimal(t) * 100) for t in loaded["amount"]) == 10_000_004_707
+    assert total["cents"] == sum(int(Decimal(t) * 100) for t in loaded["amount"]) == 10_000_004_907
     (rejected,) = warehouse.query("select count(*) as n from raw.payments_rejects")
     assert rejected["n"] == len(REJECTED)

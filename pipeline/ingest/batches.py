@@ -12,7 +12,7 @@ from pipeline.ingest.header import Header
 from pipeline.ingest.lines import Block, sort_lines
 from pipeline.ingest.schema import schema_failures
 from pipeline.ingest.types import fallback_parse_expr, parse_expr
-from pipeline.ingest.values import value_failures
+from pipeline.ingest.values import control_character_failures, value_failures
 from pipeline.specs import DatasetSpec
 
 
@@ -30,7 +30,8 @@ def validate_block(
 ) -> ValidatedBatch:
     """Parse, type and validate the lines of `block` against the spec."""
     lines = sort_lines(block, header, spec)
-    text = lines.fields
+    control_failures = control_character_failures(lines, spec)
+    text = _without_lines(lines.fields, control_failures["_line_number"])
     typed = text.select(
         "_line_number",
         *(parse_expr(pl.col(name), column).alias(name) for name, column in spec.columns.items()),
@@ -38,7 +39,9 @@ def validate_block(
     typed = _reparse_missed(text, typed, spec)
     failed_values = value_failures(text, typed, spec)
     parsed = _without_lines(typed, failed_values["_line_number"])
-    failures = pl.concat([lines.failures, failed_values, schema_failures(schema, parsed)])
+    failures = pl.concat(
+        [lines.failures, control_failures, failed_values, schema_failures(schema, parsed)]
+    )
     rejected = failures["_line_number"].unique().sort()
     return ValidatedBatch(
         rows=_without_lines(parsed, rejected),

@@ -17,9 +17,13 @@ import re
 import polars as pl
 
 from pipeline.ingest.failures import FAILURE_SCHEMA
+from pipeline.ingest.lines import SortedLines
 from pipeline.ingest.types import ISO_DATE
 from pipeline.specs import ColumnSpec, DatasetSpec
 
+# C0 control characters but tab, LF and CR: LF ends a line, the CR of a CRLF ending goes with it,
+# and a lone CR inside a field is kept as written.
+CONTROL_CHARACTERS = tuple(code for code in range(0x20) if code not in (0x09, 0x0A, 0x0D))
 # Digits are spelled [0-9]: a regex \d also matches the digits of other scripts.
 DECIMAL_SHAPE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$"  # written out: no exponent, no spaces
 ISO_DATE_SHAPE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -36,6 +40,33 @@ INFINITY_WORD = r"(?i)^[+-]?inf(inity)?$"
 # converted to UTC) or a fraction of varying width. Values in such formats are checked by the
 # parse alone.
 UNCHECKABLE_DIRECTIVE = re.compile(r"%(:*z|#z|Z|\.?f)")
+
+
+def control_character_failures(lines: SortedLines, spec: DatasetSpec) -> pl.DataFrame:
+    """Fields of a block's lines that hold a control character.
+
+    A NUL or an escape code is invisible in most tools and nearly always means a broken export,
+    so the line is a reject naming the column; the value is shown with `\\x..` escapes. Only a
+    block whose bytes hold one (`SortedLines.control_bytes`) is searched column by column.
+    """
+    if not lines.control_bytes:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    codes = [code for code in CONTROL_CHARACTERS if chr(code) != spec.delimiter]
+    escapes = [f"\\x{code:02x}" for code in codes]
+    pattern = "[" + "".join(escapes) + "]"
+    frames = [
+        lines.fields.filter(pl.col(name).str.contains(pattern)).select(
+            "_line_number",
+            pl.lit(name).alias("column"),
+            pl.format(
+                "contains a control character (0x{})",
+                pl.col(name).str.extract(f"({pattern})").str.encode("hex"),
+            ).alias("rule"),
+            pl.col(name).str.replace_many([chr(code) for code in codes], escapes).alias("value"),
+        )
+        for name in spec.columns
+    ]
+    return pl.concat(frames).cast(FAILURE_SCHEMA)
 
 
 def value_failures(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:

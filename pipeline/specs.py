@@ -41,6 +41,9 @@ class ColumnSpec(_Strict):
     format: str | None = Field(default=None, description="strptime format for date/timestamp")
     precision: Annotated[int, Field(ge=1, le=38)] = 18
     scale: Annotated[int, Field(ge=0, le=37)] = 2
+    allow_non_finite: bool = Field(
+        default=False, description="float columns: load nan, inf and -inf instead of rejecting them"
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -61,6 +64,8 @@ class ColumnSpec(_Strict):
             raise ValueError(f"pattern applies to string columns, not {self.type}")
         if self.format is not None and self.type not in ("date", "timestamp"):
             raise ValueError(f"format applies to date and timestamp columns, not {self.type}")
+        if self.allow_non_finite and self.type != "float":
+            raise ValueError(f"allow_non_finite applies to float columns, not {self.type}")
         if self.scale > self.precision:
             raise ValueError(f"scale {self.scale} is larger than precision {self.precision}")
         return self

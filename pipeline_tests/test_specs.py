@@ -39,6 +39,7 @@ def test_the_documented_contract_is_accepted(tmp_path: Path) -> None:
     assert spec.delimiter == "\t"
     assert spec.columns["carrier"].pattern == "^[A-Z0-9]{2}$"
     assert spec.columns["distance"].nullable is True
+    assert spec.columns["distance"].allow_non_finite is False
     assert spec.checks.max_reject_ratio == 0.001
     assert spec.file_name("2013-04") == "flights_2013-04.tsv"
     assert spec.month_of("flights_2013-04.tsv") == "2013-04"
@@ -71,6 +72,12 @@ def test_json_specs_are_accepted(tmp_path: Path) -> None:
         ),
         ("name: flights", "name: Flights-2", "field name", "should match pattern"),
         ('"^[A-Z0-9]{2}$"', '"^[A-Z"', "columns.carrier.pattern", "does not compile"),
+        (
+            "{type: int, nullable: false, min: 1}",
+            "{type: int, allow_non_finite: true}",
+            "columns.flight",
+            "allow_non_finite applies to float columns, not int",
+        ),
         (
             "date_column: flight_date",
             "date_column: departed",

@@ -163,7 +163,12 @@ class SnowflakeWarehouse(Warehouse):
         self, run: Run, staged: StagedLoad, load_id: str, table: str, target: str
     ) -> int:
         """Upload the table's parts to a stage path of this attempt and COPY them into the
-        candidate; returns the rows COPY reports loaded (summed over its files)."""
+        candidate; returns the rows the candidate then holds.
+
+        Counted in the table rather than summed from COPY's answer: when that answer is lost, the
+        connector sends the COPY again, and a COPY run again skips the files it already loaded
+        (load metadata) and answers 0 rows, though the candidate holds them all.
+        """
         parts = staged_parts(staged)[table]
         if not parts:
             return 0
@@ -173,14 +178,14 @@ class SnowflakeWarehouse(Warehouse):
         directory = f"{stage}/{load_id}/{attempt_id}/{table}/"
         try:
             self._upload(parts, directory)
-            files = run(
+            run(
                 f"COPY INTO {target} FROM {directory} FILE_FORMAT = (TYPE = PARQUET) "
                 "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE",
                 [],
             )
         finally:
             self._remove_stage_files(run, directory)
-        return sum(int(row["rows_loaded"]) for row in files)
+        return int(run(f"SELECT count(*) AS n FROM {target}", [])[0]["n"])
 
     def _upload(self, parts: Sequence[str], directory: str) -> None:
         """PUT the parts in parallel: `upload_threads` sessions, each putting its share in turn.

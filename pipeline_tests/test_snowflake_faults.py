@@ -14,15 +14,15 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 import pytest
 
-from pipeline.definitions import build_warehouse
-from pipeline.ingest.stream import StagedLoad
+from pipeline.definitions import build_warehouse, open_warehouse
+from pipeline.ingest.stream import ReconciliationError, StagedLoad
 from pipeline.sample_data import month_frame
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
@@ -33,6 +33,7 @@ MONTH = "2024-06"
 QUERY_PATH = "/queries/v1/query-request"
 HEADER_END = b"\r\n\r\n"
 COMMENT = re.compile(r"^\s*/\*.*?\*/\s*", re.DOTALL)
+REQUEST_ID = re.compile(r"[?&]requestId=([^&\s]+)")
 # The statements a fault drops, told from the request: a statement's SQL without the pipeline's
 # comment, else the HTTP request line (the test server has a PUT's file uploaded in a request of
 # its own). The first of each is dropped: the rows' part, table or statement.
@@ -55,6 +56,17 @@ DROPPED = [
 ]
 
 
+class Request(NamedTuple):
+    """A request as the proxy tells it apart: `key` is the same when the connector sends it
+    again; `what` is the statement's SQL, or the request line of a request that is not a query."""
+
+    key: str
+    what: str
+
+    def times_sent(self, requests: Sequence[Request]) -> int:
+        return sum(request.key == self.key for request in requests)
+
+
 class DroppingProxy:
     """Forwards loopback connections to `target`, and drops the connection carrying the first
     request that `drops` picks: before forwarding it (`when="request"`) or instead of its answer
@@ -72,8 +84,8 @@ class DroppingProxy:
         timeout: float = 60.0,
     ) -> None:
         self.target, self.drops, self.when, self.timeout = target, drops, when, timeout
-        self.requests: list[str] = []  # every request, as `drops` sees it, in order
-        self.dropped: list[str] = []
+        self.requests: list[Request] = []  # every request, in the order they came
+        self.dropped: Request | None = None
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self.port: int = self._listener.getsockname()[1]
@@ -127,11 +139,14 @@ class DroppingProxy:
             while True:
                 head, body, received = _read_request(client, received)
                 request = _describe(head, body)
-                self.requests.append(request)
-                if not self.dropped and self.drops(request):
-                    self.dropped.append(request)
-                    if self.when == "request":
-                        return
+                with self._lock:
+                    self.requests.append(request)
+                    drop = self.dropped is None and self.drops(request.what)
+                    if drop:
+                        self.dropped = request
+                if drop and self.when == "request":
+                    return
+                if drop:
                     lost.set()
                 server.sendall(head + HEADER_END + body)
         except (OSError, EOFError):
@@ -185,17 +200,20 @@ def _headers(head: bytes) -> dict[str, str]:
     }
 
 
-def _describe(head: bytes, body: bytes) -> str:
-    """A query request as its SQL without the pipeline's comment, any other as its request line.
+def _describe(head: bytes, body: bytes) -> Request:
+    """A query request as its request id and its SQL without the pipeline's comment; any other
+    as its request line.
 
     The connector may gzip the body; a copy is decompressed, the original bytes are forwarded.
     """
     request_line = head.decode("latin-1").split("\r\n")[0]
-    if f" {QUERY_PATH}" not in request_line:
-        return request_line
+    if f" {QUERY_PATH}?" not in request_line:
+        return Request(request_line, request_line)
     if _headers(head).get("content-encoding", "").lower() == "gzip":
         body = gzip.decompress(body)
-    return COMMENT.sub("", json.loads(body)["sqlText"])
+    request_id = REQUEST_ID.search(request_line)
+    assert request_id is not None, request_line
+    return Request(request_id[1], COMMENT.sub("", json.loads(body)["sqlText"]))
 
 
 def _close(connection: socket.socket) -> None:
@@ -229,7 +247,7 @@ def published(warehouse: Warehouse) -> dict[str, Any]:
     )
     ledger = warehouse.query(
         "select load_id, rows_loaded, rows_rejected from pipeline.load_ledger "
-        "where month = ? and status = 'loaded'",
+        "where month = ? and status = 'loaded' order by finished_at",
         [MONTH],
     )
     return {"rows": rows, "rejects": rejects, "ledger": ledger}
@@ -245,11 +263,10 @@ def once(staged: StagedLoad, load_id: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def staged(snowflake_deployment: Settings, flights: DatasetSpec) -> StagedLoad:
+def stage(settings: Settings, spec: DatasetSpec, seed: int) -> StagedLoad:
     """A month with rows and rejects: two parts, so two PUTs, uploads and COPYs, two INSERTs."""
-    frame = month_frame(MONTH, rows_per_day=40, seed=6, defect_ratio=0.01)
-    staged = stage_month(snowflake_deployment, flights, MONTH, frame)
+    frame = month_frame(MONTH, rows_per_day=40 + seed, seed=seed, defect_ratio=0.01)
+    staged = stage_month(settings, spec, MONTH, frame)
     assert staged.rows_rejected > 0
     return staged
 
@@ -258,10 +275,12 @@ def staged(snowflake_deployment: Settings, flights: DatasetSpec) -> StagedLoad:
 def test_a_dropped_connection_still_publishes_the_month_once(
     statement: str,
     when: str,
-    staged: StagedLoad,
+    snowflake_deployment: Settings,
     snowflake_server: dict[str, Any],
+    flights: DatasetSpec,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    staged = stage(snowflake_deployment, flights, seed=6)
     target = (snowflake_server["host"], int(snowflake_server["port"]))
     with (
         DroppingProxy(target, STATEMENTS[statement], when) as proxy,
@@ -269,7 +288,41 @@ def test_a_dropped_connection_still_publishes_the_month_once(
     ):
         candidate = warehouse.replace_month(staged, run_id="run-1")
 
-        assert len(proxy.dropped) == 1, f"no {statement} went through the proxy"
-        # Recovered by sending the very request again (the connector's retry).
-        assert proxy.requests.count(proxy.dropped[0]) == 2
+        assert proxy.dropped is not None, f"no {statement} went through the proxy"
+        # Recovered by the connector sending the same request again.
+        assert proxy.dropped.times_sent(proxy.requests) == 2
         assert published(warehouse) == once(staged, candidate.load_id)
+
+
+@pytest.mark.parametrize("statement", REPEATABLE_ONLY_ONCE)
+def test_a_publishing_statement_run_twice_is_rolled_back_and_published_once_on_retry(
+    statement: str,
+    snowflake_deployment: Settings,
+    snowflake_server: dict[str, Any],
+    flights: DatasetSpec,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = snowflake_deployment
+    old = stage(settings, flights, seed=5)
+    with open_warehouse(settings) as warehouse:
+        first = warehouse.replace_month(old, run_id="run-0")
+        served = published(warehouse)
+    assert served == once(old, first.load_id)
+    new = stage(settings, flights, seed=6)
+    target = (snowflake_server["host"], int(snowflake_server["port"]))
+    with (
+        DroppingProxy(target, STATEMENTS[statement], "answer") as proxy,
+        warehouse_through(proxy, monkeypatch) as warehouse,
+    ):
+        with pytest.raises(ReconciliationError, match="rolled back"):
+            warehouse.replace_month(new, run_id="run-1")
+        assert proxy.dropped is not None
+        assert proxy.dropped.times_sent(proxy.requests) == 2  # the test server ran it twice
+        assert published(warehouse) == served
+
+        # What the load step's RetryPolicy does next: the same staged parts, a new load.
+        candidate = warehouse.replace_month(new, run_id="run-1")
+        assert published(warehouse) == {
+            **once(new, candidate.load_id),
+            "ledger": [*served["ledger"], *once(new, candidate.load_id)["ledger"]],
+        }

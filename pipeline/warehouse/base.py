@@ -32,7 +32,6 @@ from pipeline.warehouse.ledger import (
 from pipeline.warehouse.sql import (
     Dialect,
     Run,
-    affected,
     append,
     delete_month,
     ensure_table,
@@ -247,28 +246,34 @@ class Warehouse(dg.ConfigurableResource):
 
         Idempotent per load: publishing a load the ledger already records as published (a commit
         whose answer was lost) changes nothing. Raises ReconciliationError, with nothing changed,
-        when an insert takes other counts than the candidate holds.
+        when the transaction would commit other counts than the candidate holds, or other than
+        one ledger row for the load.
         """
 
         def swap(run: Run) -> None:
             self._ensure_meta(run)
-            if run(
-                f"SELECT count(*) AS n FROM {self.dialect.table(META_SCHEMA, LEDGER_TABLE)} "
-                "WHERE load_id = ? AND status = 'loaded'",
-                [entry.load_id],
-            )[0]["n"]:
+            if self._ledger_rows(run, entry.load_id):
                 return
             with transaction(run):
                 for table, target in candidate.tables.items():
                     delete_month(run, self.dialect, RAW_SCHEMA, table, "_month", staged.month)
-                    inserted = self._insert_candidate(run, staged, table, target, entry)
-                    if inserted != candidate.counts[table]:
+                    self._insert_candidate(run, staged, table, target, entry)
+                    # Counted rather than taken from the INSERT's answer: an INSERT that the
+                    # connector sent again after losing its answer answers for itself alone.
+                    published = self._month_rows(run, table, staged.month)
+                    if published != candidate.counts[table]:
                         raise ReconciliationError(
                             f"{staged.source_file}: {CANDIDATE_SCHEMA}.{target} holds "
-                            f"{candidate.counts[table]:,} rows but {inserted:,} were published "
+                            f"{candidate.counts[table]:,} rows but {published:,} were published "
                             f"into {RAW_SCHEMA}.{table}; rolled back"
                         )
                 append(run, self.dialect, META_SCHEMA, LEDGER_TABLE, entry.row())
+                recorded = self._ledger_rows(run, entry.load_id)
+                if recorded != 1:
+                    raise ReconciliationError(
+                        f"{staged.source_file}: {recorded} ledger rows were written for load "
+                        f"{entry.load_id} instead of one; rolled back"
+                    )
 
         self.attempt(f"publish {staged.dataset} {staged.month}", swap)
         self.drop_candidates(staged.dataset, staged.month)
@@ -310,17 +315,36 @@ class Warehouse(dg.ConfigurableResource):
 
     def _insert_candidate(
         self, run: Run, staged: StagedLoad, table: str, target: str, entry: LedgerEntry
-    ) -> int:
-        """Insert a candidate table into its raw table, stamped; returns the rows inserted."""
+    ) -> None:
+        """Insert a candidate table into its raw table, stamped with the load."""
         columns = list(staged_columns(staged.spec, table))
         names = ", ".join(self.dialect.quote(c) for c in [*columns, *STAMPED_COLUMNS])
         selected = ", ".join(self.dialect.quote(c) for c in columns)
-        rows = run(
+        run(
             f"INSERT INTO {self.dialect.table(RAW_SCHEMA, table)} ({names}) "
             f"SELECT {selected}, ?, ?, ?, ? FROM {self.dialect.table(CANDIDATE_SCHEMA, target)}",
             [staged.month, staged.source_file, entry.finished_at, entry.load_id],
         )
-        return affected(rows)
+
+    def _month_rows(self, run: Run, table: str, month: str) -> int:
+        """The rows of a month in a raw table, as this session sees them."""
+        return int(
+            run(
+                f"SELECT count(*) AS n FROM {self.dialect.table(RAW_SCHEMA, table)} "
+                f"WHERE {self.dialect.quote('_month')} = ?",
+                [month],
+            )[0]["n"]
+        )
+
+    def _ledger_rows(self, run: Run, load_id: str) -> int:
+        """How many times the ledger records `load_id` as published, as this session sees it."""
+        return int(
+            run(
+                f"SELECT count(*) AS n FROM {self.dialect.table(META_SCHEMA, LEDGER_TABLE)} "
+                "WHERE load_id = ? AND status = 'loaded'",
+                [load_id],
+            )[0]["n"]
+        )
 
     def purge_month(
         self, spec: DatasetSpec, month: str, report_tables: Sequence[str], entry: LedgerEntry

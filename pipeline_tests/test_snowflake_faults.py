@@ -16,7 +16,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import dagster as dg
 import pytest
@@ -80,7 +80,7 @@ class DroppingProxy:
         self,
         target: tuple[str, int],
         drops: Callable[[str], bool],
-        when: str,
+        when: Literal["request", "answer"],
         timeout: float = 60.0,
     ) -> None:
         self.target, self.drops, self.when, self.timeout = target, drops, when, timeout
@@ -274,7 +274,7 @@ def stage(settings: Settings, spec: DatasetSpec, seed: int) -> StagedLoad:
 @pytest.mark.parametrize(("statement", "when"), DROPPED)
 def test_a_dropped_connection_still_publishes_the_month_once(
     statement: str,
-    when: str,
+    when: Literal["request", "answer"],
     snowflake_deployment: Settings,
     snowflake_server: dict[str, Any],
     flights: DatasetSpec,

@@ -20,6 +20,7 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from pipeline.assets.checks import LEVEL
 from pipeline.assets.loads import raw_asset_key
+from pipeline.audit import anchor, anchors_file
 from pipeline.jobs import load_job_name
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import Warehouse, now
@@ -328,12 +329,14 @@ def purge_month(
     tables in one transaction and records a `purged` ledger row. Then the month's runs are deleted
     from the instance, so its status is `missing` and a sensor or `pipeline load` loads it anew:
     Dagster's SQLite and Postgres storages cannot wipe one partition of an asset, and every month
-    runs on its own, so the month's runs are exactly its history. The ledger keeps the record.
+    runs on its own, so the month's runs are exactly its history. The ledger and the audit log
+    (its entry anchored like a run's) keep the record.
     """
     keys = partitioned_downstream(defs, raw_asset_key(spec))
     stamp = now()
     entry = LedgerEntry.without_rows(spec.name, month, "pipeline purge", "purged", stamp, stamp)
     deleted = warehouse.purge_month(spec, month, [key.path[-1] for key in keys[1:]], entry)
+    anchor(warehouse, anchors_file(instance), entry.run_id)
     for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": month})):
         if run.job_name == load_job_name(spec.name):
             instance.delete_run(run.run_id)

@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from pipeline.assets.checks import MonthCheck, check_specs, month_checks, to_check_result
+from pipeline.audit import anchor, anchors_file, record_spec, run_actor
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.scope import MonthUnderCheck
 from pipeline.ingest import staging
@@ -28,6 +29,7 @@ from pipeline.ingest.stream import StagedLoad, new_load_id, require_file, stage_
 from pipeline.partitions import dataset_partitions
 from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec
+from pipeline.warehouse.audit import acting_as
 from pipeline.warehouse.base import (
     RAW_SCHEMA,
     Candidate,
@@ -73,7 +75,10 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, files: LandingFiles, warehouse: Warehouse
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         month = context.partition_key
-        with statement_context(spec.name, month, context.run.run_id):
+        with (
+            statement_context(spec.name, month, context.run.run_id),
+            acting_as(run_actor(context.run.tags)),
+        ):
             yield from load_month(context, spec, checks, files, warehouse)
 
     return load
@@ -91,6 +96,7 @@ def load_month(
     path = files.landing_path / spec.file_name(month)
     started_at = now()
     staging.sweep(files.staging_path, older_than=staging.ORPHAN_AGE_SECONDS)
+    record_spec(warehouse, spec, run_id)
     try:
         require_file(spec, path, month)
     except LoadError as exc:
@@ -99,7 +105,9 @@ def load_month(
                 spec.name, month, run_id, "failed", started_at, now(), str(path), str(exc)
             )
         )
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        raise dg.Failure(
+            description=str(exc), allow_retries=False, metadata=_anchored(context, warehouse)
+        ) from None
     month_dir = staging.month_staging(files.staging_path, spec.name, month)
     directory = month_dir / staging.staging_key(spec, fingerprint(path))
     # One run per month at a time: another staging of this month is a killed run's leftover.
@@ -122,7 +130,9 @@ def load_month(
         except LoadError as exc:  # a file that cannot load, or counts that do not reconcile
             _record_failure(warehouse, spec, month, run_id, staged, load_id, started_at, str(exc))
             staging.remove(directory)
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+            raise dg.Failure(
+                description=str(exc), allow_retries=False, metadata=_anchored(context, warehouse)
+            ) from None
         except Exception as exc:  # the warehouse's trouble: retried, reusing the staged parts
             _record_failure(warehouse, spec, month, run_id, staged, load_id, started_at, str(exc))
             raise
@@ -136,7 +146,7 @@ def load_month(
             raise dg.Failure(
                 description=_refusal(staged, candidate, refused),
                 allow_retries=False,
-                metadata=_figures(staged, candidate),
+                metadata=_figures(staged, candidate) | _anchored(context, warehouse),
             )
         entry = LedgerEntry.for_staged(staged, load_id, run_id, "loaded", candidate.counts)
         try:
@@ -149,8 +159,17 @@ def load_month(
         f"{spec.name} {month}: published {candidate.rows:,} rows and {candidate.rejects:,} "
         f"rejects from {staged.source_file}"
     )
-    yield dg.MaterializeResult(metadata=_published_metadata(staged, candidate))
+    yield dg.MaterializeResult(
+        metadata=_published_metadata(staged, candidate) | _anchored(context, warehouse)
+    )
     yield from _results(outcomes, {"load_id": load_id})
+
+
+def _anchored(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dict[str, Any]:
+    """Anchor the audit log's head after this run's entries outside the warehouse, in the anchors
+    file and (returned) in the run's metadata. A run that ends in a warehouse error anchors
+    nothing: the warehouse may be out of reach, and the next run's anchor covers its entries."""
+    return anchor(warehouse, anchors_file(context.instance), context.run.run_id)
 
 
 def _evaluate(checks: list[MonthCheck], month: MonthUnderCheck) -> dict[str, CheckOutcome]:

@@ -117,6 +117,9 @@ class SnowflakeWarehouse(Warehouse):
             self.snowflake.database,
         )
 
+    def location(self) -> str:
+        return f"snowflake:{self.snowflake.account}/{self.snowflake.database}"
+
     @contextmanager
     def connection(self) -> Iterator[SnowflakeConnection]:
         """A session, closed however the block ends (the resource only closes it on success)."""

@@ -124,6 +124,7 @@ def load_month(
                 block_bytes=files.block_bytes,
                 part_bytes=warehouse.part_bytes,  # Snowflake wants 100-250 MB uploads
                 progress=_progress_logger(context, str(path)),
+                pii_key=files.pii_key,
             )
             candidate = warehouse.stage_candidate(staged, load_id)
             outcomes = _evaluate(checks, MonthUnderCheck(warehouse, staged, candidate))

@@ -10,6 +10,7 @@ import polars as pl
 from pipeline.ingest.failures import FAILURE_SCHEMA, build_rejects
 from pipeline.ingest.header import Header
 from pipeline.ingest.lines import Block, sort_lines
+from pipeline.ingest.pii import Protection
 from pipeline.ingest.schema import schema_failures
 from pipeline.ingest.types import fallback_parse_expr, parse_expr
 from pipeline.specs import DatasetSpec
@@ -24,9 +25,14 @@ class ValidatedBatch:
 
 
 def validate_block(
-    block: Block, header: Header, spec: DatasetSpec, schema: pa.DataFrameSchema
+    block: Block,
+    header: Header,
+    spec: DatasetSpec,
+    schema: pa.DataFrameSchema,
+    protection: Protection,
 ) -> ValidatedBatch:
-    """Parse, type and validate the lines of `block` against the spec."""
+    """Parse, type and validate the lines of `block` against the spec; then replace sensitive
+    values (`protection`), so the rules judge clear values and nothing after sees them."""
     lines = sort_lines(block, header, spec)
     text = lines.fields
     typed = text.select(
@@ -38,9 +44,10 @@ def validate_block(
     parsed = _without_lines(typed, parse_failures["_line_number"])
     failures = pl.concat([lines.failures, parse_failures, schema_failures(schema, parsed)])
     rejected = failures["_line_number"].unique().sort()
+    raw_lines = protection.raw_lines(lines.raw_lines(rejected), header, spec)
     return ValidatedBatch(
-        rows=_without_lines(parsed, rejected),
-        rejects=build_rejects(failures, lines.raw_lines(rejected)).sort("_line_number"),
+        rows=protection.rows(_without_lines(parsed, rejected)),
+        rejects=build_rejects(protection.failures(failures), raw_lines).sort("_line_number"),
     )
 
 

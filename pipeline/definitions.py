@@ -34,6 +34,8 @@ def build_warehouse(settings: Settings) -> Warehouse:
         part_mb=settings.snowflake.part_mb,
         query_tag="query_tag" not in settings.snowflake.disabled,
         stage_cleanup="stage_cleanup" not in settings.snowflake.disabled,
+        masking_policies="masking_policies" not in settings.snowflake.disabled,
+        pii_reader_roles=list(settings.snowflake.pii_reader_roles),
     )
 
 

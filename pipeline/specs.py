@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ColumnType = Literal["string", "int", "float", "decimal", "bool", "date", "timestamp"]
 # How a column of personal data is kept: see the README, "Sensitive columns".
-Pii = Literal["hash", "redact"]
+Pii = Literal["hash", "redact", "mask"]
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 MONTH_PLACEHOLDER = "{month}"
 _IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_]*$"
@@ -45,7 +45,7 @@ class ColumnSpec(_Strict):
     scale: Annotated[int, Field(ge=0, le=37)] = 2
     pii: Pii | None = Field(
         default=None,
-        description="hash (keyed HMAC-SHA256) or redact (null)",
+        description="hash (keyed HMAC-SHA256), redact (null) or mask (Snowflake masking policy)",
     )
 
     @field_validator("pattern")
@@ -69,7 +69,7 @@ class ColumnSpec(_Strict):
             raise ValueError(f"format applies to date and timestamp columns, not {self.type}")
         if self.scale > self.precision:
             raise ValueError(f"scale {self.scale} is larger than precision {self.precision}")
-        if self.pii == "hash" and self.type != "string":
+        if self.pii in ("hash", "mask") and self.type != "string":
             raise ValueError(f"pii: {self.pii} applies to string columns, not {self.type}")
         return self
 

@@ -1,8 +1,9 @@
 """Sensitive columns: `pii: hash` and `pii: redact` values never land in clear, anywhere a load
-writes."""
+writes; `pii: mask` is Snowflake's masking policy, and refused where there is none."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
+from snowflake.connector.cursor import SnowflakeCursorBase as SnowflakeCursor
 
 from pipeline.audit import anchors_file, read_anchors, verify
 from pipeline.definitions import build_definitions, open_warehouse
@@ -22,6 +24,7 @@ from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
 from pipeline.specs import DatasetSpec, load_specs
 from pipeline.warehouse.base import Warehouse
+from pipeline.warehouse.snowflake import REJECT_VALUE_COLUMNS
 from pipeline_tests.test_ingest import HEADER, SPEC
 
 KEY = "test-key-not-a-secret"
@@ -151,6 +154,73 @@ def test_hashed_values_join_across_months_and_no_table_holds_a_clear_one(
     assert shared == [{"n": 40}]
     assert warehouse.query("select count(*) as n from raw.flights_rejects")[0]["n"] > 0
     assert MARKER not in every_value(warehouse)
+
+
+MASKED_DEST = {"type": "string", "nullable": False, "pattern": "^[A-Z]{3}$", "pii": "mask"}
+
+
+def test_mask_is_refused_where_there_are_no_masking_policies(
+    settings: Settings, flights: DatasetSpec, tmp_path: Path
+) -> None:
+    write_tsv(month_frame("2024-01", 5, seed=1), settings.landing_dir / "flights_2024-01.tsv")
+    spec = with_column(flights, "dest", MASKED_DEST)
+    staged = ingest_file(spec, settings.landing_dir / "flights_2024-01.tsv", "2024-01", tmp_path)
+    with open_warehouse(settings) as warehouse:
+        with pytest.raises(LoadError, match="dest say pii: mask, which needs Snowflake's masking"):
+            warehouse.replace_month(staged, "run-1")
+        assert warehouse.query("select count(*) as n from raw.flights") == [{"n": 0}]
+
+
+def test_mask_on_snowflake_attaches_a_masking_policy_for_the_reader_roles(
+    snowflake_deployment: Settings,
+    flights: DatasetSpec,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PIPELINE_PII_READER_ROLES", "analyst, pii_reader")
+    path = snowflake_deployment.landing_dir / "flights_2024-01.tsv"
+    write_tsv(month_frame("2024-01", 5, seed=1, defect_ratio=0.05), path)
+    staged = ingest_file(with_column(flights, "dest", MASKED_DEST), path, "2024-01", tmp_path)
+    sent: list[str] = []
+    execute = SnowflakeCursor.execute
+
+    def record(self: SnowflakeCursor, command: str, *args: object, **kwargs: object) -> object:
+        sent.append(command)
+        if "MASKING POLICY" in command:  # the test server has no masking policies
+            return execute(self, "SELECT 1 AS masked", *args, **kwargs)
+        return execute(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(SnowflakeCursor, "execute", record)
+    with open_warehouse(Settings.from_env()) as warehouse:
+        warehouse.replace_month(staged, "run-1")
+        warehouse.replace_month(staged, "run-2")  # idempotent: the same statements again
+        loaded = warehouse.query("select count(distinct dest) as n from raw.flights")
+
+    body = "CASE WHEN CURRENT_ROLE() IN ('ANALYST', 'PII_READER') THEN val ELSE '***MASKED***' END"
+    policy = '"PIPELINE"."PII_MASK"'
+    create = (
+        f"CREATE MASKING POLICY IF NOT EXISTS {policy} AS (val STRING) RETURNS STRING -> {body}"
+    )
+    alter = f"ALTER MASKING POLICY {policy} SET BODY -> {body}"
+    attach = "ALTER TABLE {} MODIFY COLUMN {} SET MASKING POLICY " + policy + " FORCE"
+    one_load = [
+        create,
+        alter,
+        attach.format('"RAW"."FLIGHTS"', '"DEST"'),
+        create,
+        alter,
+        *(attach.format('"RAW"."FLIGHTS_REJECTS"', f'"{c.upper()}"') for c in REJECT_VALUE_COLUMNS),
+    ]
+    assert [s.split("*/ ", 1)[-1] for s in sent if "MASKING POLICY" in s] == one_load * 2
+    assert loaded[0]["n"] > 1  # the clear value is kept; the policy masks it when read
+
+    disabled = os.environ["PIPELINE_SNOWFLAKE_DISABLE"]  # what the test server lacks
+    monkeypatch.setenv("PIPELINE_SNOWFLAKE_DISABLE", f"{disabled},masking_policies")
+    with (
+        open_warehouse(Settings.from_env()) as warehouse,
+        pytest.raises(LoadError, match="masking_policies is turned off"),
+    ):
+        warehouse.replace_month(staged, "run-3")
 
 
 def test_no_clear_value_reaches_the_warehouse_dagster_or_dbt(

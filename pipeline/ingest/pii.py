@@ -4,7 +4,8 @@
 hash equally in every month and dataset: a hashed column still joins and counts distinct. `redact`
 turns it into null. Both happen after validation, so `pattern`, `allowed` and `nullable` judge the
 clear value, and both reach the rejects too: a failing value of such a column, and its field in the
-reject's raw line (the rest of the line is kept byte for byte).
+reject's raw line (the rest of the line is kept byte for byte). `mask` is the warehouse's business
+(a Snowflake masking policy) and leaves the values alone here.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
+from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import ReconciliationError, StagedLoad, new_load_id
 from pipeline.specs import ColumnSpec, DatasetSpec
 from pipeline.warehouse.audit import (
@@ -230,6 +231,7 @@ class Warehouse(dg.ConfigurableResource):
             counts = {}
             for table, columns in dataset_tables(spec).items():
                 ensure_table(run, self.dialect, RAW_SCHEMA, table, columns)
+                self.mask_columns(run, spec, table)
                 target = self.dialect.table(CANDIDATE_SCHEMA, tables[table])
                 run(f"CREATE SCHEMA IF NOT EXISTS {self.dialect.quote(CANDIDATE_SCHEMA)}", [])
                 ddl = ", ".join(
@@ -409,6 +411,20 @@ class Warehouse(dg.ConfigurableResource):
             return read_head(run, self.dialect, META_SCHEMA)
 
         return self.attempt("read the audit head", read)
+
+    def mask_columns(self, run: Run, spec: DatasetSpec, table: str) -> None:
+        """Attach masking policies to the columns of raw `table` that hold `pii: mask` values.
+
+        Only Snowflake has masking policies; elsewhere such a spec is refused, since keeping the
+        clear value readable by everyone is exactly what the spec asked not to happen.
+        """
+        masked = spec.pii_columns("mask")
+        if masked:
+            raise LoadError(
+                f"{spec.name}: column(s) {', '.join(masked)} say pii: mask, which needs "
+                f"Snowflake's masking policies; {type(self).__name__} has none. Use pii: hash or "
+                "pii: redact, or load this dataset into Snowflake; nothing was loaded"
+            )
 
     def _record(self, table: str, row: dict[str, object]) -> None:
         def record(run: Run) -> None:

@@ -22,10 +22,10 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from pipeline.warehouse.ledger import LedgerEntry
+from pipeline.warehouse.ledger import LEDGER_COLUMNS, LedgerEntry
 from pipeline.warehouse.sql import Dialect, Run, append
 
 AUDIT_TABLE = "audit_log"
@@ -78,20 +78,8 @@ class AuditEvent:
         """The entry of a load attempt or purge: `published`, `refused` (an ERROR check kept it
         from being published; `detail` names the check), `load_failed` or `purged`."""
         kind = LEDGER_KINDS.get(entry.status) or ("refused" if entry.candidate else "load_failed")
-        return cls(
-            kind=kind,
-            dataset=entry.dataset,
-            month=entry.month,
-            run_id=entry.run_id,
-            load_id=entry.load_id,
-            source_file=entry.source_file,
-            file_size=entry.file_size,
-            fingerprint=entry.fingerprint,
-            rows_read=entry.rows_read,
-            rows_loaded=entry.rows_loaded,
-            rows_rejected=entry.rows_rejected,
-            detail=entry.error,
-        )
+        shared = {f.name for f in fields(cls)} & set(LEDGER_COLUMNS)
+        return cls(kind=kind, detail=entry.error, **{name: getattr(entry, name) for name in shared})
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from pipeline.assets.checks import LEVEL
 from pipeline.assets.loads import raw_asset_key
+from pipeline.audit import anchor, anchors_file
 from pipeline.jobs import load_job_name
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import Warehouse, now
@@ -403,12 +404,14 @@ def purge_month(
     from the instance, so its status is `missing` and a sensor or `pipeline load` loads it anew:
     Dagster's SQLite and Postgres storages cannot wipe one partition of an asset, and every month
     runs on its own, so the month's runs are exactly its history, whichever way they were
-    launched (`month_runs`). The ledger keeps the record.
+    launched (`month_runs`). The ledger and the audit log (its entry anchored like a run's) keep
+    the record.
     """
     keys = partitioned_downstream(defs, raw_asset_key(spec))
     stamp = now()
     entry = LedgerEntry.without_rows(spec.name, month, "pipeline purge", "purged", stamp, stamp)
     deleted = warehouse.purge_month(spec, month, [key.path[-1] for key in keys[1:]], entry)
+    anchor(warehouse, anchors_file(instance), entry.run_id)
     for run in month_runs(defs, spec, month, instance):
         instance.delete_run(run.run_id)
     # The partition status cache (kept by the UI and `status`) only ever adds events; rebuilt from

@@ -22,6 +22,7 @@ from typing import Any
 import dagster as dg
 
 from pipeline.assets.checks import MonthCheck, check_specs, month_checks, to_check_result
+from pipeline.audit import anchor, anchors_file, record_spec, run_actor
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.scope import MonthUnderCheck
 from pipeline.ingest import staging
@@ -31,6 +32,7 @@ from pipeline.ingest.stream import StagedLoad, new_load_id, require_file, stage_
 from pipeline.partitions import dataset_partitions
 from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec
+from pipeline.warehouse.audit import acting_as
 from pipeline.warehouse.base import (
     RAW_SCHEMA,
     Candidate,
@@ -76,7 +78,10 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, files: LandingFiles, warehouse: Warehouse
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         month = context.partition_key
-        with statement_context(spec.name, month, context.run.run_id):
+        with (
+            statement_context(spec.name, month, context.run.run_id),
+            acting_as(run_actor(context.run.tags)),
+        ):
             yield from load_month(context, spec, checks, files, warehouse)
 
     return load
@@ -92,8 +97,11 @@ def load_month(
     """Stage, check and publish (or refuse) one month; see the module's docstring."""
     month = context.partition_key
     path = files.landing_path / spec.file_name(month)
-    attempt = _Attempt(warehouse, spec, month, context.run.run_id, path)
+    attempt = _Attempt(
+        warehouse, spec, month, context.run.run_id, path, anchors_file(context.instance)
+    )
     staging.sweep(files.staging_path, older_than=staging.ORPHAN_AGE_SECONDS)
+    record_spec(warehouse, spec, attempt.run_id)
     with attempt.recorded():
         require_file(spec, path, month)
     month_dir = staging.month_staging(files.staging_path, spec.name, month)
@@ -109,6 +117,7 @@ def load_month(
             block_bytes=files.block_bytes,
             part_bytes=warehouse.part_bytes,  # Snowflake wants 100-250 MB uploads
             progress=_progress_logger(context, str(path)),
+            pii_key=files.pii_key,
         )
         candidate = warehouse.stage_candidate(staged, attempt.load_id)
         outcomes = {
@@ -127,7 +136,7 @@ def load_month(
             raise dg.Failure(
                 description=_refusal(staged, candidate, refused),
                 allow_retries=False,
-                metadata=_figures(staged, candidate),
+                metadata=_figures(staged, candidate) | attempt.anchored(),
             )
         entry = LedgerEntry.for_staged(
             staged, attempt.load_id, attempt.run_id, "loaded", candidate.counts
@@ -138,7 +147,7 @@ def load_month(
         f"{spec.name} {month}: published {candidate.rows:,} rows and {candidate.rejects:,} "
         f"rejects from {staged.source_file}"
     )
-    yield dg.MaterializeResult(metadata=_published_metadata(staged, candidate))
+    yield dg.MaterializeResult(metadata=_published_metadata(staged, candidate) | attempt.anchored())
     yield from _results(outcomes, {"load_id": attempt.load_id})
 
 
@@ -151,6 +160,7 @@ class _Attempt:
     month: str
     run_id: str
     path: Path
+    anchors: Path
     load_id: str = field(default_factory=new_load_id)
     started_at: dt.datetime = field(default_factory=now)
     staged: StagedLoad | None = None
@@ -172,10 +182,19 @@ class _Attempt:
             self._record(str(exc))
             if staging_dir is not None:
                 staging.remove(staging_dir)
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+            raise dg.Failure(
+                description=str(exc), allow_retries=False, metadata=self.anchored()
+            ) from None
         except Exception as exc:
             self._record(str(exc))
             raise
+
+    def anchored(self) -> dict[str, Any]:
+        """Anchor the audit log's head after this run's entries outside the warehouse, in the
+        anchors file and (returned) in the run's metadata. A run that ends in a warehouse error
+        anchors nothing: the warehouse may be out of reach, and the next run's anchor covers its
+        entries."""
+        return anchor(self.warehouse, self.anchors, self.run_id)
 
     def _record(self, error: str) -> None:
         if self.staged is None:

@@ -13,6 +13,7 @@ from dagster_snowflake import SnowflakeResource
 from pipeline.assets.dbt import build_dbt_assets
 from pipeline.assets.freshness import build_freshness_checks
 from pipeline.assets.loads import build_load_asset
+from pipeline.ingest.pii import KEY_VARIABLE
 from pipeline.jobs import build_freshness_job, build_load_job
 from pipeline.metrics import MetricsExport
 from pipeline.project import DBT_EXECUTABLE, dbt_project
@@ -34,6 +35,8 @@ def build_warehouse(settings: Settings) -> Warehouse:
         part_mb=settings.snowflake.part_mb,
         query_tag="query_tag" not in settings.snowflake.disabled,
         stage_cleanup="stage_cleanup" not in settings.snowflake.disabled,
+        masking_policies="masking_policies" not in settings.snowflake.disabled,
+        pii_reader_roles=list(settings.snowflake.pii_reader_roles),
     )
 
 
@@ -82,7 +85,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
     return {
         "warehouse": warehouse,
         "files": LandingFiles(
-            landing_dir=str(settings.landing_dir), staging_dir=str(settings.staging_dir)
+            landing_dir=str(settings.landing_dir),
+            staging_dir=str(settings.staging_dir),
+            # Read when a run starts, never shown; left out when unset, so that only datasets
+            # with `pii: hash` columns are refused (naming the variable) rather than every run.
+            pii_key=dg.EnvVar(KEY_VARIABLE) if os.environ.get(KEY_VARIABLE) else None,
         ),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
         "metrics": MetricsExport(

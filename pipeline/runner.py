@@ -7,12 +7,12 @@ check results in the UI, and one bad month never blocks the others.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.event_api import EventRecordsResult, PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
@@ -20,6 +20,7 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from pipeline.assets.checks import LEVEL
 from pipeline.assets.loads import raw_asset_key
+from pipeline.audit import anchor, anchors_file
 from pipeline.jobs import load_job_name
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import Warehouse, now
@@ -32,6 +33,8 @@ CHECK_WORDS = {
     AssetCheckExecutionRecordStatus.PLANNED: "not run",
 }
 FAILED_ERROR = "FAILED (ERROR)"  # the verdict that makes a month unusable (see verdict_word)
+FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
+RECORDS_PAGE = 1000  # event log records asked for at a time
 
 
 @dataclass(frozen=True)
@@ -90,18 +93,13 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         )
         for evaluation in evaluations
     }
-    # A failed check explains itself; the step failure it causes would only repeat its name.
-    failed_checks = [
-        f"check {evaluation.check_name}: {evaluation.description}"
-        for evaluation in evaluations
-        if not evaluation.passed
-    ]
-    step_errors = [
-        f"{event.step_key}: {_readable(event.step_failure_data.error.message)}"
-        for event in run.get_step_failure_events()
-        if event.step_failure_data.error is not None
-        and event.step_failure_data.error.cls_name != "DagsterAssetCheckFailedError"
-    ]
+    # What failed the month comes first (ERROR checks, failed steps), then WARN findings: the
+    # summary gives a failed month's first error as its reason.
+    errors = (
+        _failed_checks(evaluations, dg.AssetCheckSeverity.ERROR)
+        + step_errors(run.get_step_failure_events())
+        + _failed_checks(evaluations, dg.AssetCheckSeverity.WARN)
+    )
     notes = [
         f"check {evaluation.check_name} (INFO): {evaluation.description}"
         for evaluation in evaluations
@@ -112,15 +110,47 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         success=run.success,
         rows=rows,
         checks=checks,
-        errors=tuple(failed_checks + step_errors),
+        errors=tuple(errors),
         notes=tuple(notes),
     )
+
+
+def _failed_checks(
+    evaluations: Sequence[dg.AssetCheckEvaluation], severity: dg.AssetCheckSeverity
+) -> list[str]:
+    """The failed checks of one severity, each with its own explanation."""
+    return [
+        f"check {evaluation.check_name}: {evaluation.description}"
+        for evaluation in evaluations
+        if not evaluation.passed and evaluation.severity == severity
+    ]
 
 
 def _level(evaluation: dg.AssetCheckEvaluation) -> str | None:
     """ERROR, WARN or INFO as the check gave it (metadata `level`), if it did."""
     level = evaluation.metadata.get(LEVEL)
     return level.value if level is not None else None
+
+
+def step_errors(events: Iterable[dg.DagsterEvent]) -> list[str]:
+    """`<step>: <reason>` for each failed step of a run: the summary's and `status`'s words.
+
+    A failed blocking check is left out: its verdict explains itself, and the step failure it
+    causes would only repeat its name. A `Failure`'s description is written for people, so all of
+    its first paragraph is shown (the dbt step lists each failed model on a line of its own);
+    any other error shows its first line.
+    """
+    errors = []
+    for event in events:
+        failure = event.step_failure_data
+        if failure.error is None or failure.error.cls_name == "DagsterAssetCheckFailedError":
+            continue
+        if failure.user_failure_data is not None and failure.user_failure_data.description:
+            lines = failure.user_failure_data.description.strip().split("\n\n")[0].splitlines()
+        else:
+            lines = [_readable(failure.error.message)]
+        errors.extend(f"{event.step_key}: {line.strip()}" for line in lines)
+    return errors
 
 
 def _readable(message: str) -> str:
@@ -140,6 +170,7 @@ class MonthStatus:
     fingerprint: str | None = None
     detail: str = ""  # what a failed month's readers get instead, and where its rows wait
     refused_fingerprint: str | None = None  # the file an ERROR check refused in the last attempt
+    errors: tuple[str, ...] = ()  # why the month's latest run failed, as the load summary says it
 
     @property
     def failed(self) -> bool:
@@ -185,9 +216,12 @@ def month_statuses(
             statuses.append(MonthStatus(month=month, status="missing", rows={}, checks={}))
             continue
         metadata = _latest_metadata(instance, key, month)
-        word = status.value.lower()
+        errors = _latest_run_errors(instance, month_runs(defs, spec, month, instance))
+        # The raw rows can be materialized while the month's reports failed to build.
+        word = "failed" if errors else status.value.lower()
         attempt = warehouse.latest_attempt(spec.name, month) if warehouse else None
-        refused = attempt is not None and attempt["status"] == "failed" and attempt["candidate"]
+        failed_load = attempt is not None and attempt["status"] == "failed"
+        refused = failed_load and attempt["candidate"]
         statuses.append(
             MonthStatus(
                 month=month,
@@ -195,20 +229,17 @@ def month_statuses(
                 rows={name: metadata[name] for name in ROW_FIGURES if name in metadata},
                 checks=_latest_checks(instance, check_keys, month),
                 fingerprint=metadata.get("fingerprint"),
-                detail=_served(warehouse, spec, month, attempt) if word == "failed" else "",
+                detail=_served(warehouse, spec, month, attempt) if failed_load else "",
                 refused_fingerprint=attempt["fingerprint"] if refused else None,
+                errors=tuple(errors),
             )
         )
     return statuses
 
 
-def _served(
-    warehouse: Warehouse | None, spec: DatasetSpec, month: str, attempt: dict | None
-) -> str:
+def _served(warehouse: Warehouse, spec: DatasetSpec, month: str, attempt: dict) -> str:
     """`not published; serving the load of <date> from <file>` or `never published`, and where
     the refused load's rows can be inspected."""
-    if warehouse is None:
-        return ""
     served = warehouse.latest_load(spec.name, month)
     text = (
         f"not published; serving the load of {served['finished_at']:%Y-%m-%d %H:%M} UTC from "
@@ -216,9 +247,53 @@ def _served(
         if served is not None
         else "never published"
     )
-    if attempt is not None and attempt["status"] == "failed" and attempt.get("candidate"):
+    if attempt.get("candidate"):
         text += f"; the refused rows are in {attempt['candidate']}"
     return text
+
+
+def _latest_run_errors(instance: dg.DagsterInstance, runs: Sequence[dg.DagsterRun]) -> list[str]:
+    """Why the latest finished of `runs` (newest first) failed; nothing if it succeeded."""
+    finished = [run for run in runs if run.status in FINISHED]
+    if not finished or finished[0].status != dg.DagsterRunStatus.FAILURE:
+        return []
+    records = instance.all_logs(finished[0].run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    return step_errors(record.dagster_event for record in records if record.dagster_event)
+
+
+def month_runs(
+    defs: dg.Definitions, spec: DatasetSpec, month: str, instance: dg.DagsterInstance
+) -> list[dg.DagsterRun]:
+    """Every run that materialized, or planned to materialize, one of the dataset's partitioned
+    assets for `month`, newest first.
+
+    Whatever launched it: `pipeline load` (the load job), a sensor (the load job with its own
+    tags), a UI materialization or backfill (the asset graph's own job), a script's
+    `materialize`. Asking the event log by asset and month, not runs by job name and tag, finds
+    them all, and no run of another dataset or month.
+    """
+    run_ids: set[str] = set()
+    for key in partitioned_downstream(defs, raw_asset_key(spec)):
+        records_filter = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month])
+        for fetch in (instance.fetch_planned_materializations, instance.fetch_materializations):
+            run_ids.update(record.run_id for record in _every_record(fetch, records_filter))
+    run_ids.discard("")  # a materialization reported without a run
+    if not run_ids:
+        return []
+    return list(instance.get_runs(filters=dg.RunsFilter(run_ids=sorted(run_ids))))
+
+
+def _every_record(
+    fetch: Callable[..., EventRecordsResult], records_filter: dg.AssetRecordsFilter
+) -> Iterator[dg.EventLogRecord]:
+    """All records a paginated `instance.fetch_*` call returns, page by page."""
+    cursor = None
+    while True:
+        page = fetch(records_filter, limit=RECORDS_PAGE, cursor=cursor)
+        yield from page.records
+        if not page.has_more:
+            return
+        cursor = page.cursor
 
 
 def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> dict:
@@ -328,15 +403,17 @@ def purge_month(
     tables in one transaction and records a `purged` ledger row. Then the month's runs are deleted
     from the instance, so its status is `missing` and a sensor or `pipeline load` loads it anew:
     Dagster's SQLite and Postgres storages cannot wipe one partition of an asset, and every month
-    runs on its own, so the month's runs are exactly its history. The ledger keeps the record.
+    runs on its own, so the month's runs are exactly its history, whichever way they were
+    launched (`month_runs`). The ledger and the audit log (its entry anchored like a run's) keep
+    the record.
     """
     keys = partitioned_downstream(defs, raw_asset_key(spec))
     stamp = now()
     entry = LedgerEntry.without_rows(spec.name, month, "pipeline purge", "purged", stamp, stamp)
     deleted = warehouse.purge_month(spec, month, [key.path[-1] for key in keys[1:]], entry)
-    for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": month})):
-        if run.job_name == load_job_name(spec.name):
-            instance.delete_run(run.run_id)
+    anchor(warehouse, anchors_file(instance), entry.run_id)
+    for run in month_runs(defs, spec, month, instance):
+        instance.delete_run(run.run_id)
     # The partition status cache (kept by the UI and `status`) only ever adds events; rebuilt from
     # the remaining ones, it no longer counts the month.
     instance.wipe_asset_cached_status(keys)

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ColumnType = Literal["string", "int", "float", "decimal", "bool", "date", "timestamp"]
+# How a column of personal data is kept: see the README, "Sensitive columns".
+Pii = Literal["hash", "redact", "mask"]
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 MONTH_PLACEHOLDER = "{month}"
 _IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_]*$"
@@ -47,6 +49,13 @@ class ColumnSpec(_Strict):
     format: str | None = Field(default=None, description="strptime format for date/timestamp")
     precision: Annotated[int, Field(ge=1, le=38)] = 18
     scale: Annotated[int, Field(ge=0, le=37)] = 2
+    allow_non_finite: bool = Field(
+        default=False, description="float columns: load nan, inf and -inf instead of rejecting them"
+    )
+    pii: Pii | None = Field(
+        default=None,
+        description="hash (keyed HMAC-SHA256), redact (null) or mask (Snowflake masking policy)",
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -67,8 +76,12 @@ class ColumnSpec(_Strict):
             raise ValueError(f"pattern applies to string columns, not {self.type}")
         if self.format is not None and self.type not in ("date", "timestamp"):
             raise ValueError(f"format applies to date and timestamp columns, not {self.type}")
+        if self.allow_non_finite and self.type != "float":
+            raise ValueError(f"allow_non_finite applies to float columns, not {self.type}")
         if self.scale > self.precision:
             raise ValueError(f"scale {self.scale} is larger than precision {self.precision}")
+        if self.pii in ("hash", "mask") and self.type != "string":
+            raise ValueError(f"pii: {self.pii} applies to string columns, not {self.type}")
         return self
 
 
@@ -292,7 +305,21 @@ class DatasetSpec(_Strict):
             raise ValueError(f"checks.unique names unknown column(s): {', '.join(unknown)}")
         if self.delimiter in ("\n", "\r") or self.delimiter == self.quote:
             raise ValueError("delimiter must differ from the quote and line-ending characters")
+        if column.pii is not None:
+            raise ValueError(f"date_column {self.date_column!r} cannot be pii: the checks need it")
+        redacted = self.checks.unique and [
+            c for c in self.checks.unique.columns if self.columns[c].pii == "redact"
+        ]
+        if redacted:
+            raise ValueError(
+                f"checks.unique names redacted column(s) {', '.join(redacted)}: once loaded their "
+                "values are all null; pii: hash keeps them comparable"
+            )
         return self
+
+    def pii_columns(self, *kinds: str) -> list[str]:
+        """The columns marked with one of the `pii` kinds, in spec order."""
+        return [name for name, column in self.columns.items() if column.pii in kinds]
 
     def file_name(self, month: str) -> str:
         """The landing file name for a month (`YYYY-MM`)."""

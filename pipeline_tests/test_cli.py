@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.project import DBT_PROJECT_DIR
 from pipeline.sample_data import month_frame, write_tsv
-from pipeline.settings import Settings
+from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
 from pipeline_tests.support import run
 
 
@@ -103,3 +103,28 @@ def test_a_broken_spec_is_reported_with_its_file(
     assert result.returncode == 1
     assert f"{datasets / 'bad.yaml'}: field columns.d.type" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_report_model_that_fails_names_itself_and_the_missing_column(
+    deployment: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user's own `flights` spec without `fare` gets the bundled stg_flights, which reads it: the
+    # summary used to say only "The dbt CLI process with command ...".
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    bundled = (BUNDLED_DATASETS_DIR / "flights.yaml").read_text().splitlines(keepends=True)
+    (datasets / "flights.yaml").write_text("".join(line for line in bundled if "fare:" not in line))
+    monkeypatch.setenv("PIPELINE_DATASETS_DIR", str(datasets))
+    write_tsv(month_frame("2024-01", 20, seed=1), deployment.landing_dir / "flights_2024-01.tsv")
+
+    loaded = run("load", "flights", "--from", "2024-01", "--to", "2024-01")
+    status = run("status", "flights")
+
+    reason = "stg_flights needs column(s) fare in raw.flights: add them to the flights spec"
+    assert loaded.returncode == 1, loaded.stderr
+    assert f"2024-01 failed: flights_reports: {reason}" in loaded.stdout
+    assert "dbt CLI process" not in loaded.stdout
+    assert status.returncode == 0, status.stderr
+    rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
+    assert rows["2024-01"][1] == "failed"  # the raw rows loaded; the month's reports did not
+    assert f"flights_reports: {reason}" in status.stdout

@@ -7,7 +7,7 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from pipeline.assets.dbt import partitioned_dbt_vars
+from pipeline.assets.dbt import failed_nodes, partitioned_dbt_vars
 from pipeline.definitions import build_definitions
 from pipeline.jobs import load_job_name
 from pipeline.settings import Settings
@@ -64,3 +64,36 @@ def test_snowflake_credentials_are_env_vars_read_at_run_time(
     assert config.private_key_password.env_var_name == "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
     assert config.password is None  # unset variables are left out, not passed as ""
     assert "do-not-show" not in repr(defs.resources)
+
+
+def test_a_failed_dbt_build_names_each_failed_model_and_the_database_message() -> None:
+    run_results = {
+        "results": [
+            {"unique_id": "model.pipeline_reports.stg_orders", "status": "success"},
+            {
+                "unique_id": "model.pipeline_reports.stg_flights",
+                "status": "error",
+                "message": "Runtime Error in model stg_flights (models/staging/stg_flights.sql)\n"
+                '  Binder Error: Referenced column "fare" not found in FROM clause!\n'
+                '  Candidate bindings: "carrier"',
+            },
+            {"unique_id": "model.pipeline_reports.flights_daily", "status": "skipped"},
+            {
+                "unique_id": "model.pipeline_reports.settlements_daily",
+                "status": "error",
+                "message": "Compilation Error in model settlements_daily (models/marts/x.sql)\n"
+                "  settlements_daily needs column(s) fee in raw.settlements: add them\n"
+                "  \n  > in macro require_columns (macros/require_columns.sql)",
+            },
+            {
+                "unique_id": "test.pipeline_reports.unique_flights_daily_flight_date.af4cab9b86",
+                "status": "fail",
+                "message": "Got 2 results, configured to fail if != 0",
+            },
+        ]
+    }
+    assert failed_nodes(run_results) == [
+        'stg_flights: Binder Error: Referenced column "fare" not found in FROM clause!',
+        "settlements_daily needs column(s) fee in raw.settlements: add them",
+        "unique_flights_daily_flight_date: Got 2 results, configured to fail if != 0",
+    ]

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import dagster as dg
+from collections.abc import Callable
 
+import dagster as dg
+import pytest
+
+from pipeline.assets.loads import build_load_asset, raw_asset_key
 from pipeline.definitions import build_definitions, open_warehouse
-from pipeline.runner import load_months, month_statuses, plan_months, purge_month
-from pipeline.sample_data import month_frame, write_tsv
+from pipeline.runner import (
+    load_months,
+    month_statuses,
+    partitioned_downstream,
+    plan_months,
+    purge_month,
+)
+from pipeline.sample_data import month_frame, settlements_frame, write_tsv
 from pipeline.settings import Settings
-from pipeline.specs import DatasetSpec
+from pipeline.specs import DatasetSpec, load_specs
 from pipeline_tests.support import run, scalar
 
 
@@ -99,3 +109,105 @@ def test_purge_deletes_the_month_everywhere_and_records_it(
         s.month: s.status for s in month_statuses(defs, flights, instance, ["2024-01", "2024-02"])
     }
     assert by_month == {"2024-01": "missing", "2024-02": "materialized"}
+
+
+# Each way a month of flights gets into the instance, as a run of 2024-01.
+Launch = Callable[[dg.Definitions, DatasetSpec, dg.DagsterInstance], object]
+
+
+def by_the_cli(defs: dg.Definitions, spec: DatasetSpec, instance: dg.DagsterInstance) -> None:
+    load_months(defs, spec, ["2024-01"], instance)
+
+
+def by_materialize(defs: dg.Definitions, spec: DatasetSpec, instance: dg.DagsterInstance) -> None:
+    """A script's (or a notebook's) `dg.materialize`: its own ephemeral job."""
+    dg.materialize(
+        [build_load_asset(spec)],
+        partition_key="2024-01",
+        instance=instance,
+        resources=defs.resources,
+    )
+
+
+def by_a_ui_backfill(defs: dg.Definitions, spec: DatasetSpec, instance: dg.DagsterInstance) -> None:
+    """A backfill from the asset graph: the implicit asset job, one run per month, tagged."""
+    defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key="2024-01",
+        asset_selection=partitioned_downstream(defs, raw_asset_key(spec)),
+        instance=instance,
+        tags={"dagster/backfill": "flightsbf"},
+    )
+
+
+def by_a_failed_ui_materialization(
+    defs: dg.Definitions, spec: DatasetSpec, instance: dg.DagsterInstance
+) -> None:
+    """*Materialize* on raw/flights for a month whose file is gone: planned, never materialized."""
+    (defs.resources["files"].landing_path / spec.file_name("2024-01")).unlink()
+    defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key="2024-01",
+        asset_selection=[raw_asset_key(spec)],
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def by_the_sensor(defs: dg.Definitions, spec: DatasetSpec, instance: dg.DagsterInstance) -> None:
+    """The landing sensor's request, run the way the daemon builds it (job, partition, tags)."""
+    sensor = defs.resolve_sensor_def(f"{spec.name}_landing")
+    resources = {"files": defs.resources["files"]}
+    cursor = None
+    for _ in range(2):  # a file is requested once it looks the same on two ticks
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+        result = sensor(context)
+        cursor = result.cursor
+    (request,) = [r for r in result.run_requests if r.partition_key == "2024-01"]
+    defs.resolve_job_def(sensor.job_name).execute_in_process(
+        partition_key=request.partition_key,
+        instance=instance,
+        tags={
+            **request.tags,
+            **dg.DagsterRun.tags_for_sensor(sensor),
+            "dagster/run_key": request.run_key,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "launch",
+    [by_the_cli, by_materialize, by_a_ui_backfill, by_a_failed_ui_materialization, by_the_sensor],
+)
+def test_purge_forgets_the_month_whichever_way_it_was_run(
+    launch: Launch, settings: Settings, instance: dg.DagsterInstance, flights: DatasetSpec
+) -> None:
+    # Purge used to delete only runs of the load job: a month loaded from the UI or by a script
+    # stayed materialized after its rows were gone.
+    settlements = load_specs(settings.datasets_dir)["settlements"]
+    land(settings, "2024-01", 1)
+    land(settings, "2024-02", 2)
+    write_tsv(
+        settlements_frame("2024-01", 5, seed=1), settings.landing_dir / "settlements_2024-01.tsv"
+    )
+    defs = build_definitions(settings)
+    job = defs.resolve_implicit_global_asset_job_def()
+    others = [  # the same month of another dataset, another month of this one
+        job.execute_in_process(
+            partition_key=month, asset_selection=[raw_asset_key(spec)], instance=instance
+        ).run_id
+        for spec, month in [(settlements, "2024-01"), (flights, "2024-02")]
+    ]
+    launch(defs, flights, instance)
+    assert month_statuses(defs, flights, instance, ["2024-01"])[0].status != "missing"
+
+    with open_warehouse(settings) as warehouse:
+        purge_month(defs, flights, "2024-01", instance, warehouse)
+
+    by_month = {
+        s.month: s.status for s in month_statuses(defs, flights, instance, ["2024-01", "2024-02"])
+    }
+    assert by_month == {"2024-01": "missing", "2024-02": "materialized"}
+    (other_dataset,) = month_statuses(defs, settlements, instance, ["2024-01"])
+    assert other_dataset.status == "materialized"
+    assert all(instance.get_run_by_id(run_id) is not None for run_id in others)
+    left = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "2024-01"}))
+    assert [run.run_id for run in left] == [others[0]]  # settlements' 2024-01 alone

@@ -39,6 +39,7 @@ def test_the_documented_contract_is_accepted(tmp_path: Path) -> None:
     assert spec.delimiter == "\t"
     assert spec.columns["carrier"].pattern == "^[A-Z0-9]{2}$"
     assert spec.columns["distance"].nullable is True
+    assert spec.columns["distance"].allow_non_finite is False
     assert spec.checks.max_reject_ratio == 0.001
     assert spec.file_name("2013-04") == "flights_2013-04.tsv"
     assert spec.month_of("flights_2013-04.tsv") == "2013-04"
@@ -71,6 +72,12 @@ def test_json_specs_are_accepted(tmp_path: Path) -> None:
         ),
         ("name: flights", "name: Flights-2", "field name", "should match pattern"),
         ('"^[A-Z0-9]{2}$"', '"^[A-Z"', "columns.carrier.pattern", "does not compile"),
+        (
+            "{type: int, nullable: false, min: 1}",
+            "{type: int, allow_non_finite: true}",
+            "columns.flight",
+            "allow_non_finite applies to float columns, not int",
+        ),
         (
             "date_column: flight_date",
             "date_column: departed",
@@ -115,6 +122,30 @@ def test_json_specs_are_accepted(tmp_path: Path) -> None:
             "fiscal: {week_start: 0}\nchecks:",
             "fiscal",
             "week_start applies only with a week_pattern",
+        ),
+        (
+            "{type: float, min: 0}",
+            "{type: float, min: 0, pii: hash}",
+            "columns.distance",
+            "pii: hash applies to string columns, not float",
+        ),
+        (
+            "{type: timestamp}",
+            "{type: timestamp, pii: secret}",
+            "columns.time_hour.pii",
+            "'redact'",
+        ),
+        (
+            "{type: date, nullable: false}",
+            "{type: date, nullable: false, pii: redact}",
+            "(top level)",
+            "date_column 'flight_date' cannot be pii",
+        ),
+        (
+            "{type: timestamp}\nchecks:",
+            "{type: timestamp, pii: redact}\nchecks:\n  unique: {columns: [flight, time_hour]}",
+            "(top level)",
+            "checks.unique names redacted column(s) time_hour",
         ),
     ],
 )

@@ -6,12 +6,19 @@ ledger span every dataset, so they are one unpartitioned asset group downstream 
 """
 
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DbtCliInvocation,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from pipeline.assets.loads import raw_asset_key
 from pipeline.fiscal import fiscal_day
@@ -23,6 +30,11 @@ from pipeline.warehouse.base import REPORT_SCHEMA, Warehouse, statement_context
 
 # The loader's bookkeeping (load ledger, check results): dbt source `pipeline`.
 LEDGER_SELECTION = "source:pipeline+"
+# run_results.json statuses of a node that stopped the build: a model's error, a test's failure.
+FAILED_STATUSES = ("error", "fail")
+# dbt's first line of a node's message, `Runtime Error in model stg_flights (models/...)`: the
+# node's name says that already; the database's own words follow it.
+DBT_ERROR_HEADER = re.compile(r"^[\w ]*Error in \w+ \S+ \(.*\)$")
 
 
 def partitioned_dbt_vars(time_window: dg.TimeWindow, fiscal: FiscalSpec) -> dict[str, Any]:
@@ -147,9 +159,8 @@ def _dbt_assets(
         events = list(invocation.stream())
         with statement_context(dataset, variables.get("month", "all"), context.run.run_id):
             yield from with_row_counts(events, invocation.manifest, warehouse)
-        error = invocation.get_error()
-        if error is not None:
-            raise error
+        if not invocation.is_successful():
+            raise dbt_failure(invocation)
 
     return reports
 
@@ -178,6 +189,40 @@ def _materializes(event: Any) -> bool:
 def _unique_id(event: Any) -> str | None:
     unique_id = event.metadata.get("unique_id")
     return unique_id.value if unique_id is not None else None
+
+
+def dbt_failure(invocation: DbtCliInvocation) -> Exception:
+    """The failure of a dbt build in its nodes' words, one line per failed model or test.
+
+    dagster-dbt's own error names only the command and its exit code; the reason is in the
+    invocation's run results. Without any (dbt stopped before running a node: a bad profile, a
+    parse error), dagster-dbt's error is the best there is.
+    """
+    path = invocation.target_path / "run_results.json"
+    failed = failed_nodes(invocation.get_artifact("run_results.json")) if path.exists() else []
+    if not failed:
+        return invocation.get_error() or dg.Failure(f"`{invocation.dbt_command}` failed")
+    return dg.Failure(
+        description="\n".join(failed),
+        metadata={"dbt_log": dg.MetadataValue.path(str(invocation.target_path / "dbt.log"))},
+    )
+
+
+def failed_nodes(run_results: Mapping[str, Any]) -> list[str]:
+    """`<node>: <the database's message, first line>` for each model that errored or test that
+    failed in dbt's run_results.json; the nodes skipped because of them are left out."""
+    failed = []
+    for result in run_results.get("results", []):
+        if result.get("status") not in FAILED_STATUSES:
+            continue
+        # model.<package>.<name>, test.<package>.<name>.<hash>
+        name = result["unique_id"].split(".")[2]
+        lines = [line.strip() for line in (result.get("message") or "").splitlines()]
+        lines = [line for line in lines if line and not DBT_ERROR_HEADER.match(line)]
+        reason = lines[0] if lines else result["status"]
+        # A message that starts with the node's name (require_columns's) needs no prefix.
+        failed.append(reason if reason.startswith(f"{name} ") else f"{name}: {reason}")
+    return failed
 
 
 def _source(name: str) -> str:

@@ -14,12 +14,16 @@ blocking checks stop downstream steps without failing the asset's partition or w
 
 import datetime as dt
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from pipeline.assets.catalog import column_schema
 from pipeline.assets.checks import MonthCheck, check_specs, month_checks, to_check_result
+from pipeline.audit import anchor, anchors_file, record_spec, run_actor
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.scope import MonthUnderCheck
 from pipeline.ingest import staging
@@ -31,6 +35,7 @@ from pipeline.partitions import dataset_partitions
 from pipeline.progress import CHECKS, PUBLISH, READ, STAGE, MonthProgress
 from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec
+from pipeline.warehouse.audit import acting_as
 from pipeline.warehouse.base import (
     RAW_SCHEMA,
     Candidate,
@@ -85,7 +90,10 @@ def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.As
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         month = context.partition_key
         progress = MonthProgress(f"{spec.name} {month}", context.log.info)
-        with statement_context(spec.name, month, context.run.run_id):
+        with (
+            statement_context(spec.name, month, context.run.run_id),
+            acting_as(run_actor(context.run.tags)),
+        ):
             try:
                 yield from load_month(context, spec, checks, files, warehouse, progress)
             finally:
@@ -103,74 +111,64 @@ def load_month(
     progress: MonthProgress,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Stage, check and publish (or refuse) one month; see the module's docstring."""
-    month, run_id = context.partition_key, context.run.run_id
+    month = context.partition_key
     path = files.landing_path / spec.file_name(month)
-    started_at = now()
+    attempt = _Attempt(
+        warehouse, spec, month, context.run.run_id, path, anchors_file(context.instance)
+    )
     staging.sweep(files.staging_path, older_than=staging.ORPHAN_AGE_SECONDS)
-    try:
+    record_spec(warehouse, spec, attempt.run_id)
+    with attempt.recorded():
         require_file(spec, path, month)
-    except LoadError as exc:
-        warehouse.record_load(
-            LedgerEntry.without_rows(
-                spec.name, month, run_id, "failed", started_at, now(), str(path), str(exc)
-            )
-        )
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
     month_dir = staging.month_staging(files.staging_path, spec.name, month)
     directory = month_dir / staging.staging_key(spec, fingerprint(path))
     # One run per month at a time: another staging of this month is a killed run's leftover.
     staging.sweep(month_dir, keep=directory)
-    with staging.claimed(directory):
-        load_id = new_load_id()
-        staged: StagedLoad | None = None
-        try:
-            progress.phase(READ, str(path))
-            staged = stage_file(
-                spec,
-                path,
-                month,
-                directory,
-                block_bytes=files.block_bytes,
-                part_bytes=warehouse.part_bytes,  # Snowflake wants 100-250 MB uploads
-                progress=progress.read,
-            )
-            progress.phase(STAGE)
-            candidate = warehouse.stage_candidate(staged, load_id)
-            progress.phase(CHECKS)
-            outcomes = _evaluate(checks, MonthUnderCheck(warehouse, staged, candidate))
-        except LoadError as exc:  # a file that cannot load, or counts that do not reconcile
-            _record_failure(warehouse, spec, month, run_id, staged, load_id, started_at, str(exc))
-            staging.remove(directory)
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        except Exception as exc:  # the warehouse's trouble: retried, reusing the staged parts
-            _record_failure(warehouse, spec, month, run_id, staged, load_id, started_at, str(exc))
-            raise
+    with staging.claimed(directory), attempt.recorded(directory):
+        progress.phase(READ, str(path))
+        staged = attempt.staged = stage_file(
+            spec,
+            path,
+            month,
+            directory,
+            block_bytes=files.block_bytes,
+            part_bytes=warehouse.part_bytes,  # Snowflake wants 100-250 MB uploads
+            progress=progress.read,
+            pii_key=files.pii_key,
+        )
+        progress.phase(STAGE)
+        candidate = warehouse.stage_candidate(staged, attempt.load_id)
+        progress.phase(CHECKS)
+        outcomes = {
+            check.name: check.evaluate(MonthUnderCheck(warehouse, staged, candidate))
+            for check in checks
+        }
         for name, outcome in outcomes.items():
-            warehouse.record_check(_check_record(spec, month, name, outcome, run_id, load_id))
+            warehouse.record_check(_check_record(attempt, name, outcome))
         refused = {name: o for name, o in outcomes.items() if _refuses(o)}
         if refused:
-            yield from _results(outcomes, {"candidate": candidate.names(), "load_id": load_id})
-            _refuse(warehouse, staged, candidate, run_id, refused)
+            yield from _results(
+                outcomes, {"candidate": candidate.names(), "load_id": attempt.load_id}
+            )
+            _refuse(warehouse, staged, candidate, attempt.run_id, refused)
             staging.remove(directory)
             raise dg.Failure(
                 description=_refusal(staged, candidate, refused),
                 allow_retries=False,
-                metadata=_figures(staged, candidate),
+                metadata=_figures(staged, candidate) | attempt.anchored(),
             )
-        entry = LedgerEntry.for_staged(staged, load_id, run_id, "loaded", candidate.counts)
+        entry = LedgerEntry.for_staged(
+            staged, attempt.load_id, attempt.run_id, "loaded", candidate.counts
+        )
         progress.phase(PUBLISH)
-        try:
-            warehouse.publish(staged, candidate, entry)
-        except Exception as exc:
-            _record_failure(warehouse, spec, month, run_id, staged, load_id, started_at, str(exc))
-            raise
+        warehouse.publish(staged, candidate, entry)
         staging.remove(directory)
     context.log.info(
         f"{spec.name} {month}: published {candidate.rows:,} rows and {candidate.rejects:,} "
         f"rejects from {staged.source_file}"
     )
-    yield dg.MaterializeResult(metadata=_published_metadata(staged, candidate))
-    yield from _results(outcomes, {"load_id": load_id})
+    yield dg.MaterializeResult(metadata=_published_metadata(staged, candidate) | attempt.anchored())
+    yield from _results(outcomes, {"load_id": attempt.load_id})
 
 
 def _account(
@@ -197,8 +195,68 @@ def _account(
         context.log.warning(f"{spec.name} {month}: timings or metrics not updated: {exc}")
 
 
-def _evaluate(checks: list[MonthCheck], month: MonthUnderCheck) -> dict[str, CheckOutcome]:
-    return {check.name: check.evaluate(month) for check in checks}
+@dataclass
+class _Attempt:
+    """One attempt to load a month: how a failure of it is recorded and whether it is final."""
+
+    warehouse: Warehouse
+    spec: DatasetSpec
+    month: str
+    run_id: str
+    path: Path
+    anchors: Path
+    load_id: str = field(default_factory=new_load_id)
+    started_at: dt.datetime = field(default_factory=now)
+    staged: StagedLoad | None = None
+
+    @contextmanager
+    def recorded(self, staging_dir: Path | None = None) -> Iterator[None]:
+        """Record a failure inside the block in the ledger.
+
+        A LoadError (a file that cannot load, counts that do not reconcile) fails for good: the
+        staged parts go and Dagster does not retry. Any other error is the warehouse's trouble:
+        the step's retry policy tries again, reusing the staged parts. A refusal (dg.Failure) was
+        recorded already.
+        """
+        try:
+            yield
+        except dg.Failure:
+            raise
+        except LoadError as exc:
+            self._record(str(exc))
+            if staging_dir is not None:
+                staging.remove(staging_dir)
+            raise dg.Failure(
+                description=str(exc), allow_retries=False, metadata=self.anchored()
+            ) from None
+        except Exception as exc:
+            self._record(str(exc))
+            raise
+
+    def anchored(self) -> dict[str, Any]:
+        """Anchor the audit log's head after this run's entries outside the warehouse, in the
+        anchors file and (returned) in the run's metadata. A run that ends in a warehouse error
+        anchors nothing: the warehouse may be out of reach, and the next run's anchor covers its
+        entries."""
+        return anchor(self.warehouse, self.anchors, self.run_id)
+
+    def _record(self, error: str) -> None:
+        if self.staged is None:
+            entry = LedgerEntry.without_rows(
+                self.spec.name,
+                self.month,
+                self.run_id,
+                "failed",
+                self.started_at,
+                now(),
+                str(self.path),
+                error,
+            )
+        else:
+            entry = LedgerEntry.for_staged(
+                self.staged, self.load_id, self.run_id, "failed", error=error
+            )
+        self.warehouse.record_load(entry)
 
 
 def _refuses(outcome: CheckOutcome) -> bool:
@@ -244,40 +302,19 @@ def _refusal(staged: StagedLoad, candidate: Candidate, refused: dict[str, CheckO
     )
 
 
-def _record_failure(
-    warehouse: Warehouse,
-    spec: DatasetSpec,
-    month: str,
-    run_id: str,
-    staged: StagedLoad | None,
-    load_id: str,
-    started_at: dt.datetime,
-    error: str,
-) -> None:
-    if staged is None:
-        entry = LedgerEntry.without_rows(
-            spec.name, month, run_id, "failed", started_at, now(), "", error
-        )
-    else:
-        entry = LedgerEntry.for_staged(staged, load_id, run_id, "failed", error=error)
-    warehouse.record_load(entry)
-
-
-def _check_record(
-    spec: DatasetSpec, month: str, name: str, outcome: CheckOutcome, run_id: str, load_id: str
-) -> CheckRecord:
+def _check_record(attempt: _Attempt, name: str, outcome: CheckOutcome) -> CheckRecord:
     return CheckRecord(
-        dataset=spec.name,
-        month=month,
+        dataset=attempt.spec.name,
+        month=attempt.month,
         check_name=name,
         severity=outcome.severity,
         passed=outcome.passed,
         observed=outcome.observed,
         threshold=outcome.threshold,
         summary=outcome.summary,
-        run_id=run_id,
+        run_id=attempt.run_id,
         checked_at=now(),
-        load_id=load_id,
+        load_id=attempt.load_id,
     )
 
 

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 import pandera.polars as pa
 import polars as pl
 
-from pipeline.ingest.failures import FAILURE_SCHEMA, build_rejects
+from pipeline.ingest.failures import build_rejects
 from pipeline.ingest.header import Header
 from pipeline.ingest.lines import Block, sort_lines
+from pipeline.ingest.pii import Protection
 from pipeline.ingest.schema import schema_failures
 from pipeline.ingest.types import fallback_parse_expr, parse_expr
+from pipeline.ingest.values import control_character_failures, value_failures
 from pipeline.specs import DatasetSpec
 
 
@@ -24,23 +26,32 @@ class ValidatedBatch:
 
 
 def validate_block(
-    block: Block, header: Header, spec: DatasetSpec, schema: pa.DataFrameSchema
+    block: Block,
+    header: Header,
+    spec: DatasetSpec,
+    schema: pa.DataFrameSchema,
+    protection: Protection,
 ) -> ValidatedBatch:
-    """Parse, type and validate the lines of `block` against the spec."""
+    """Parse, type and validate the lines of `block` against the spec; then replace sensitive
+    values (`protection`), so the rules judge clear values and nothing after sees them."""
     lines = sort_lines(block, header, spec)
-    text = lines.fields
+    control_failures = control_character_failures(lines, spec)
+    text = _without_lines(lines.fields, control_failures["_line_number"])
     typed = text.select(
         "_line_number",
         *(parse_expr(pl.col(name), column).alias(name) for name, column in spec.columns.items()),
     )
     typed = _reparse_missed(text, typed, spec)
-    parse_failures = _parse_failures(text, typed, spec)
-    parsed = _without_lines(typed, parse_failures["_line_number"])
-    failures = pl.concat([lines.failures, parse_failures, schema_failures(schema, parsed)])
+    failed_values = value_failures(text, typed, spec)
+    parsed = _without_lines(typed, failed_values["_line_number"])
+    failures = pl.concat(
+        [lines.failures, control_failures, failed_values, schema_failures(schema, parsed)]
+    )
     rejected = failures["_line_number"].unique().sort()
+    raw_lines = protection.raw_lines(lines.raw_lines(rejected), header, spec)
     return ValidatedBatch(
-        rows=_without_lines(parsed, rejected),
-        rejects=build_rejects(failures, lines.raw_lines(rejected)).sort("_line_number"),
+        rows=protection.rows(_without_lines(parsed, rejected)),
+        rejects=build_rejects(protection.failures(failures), raw_lines).sort("_line_number"),
     )
 
 
@@ -62,22 +73,3 @@ def _reparse_missed(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) 
         retried = text.filter(missed).select(fallback.alias(name))[name]
         typed = typed.with_columns(typed[name].scatter(missed.arg_true(), retried))
     return typed
-
-
-def _parse_failures(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
-    """Values that were present but did not parse as their column's type."""
-    typed_columns = {name: c for name, c in spec.columns.items() if c.type != "string"}
-    missed = text.select(
-        (pl.col(name).is_not_null() & typed[name].is_null()).alias(name) for name in typed_columns
-    )
-    frames = [
-        text.filter(missed[name]).select(
-            "_line_number",
-            pl.lit(name).alias("column"),
-            pl.lit(f"is not a valid {column.type}").alias("rule"),
-            pl.col(name).alias("value"),
-        )
-        for name, column in typed_columns.items()
-        if missed[name].any()
-    ]
-    return pl.concat(frames).cast(FAILURE_SCHEMA) if frames else pl.DataFrame(schema=FAILURE_SCHEMA)

@@ -25,6 +25,8 @@ NEWLINE = ord("\n")
 CARRIAGE_RETURN = ord("\r")
 # A newline followed by an empty line (LF or CRLF): a blank line that is not the block's first.
 BLANK_AFTER_NEWLINE = re.compile(rb"\n(?=\r?\n)")
+TAB = ord("\t")
+FIRST_PRINTABLE = 0x20
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class SortedLines:
     block: Block
     starts: np.ndarray  # byte offset of each line of the block
     ends: np.ndarray  # byte offset where each line's content ends (before CR LF)
+    control_bytes: bool  # whether a field may hold a control character (values.py looks)
 
     def raw_lines(self, line_numbers: pl.Series) -> pl.DataFrame:
         """The exact text of some lines, as read (invalid UTF-8 shown as backslash escapes)."""
@@ -149,7 +152,28 @@ def sort_lines(block: Block, header: Header, spec: DatasetSpec) -> SortedLines:
         block=block,
         starts=starts,
         ends=content_ends,
+        control_bytes=_has_control_bytes(raw, ends, content_ends, delimiters, spec),
     )
+
+
+def _has_control_bytes(
+    raw: np.ndarray,
+    ends: np.ndarray,
+    content_ends: np.ndarray,
+    delimiters: np.ndarray,
+    spec: DatasetSpec,
+) -> bool:
+    """Whether the block has a byte below 0x20 besides newlines, the CRs of CRLF endings, tabs
+    and the delimiter: one comparison over the bytes, held against counts the line structure
+    already gives, so a clean block (nearly every one) pays a few ms. A lone CR inside a field
+    also answers True; the per-column search then finds nothing and the line loads.
+    """
+    expected = len(ends) + int((ends - content_ends).sum())
+    if ord(spec.delimiter) < FIRST_PRINTABLE:
+        expected += int(delimiters.sum())
+    if spec.delimiter != "\t":
+        expected += np.count_nonzero(raw == TAB)
+    return np.count_nonzero(raw < FIRST_PRINTABLE) > expected
 
 
 def _keep_lines(data: bytes, starts: np.ndarray, ends: np.ndarray, keep: np.ndarray) -> bytes:
@@ -226,7 +250,8 @@ def _sort_special_lines(
         try:
             values = split_line(text, spec)
         except csv.Error as exc:
-            failures.append((number, None, f"quoting error: {exc}", text[:200]))
+            # The line is in the reject's _raw_line; a copy here would escape pii protection.
+            failures.append((number, None, f"quoting error: {exc}", None))
             continue
         if len(values) != header.field_count:
             failures.append(

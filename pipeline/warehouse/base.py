@@ -19,8 +19,17 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
+from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import ReconciliationError, StagedLoad, new_load_id
 from pipeline.specs import ColumnSpec, DatasetSpec
+from pipeline.warehouse.audit import (
+    AUDIT_COLUMNS,
+    AUDIT_TABLE,
+    AuditEvent,
+    AuditHead,
+    append_audit,
+    read_head,
+)
 from pipeline.warehouse.ledger import (
     CHECK_RESULT_COLUMNS,
     CHECK_RESULTS_TABLE,
@@ -35,7 +44,6 @@ from pipeline.warehouse.ledger import (
 from pipeline.warehouse.sql import (
     Dialect,
     Run,
-    affected,
     append,
     delete_month,
     ensure_table,
@@ -73,6 +81,7 @@ REJECT_COLUMNS = {
 LEDGER_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in LEDGER_COLUMNS.items()}
 CHECK_RESULTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in CHECK_RESULT_COLUMNS.items()}
 PHASES_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in PHASE_COLUMNS.items()}
+AUDIT_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in AUDIT_COLUMNS.items()}
 T = TypeVar("T")
 _META_READY: set[tuple[object, ...]] = set()
 
@@ -188,6 +197,10 @@ class Warehouse(dg.ConfigurableResource):
         """Identifies the database, so bookkeeping tables are created once per process."""
 
     @abstractmethod
+    def location(self) -> str:
+        """Names the database for people and for the audit anchors: stable across processes."""
+
+    @abstractmethod
     def fill_candidate(
         self, run: Run, staged: StagedLoad, load_id: str, table: str, target: str
     ) -> int:
@@ -221,6 +234,7 @@ class Warehouse(dg.ConfigurableResource):
             counts = {}
             for table, columns in dataset_tables(spec).items():
                 ensure_table(run, self.dialect, RAW_SCHEMA, table, columns)
+                self.mask_columns(run, spec, table)
                 target = self.dialect.table(CANDIDATE_SCHEMA, tables[table])
                 run(f"CREATE SCHEMA IF NOT EXISTS {self.dialect.quote(CANDIDATE_SCHEMA)}", [])
                 ddl = ", ".join(
@@ -251,28 +265,34 @@ class Warehouse(dg.ConfigurableResource):
 
         Idempotent per load: publishing a load the ledger already records as published (a commit
         whose answer was lost) changes nothing. Raises ReconciliationError, with nothing changed,
-        when an insert takes other counts than the candidate holds.
+        when the transaction would commit other counts than the candidate holds, or other than
+        one ledger row for the load.
         """
 
         def swap(run: Run) -> None:
             self._ensure_meta(run)
-            if run(
-                f"SELECT count(*) AS n FROM {self.dialect.table(META_SCHEMA, LEDGER_TABLE)} "
-                "WHERE load_id = ? AND status = 'loaded'",
-                [entry.load_id],
-            )[0]["n"]:
+            if self._ledger_rows(run, entry.load_id):
                 return
             with transaction(run):
                 for table, target in candidate.tables.items():
                     delete_month(run, self.dialect, RAW_SCHEMA, table, "_month", staged.month)
-                    inserted = self._insert_candidate(run, staged, table, target, entry)
-                    if inserted != candidate.counts[table]:
+                    self._insert_candidate(run, staged, table, target, entry)
+                    # Counted rather than taken from the INSERT's answer: an INSERT that the
+                    # connector sent again after losing its answer answers for itself alone.
+                    published = self._month_rows(run, table, staged.month)
+                    if published != candidate.counts[table]:
                         raise ReconciliationError(
                             f"{staged.source_file}: {CANDIDATE_SCHEMA}.{target} holds "
-                            f"{candidate.counts[table]:,} rows but {inserted:,} were published "
+                            f"{candidate.counts[table]:,} rows but {published:,} were published "
                             f"into {RAW_SCHEMA}.{table}; rolled back"
                         )
-                append(run, self.dialect, META_SCHEMA, LEDGER_TABLE, entry.row())
+                self._append_ledger(run, entry)
+                recorded = self._ledger_rows(run, entry.load_id)
+                if recorded != 1:
+                    raise ReconciliationError(
+                        f"{staged.source_file}: {recorded} ledger rows were written for load "
+                        f"{entry.load_id} instead of one; rolled back"
+                    )
 
         self.attempt(f"publish {staged.dataset} {staged.month}", swap)
         self.drop_candidates(staged.dataset, staged.month)
@@ -314,17 +334,36 @@ class Warehouse(dg.ConfigurableResource):
 
     def _insert_candidate(
         self, run: Run, staged: StagedLoad, table: str, target: str, entry: LedgerEntry
-    ) -> int:
-        """Insert a candidate table into its raw table, stamped; returns the rows inserted."""
+    ) -> None:
+        """Insert a candidate table into its raw table, stamped with the load."""
         columns = list(staged_columns(staged.spec, table))
         names = ", ".join(self.dialect.quote(c) for c in [*columns, *STAMPED_COLUMNS])
         selected = ", ".join(self.dialect.quote(c) for c in columns)
-        rows = run(
+        run(
             f"INSERT INTO {self.dialect.table(RAW_SCHEMA, table)} ({names}) "
             f"SELECT {selected}, ?, ?, ?, ? FROM {self.dialect.table(CANDIDATE_SCHEMA, target)}",
             [staged.month, staged.source_file, entry.finished_at, entry.load_id],
         )
-        return affected(rows)
+
+    def _month_rows(self, run: Run, table: str, month: str) -> int:
+        """The rows of a month in a raw table, as this session sees them."""
+        return int(
+            run(
+                f"SELECT count(*) AS n FROM {self.dialect.table(RAW_SCHEMA, table)} "
+                f"WHERE {self.dialect.quote('_month')} = ?",
+                [month],
+            )[0]["n"]
+        )
+
+    def _ledger_rows(self, run: Run, load_id: str) -> int:
+        """How many times the ledger records `load_id` as published, as this session sees it."""
+        return int(
+            run(
+                f"SELECT count(*) AS n FROM {self.dialect.table(META_SCHEMA, LEDGER_TABLE)} "
+                "WHERE load_id = ? AND status = 'loaded'",
+                [load_id],
+            )[0]["n"]
+        )
 
     def purge_month(
         self, spec: DatasetSpec, month: str, report_tables: Sequence[str], entry: LedgerEntry
@@ -353,7 +392,7 @@ class Warehouse(dg.ConfigurableResource):
                     )
                     for schema, table, column in targets
                 }
-                append(run, self.dialect, META_SCHEMA, LEDGER_TABLE, entry.row())
+                self._append_ledger(run, entry)
             return deleted
 
         with statement_context(spec.name, month, entry.run_id):
@@ -367,8 +406,53 @@ class Warehouse(dg.ConfigurableResource):
         self._record(CHECK_RESULTS_TABLE, record.row())
 
     def record_load(self, entry: LedgerEntry) -> None:
-        """Append one row to the load ledger in its own transaction."""
-        self._record(LEDGER_TABLE, entry.row())
+        """Append one row to the load ledger, and its audit entry, in their own transaction."""
+
+        def record(run: Run) -> None:
+            self._ensure_meta(run)
+            with transaction(run):
+                self._append_ledger(run, entry)
+
+        self.attempt(f"record {LEDGER_TABLE}", record)
+
+    def _append_ledger(self, run: Run, entry: LedgerEntry) -> None:
+        """The ledger row and its audit entry: call inside the transaction of the change."""
+        append(run, self.dialect, META_SCHEMA, LEDGER_TABLE, entry.row())
+        append_audit(run, self.dialect, META_SCHEMA, AuditEvent.for_ledger(entry))
+
+    def record_audit(self, event: AuditEvent) -> AuditHead:
+        """Append an event that changes nothing else (an alert sent, a report written) to the
+        audit log, in its own transaction; returns the new head."""
+
+        def record(run: Run) -> AuditHead:
+            self._ensure_meta(run)
+            with transaction(run):
+                return append_audit(run, self.dialect, META_SCHEMA, event)
+
+        return self.attempt(f"record {AUDIT_TABLE}", record)
+
+    def audit_head(self) -> AuditHead | None:
+        """The newest audit entry, or None while the log is empty."""
+
+        def read(run: Run) -> AuditHead | None:
+            self._ensure_meta(run)
+            return read_head(run, self.dialect, META_SCHEMA)
+
+        return self.attempt("read the audit head", read)
+
+    def mask_columns(self, run: Run, spec: DatasetSpec, table: str) -> None:
+        """Attach masking policies to the columns of raw `table` that hold `pii: mask` values.
+
+        Only Snowflake has masking policies; elsewhere such a spec is refused, since keeping the
+        clear value readable by everyone is exactly what the spec asked not to happen.
+        """
+        masked = spec.pii_columns("mask")
+        if masked:
+            raise LoadError(
+                f"{spec.name}: column(s) {', '.join(masked)} say pii: mask, which needs "
+                f"Snowflake's masking policies; {type(self).__name__} has none. Use pii: hash or "
+                "pii: redact, or load this dataset into Snowflake; nothing was loaded"
+            )
 
     def record_phases(self, records: Sequence[PhaseRecord]) -> None:
         """Append a load step's phase timings to pipeline.load_phases."""
@@ -418,6 +502,7 @@ class Warehouse(dg.ConfigurableResource):
         ensure_table(run, self.dialect, META_SCHEMA, LEDGER_TABLE, LEDGER_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, CHECK_RESULTS_TABLE, CHECK_RESULTS_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, PHASES_TABLE, PHASES_LAYOUT)
+        ensure_table(run, self.dialect, META_SCHEMA, AUDIT_TABLE, AUDIT_LAYOUT)
         _META_READY.add(key)
 
 

@@ -1,4 +1,5 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month') }}
+{{ require_columns(source('raw', 'settlements'), ['settlement_date', 'amount', 'fee']) }}
 
 -- Settlements per business day with the dataset's 4-4-5 fiscal year, quarter and period.
 with fiscal_days as (

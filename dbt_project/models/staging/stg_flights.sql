@@ -1,3 +1,8 @@
+{{ require_columns(source('raw', 'flights'), [
+    'flight_date', 'carrier', 'flight', 'origin', 'dest', 'distance', 'dep_delay', 'fare',
+    'cancelled', 'time_hour',
+]) }}
+
 select
     _month as month,
     flight_date,

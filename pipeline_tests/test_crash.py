@@ -1,0 +1,295 @@
+"""Crash safety: `pipeline load` killed with SIGKILL at random moments serves the old month or the
+new one, never a mix, a double or a half; the next run completes and leaves no staged parts.
+
+The landed file alternates between two versions of the month. Each run is killed, with its whole
+process group (dbt too), at a moment drawn with a fixed seed inside one phase of a run: start-up,
+the load step (ingest, candidate, checks, publish) or dbt building the month's models. A run that
+is not killed times the phases from its log, and each kill waits for its phase to begin in the
+killed run's log: imports and dbt's own start-up take nearly all of a run (the load step of a small
+month takes a few seconds of a minute or more), so delays over the whole run would seldom meet the
+load step.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipeline.definitions import open_warehouse
+from pipeline.ingest.files import fingerprint
+from pipeline.ingest.stream import ingest_file
+from pipeline.sample_data import month_frame, write_tsv
+from pipeline.settings import Settings
+from pipeline.specs import DatasetSpec
+from pipeline_tests.support import PIPELINE
+
+MONTH = "2024-01"
+SEED = 20240101
+# Where kills land: mostly the load step, where the raw tables change; one in start-up (the run
+# is created in the Dagster instance) and one while dbt writes the month's models (a kill there
+# costs a whole run's time: dbt starts twice).
+KILL_PHASES = ["load"] * 8 + ["startup", "dbt"]
+# The log lines a phase begins and ends with (start-up begins with the process).
+PHASES = {
+    "startup": (None, "raw__flights - STEP_START"),
+    "load": ("raw__flights - STEP_START", f"flights {MONTH}: published"),
+    "dbt": (" START sql ", "Finished running"),
+}
+RUN_TIMEOUT = 300
+RUN_ID = re.compile(r"load_flights - ([0-9a-f-]{36}) - ")
+
+
+@dataclass(frozen=True)
+class Version:
+    """One delivery of the month: its file, and what a load of it publishes."""
+
+    path: Path
+    rows: int
+    rejects: int
+    fingerprint: str
+
+
+@dataclass
+class LoadRun:
+    """`pipeline load` for the month in a process group of its own, its log read as it comes.
+
+    Leaving the block kills what is left of it.
+    """
+
+    process: subprocess.Popen[str]
+    started: float
+    lines: list[tuple[float, str]] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    @classmethod
+    def start(cls) -> LoadRun:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [PIPELINE, "load", "flights", "--from", MONTH, "--to", MONTH, "--force", "--verbose"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ.copy(),
+            start_new_session=True,  # its own process group: dbt and log tails die with it
+        )
+        run = cls(process, started)
+        run.reader = threading.Thread(target=run._read, daemon=True)
+        run.reader.start()
+        return run
+
+    def __enter__(self) -> LoadRun:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.kill()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append((time.monotonic() - self.started, line))
+
+    def seen(self, text: str) -> float | None:
+        """When the first line with `text` was logged, in seconds after the start."""
+        return next((at for at, line in self.lines if text in line), None)
+
+    def wait_for(self, text: str) -> float | None:
+        """Wait until a line with `text` is logged (its time) or the run ends (None)."""
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while self.seen(text) is None and self.process.poll() is None:
+            assert time.monotonic() < deadline, f"no {text!r} in {RUN_TIMEOUT}s"
+            time.sleep(0.01)
+        return self.seen(text)
+
+    def finish(self) -> int:
+        """Wait for the run to end by itself, and for the last of its log; its exit code."""
+        code = self.process.wait(timeout=RUN_TIMEOUT)
+        self._read_to_the_end()
+        return code
+
+    def kill(self) -> int:
+        """SIGKILL the whole group and wait until none of it is alive (its locks are gone);
+        the run's exit code: -SIGKILL, or what it ended with before."""
+        group = self.process.pid
+        with suppress(ProcessLookupError):  # all of it had ended
+            os.killpg(group, signal.SIGKILL)
+        code = self.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _alive_in_group(group):
+            assert time.monotonic() < deadline, f"process group {group} outlived SIGKILL"
+            time.sleep(0.05)
+        self._read_to_the_end()
+        return code
+
+    def _read_to_the_end(self) -> None:
+        assert self.reader is not None
+        self.reader.join(timeout=30)
+
+    def run_id(self) -> str | None:
+        """The Dagster run's id, once the run has started."""
+        found = next((RUN_ID.search(line) for _, line in self.lines if RUN_ID.search(line)), None)
+        return found[1] if found else None
+
+    def log(self) -> str:
+        return "".join(line for _, line in self.lines)
+
+
+def _alive_in_group(group: int) -> bool:
+    """Whether a process of the group still runs (zombies hold no locks and do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
+
+
+def deliver(version: Version, settings: Settings, spec: DatasetSpec) -> None:
+    """Land a version's file, keeping its modification time so its fingerprint stays its own."""
+    landed = settings.landing_dir / spec.file_name(MONTH)
+    arriving = landed.with_suffix(".arriving")
+    shutil.copy2(version.path, arriving)
+    os.replace(arriving, landed)
+
+
+def served(settings: Settings, versions: list[Version]) -> tuple[Version, str]:
+    """The version the month holds and its load id, after asserting that the month holds
+    exactly one version, once and whole, with its ledger row."""
+    with open_warehouse(settings) as warehouse:
+        rows, rejects = (
+            warehouse.query(
+                "select count(*) as n, count(distinct _line_number) as lines, "
+                "count(distinct _load_id) as loads, max(_load_id) as load_id "
+                f"from {table} where _month = ?",
+                [MONTH],
+            )[0]
+            for table in ("raw.flights", "raw.flights_rejects")
+        )
+        ledger = warehouse.query(
+            "select rows_loaded, rows_rejected, fingerprint from pipeline.load_ledger "
+            "where load_id = ? and status = 'loaded'",
+            [rows["load_id"]],
+        )
+    assert rows["loads"] == 1 and rows["lines"] == rows["n"], rows
+    assert (rejects["loads"], rejects["load_id"]) == (1, rows["load_id"]), rejects
+    assert rejects["lines"] == rejects["n"], rejects
+    matching = [v for v in versions if (v.rows, v.rejects) == (rows["n"], rejects["n"])]
+    assert len(matching) == 1, f"{rows['n']} rows and {rejects['n']} rejects: no version"
+    version = matching[0]
+    assert ledger == [
+        {
+            "rows_loaded": version.rows,
+            "rows_rejected": version.rejects,
+            "fingerprint": version.fingerprint,
+        }
+    ]
+    return version, rows["load_id"]
+
+
+def what_the_kill_stopped(settings: Settings, run: LoadRun, published: bool) -> str:
+    """How far a killed run had come, as the warehouse shows it (a kill aimed at a phase may
+    land after it when the run is faster than the one that was timed)."""
+    if published:
+        return "after the commit"
+    with open_warehouse(settings) as warehouse:
+        checked = warehouse.query(
+            "select count(*) as n from pipeline.check_results where run_id = ?", [run.run_id()]
+        )[0]["n"]
+    return "check results recorded, not committed" if checked else "before its check results"
+
+
+def kill_schedule(durations: dict[str, float]) -> list[tuple[str, float]]:
+    """(phase, seconds after the phase begins) for each kill, drawn with a fixed seed."""
+    draw = random.Random(SEED)
+    phases = draw.sample(KILL_PHASES, len(KILL_PHASES))
+    return [(phase, draw.uniform(0, durations[phase])) for phase in phases]
+
+
+def phase_durations(run: LoadRun) -> dict[str, float]:
+    """How long each phase of an uninterrupted run took, in seconds."""
+    durations = {}
+    for phase, (first, last) in PHASES.items():
+        begun = 0.0 if first is None else run.seen(first)
+        ended = run.seen(last)
+        assert begun is not None and ended is not None, f"no {phase} in the log:\n{run.log()}"
+        durations[phase] = ended - begun
+    return durations
+
+
+@pytest.fixture
+def versions(settings: Settings, flights: DatasetSpec, tmp_path: Path) -> list[Version]:
+    """Two deliveries of the month with different row counts and one reject each."""
+    found = []
+    for seed, rows_per_day in ((1, 36), (2, 40)):
+        path = tmp_path / "deliveries" / f"v{seed}" / flights.file_name(MONTH)
+        write_tsv(month_frame(MONTH, rows_per_day, seed=seed, defect_ratio=0.001), path)
+        staged = ingest_file(flights, path, MONTH, path.parent / "staged")
+        found.append(Version(path, staged.rows_loaded, staged.rows_rejected, fingerprint(path)))
+    assert found[0].rows != found[1].rows and all(v.rejects == 1 for v in found)
+    return found
+
+
+def load_to_the_end() -> LoadRun:
+    with LoadRun.start() as run:
+        code = run.finish()
+    assert code == 0, run.log()
+    return run
+
+
+def load_killed(phase: str, delay: float) -> tuple[LoadRun, int]:
+    """A run killed `delay` seconds into `phase`, and its exit code (0: it ended before)."""
+    with LoadRun.start() as run:
+        first = PHASES[phase][0]
+        begun = 0.0 if first is None else run.wait_for(first)
+        if begun is not None:
+            time.sleep(max(0.0, run.started + begun + delay - time.monotonic()))
+        code = run.kill()
+    assert code in (-signal.SIGKILL, 0), f"the run failed before its kill:\n{run.log()}"
+    return run, code
+
+
+def test_a_killed_load_serves_the_old_or_the_new_month_and_the_next_run_completes(
+    settings: Settings, flights: DatasetSpec, versions: list[Version]
+) -> None:
+    deliver(versions[0], settings, flights)
+    durations = phase_durations(load_to_the_end())
+    assert served(settings, versions)[0] == versions[0]
+
+    outcomes: Counter[str] = Counter()
+    for number, (phase, delay) in enumerate(kill_schedule(durations)):
+        before = served(settings, versions)
+        landed = versions[(number + 1) % 2]
+        deliver(landed, settings, flights)
+        run, code = load_killed(phase, delay)
+
+        now = served(settings, versions)
+        assert now == before or now[0] == landed, f"kill {number} in {phase}: {now}, {before}"
+        stopped = "completed" if code == 0 else what_the_kill_stopped(settings, run, now != before)
+        outcomes[f"aimed at {phase}, {stopped}"] += 1
+
+    load_to_the_end()
+    assert served(settings, versions)[0] == landed
+    assert list(settings.staging_dir.rglob("*.parquet")) == []
+    with open_warehouse(settings) as warehouse:
+        candidates = warehouse.query(
+            "select table_name from information_schema.tables where table_schema = 'candidates'"
+        )
+    assert candidates == []
+    # Killed runs stay STARTED in the instance (nothing marks them failed); the runs after work.
+    with dg.DagsterInstance.get() as instance:
+        runs = Counter(run.status.value for run in instance.get_runs())
+    print(f"phases (s): {durations}; kills: {dict(outcomes)}; runs: {dict(runs)}")

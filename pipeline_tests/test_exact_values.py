@@ -1,0 +1,206 @@
+"""Values are never altered on the way in: a value loads exactly as written or is a reject.
+
+Regressions for silent changes the loader used to make: `12.345` at scale 2 loaded as `12.34`,
+`-0.001` as `0.00` (which then passed `min: 0`), `nan`/`inf` into float columns, `2013-1-5` read
+as a date, `9:30` in a timestamp, and a NUL byte inside a field loaded as part of the text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.ingest.stream import StagedLoad, ingest_file
+from pipeline.sample_data import write_tsv
+from pipeline.settings import Settings
+from pipeline.specs import DatasetSpec
+from pipeline.warehouse.base import Warehouse
+from pipeline_tests.support import load_month
+
+MONTH = "2013-01"
+SPEC = {
+    "name": "payments",
+    "file_pattern": "payments_{month}.tsv",
+    "start_month": MONTH,
+    "date_column": "day",
+    "columns": {
+        "day": {"type": "date", "nullable": False},
+        "amount": {"type": "decimal", "precision": 10, "scale": 2, "min": 0},
+        "units": {"type": "int"},
+        "ratio": {"type": "float"},
+        "paid": {"type": "bool"},
+        "booked": {"type": "date", "format": "%d/%m/%Y"},
+        "issued": {"type": "date", "format": "%d-%b-%Y"},
+        "stamp": {"type": "timestamp"},
+        "note": {"type": "string"},
+    },
+}
+# Every line holds these, except the one field its case is about.
+BASE = {
+    "day": "2013-01-05",
+    "amount": "1.00",
+    "units": "1",
+    "ratio": "0.5",
+    "paid": "true",
+    "booked": "05/01/2013",
+    "issued": "05-Jan-2013",
+    "stamp": "2013-01-05T09:30:00Z",
+    "note": "ok",
+}
+# (column, text as written in the file, the rule it breaks or None if it loads)
+CASES = [
+    ("amount", "12.34", None),
+    ("amount", "99999999.99", None),  # the largest value of precision 10, scale 2
+    ("amount", "0.10", None),
+    ("amount", "12.340", None),  # trailing zeros do not change the value
+    ("amount", "0012.30", None),  # nor do leading ones
+    ("amount", "12.345", "more than 2 decimal places"),
+    ("amount", "12.3456789", "more than 2 decimal places"),
+    ("amount", "-0.001", "more than 2 decimal places"),  # never rounds to 0.00 to pass min 0
+    ("amount", "-0.01", "must be >= 0"),
+    ("amount", "123456789.00", "more than 8 integer digits"),
+    ("amount", "1e3", "is not a valid decimal"),  # decimals are written out, see the README
+    ("units", "9223372036854775807", None),
+    ("units", "-9223372036854775808", None),
+    ("units", "9223372036854775808", "is outside the 64-bit integer range"),
+    ("units", "-9223372036854775809", "is outside the 64-bit integer range"),
+    ("ratio", "1e3", None),
+    ("ratio", "-0.25", None),
+    ("ratio", "nan", "is not a finite number"),
+    ("ratio", "inf", "is not a finite number"),
+    ("ratio", "-Infinity", "is not a finite number"),
+    ("ratio", "1e400", "is too large for a float"),
+    ("paid", "TRUE", None),  # the words in any case
+    ("paid", "No", None),
+    ("paid", "maybe", "is not a valid bool"),
+    ("day", "2013-01-31", None),
+    ("day", "2013-1-5", "is not a valid date in the format %Y-%m-%d"),
+    ("day", "+2013-01-05", "is not a valid date in the format %Y-%m-%d"),
+    ("booked", "31/01/2013", None),
+    ("booked", "5/1/2013", "is not a valid date in the format %d/%m/%Y"),
+    ("issued", "05-JAN-2013", None),  # month names in any case
+    ("issued", "5-Jan-2013", "is not a valid date in the format %d-%b-%Y"),
+    ("stamp", "2013-01-31T23:59:59Z", None),
+    ("stamp", "2013-01-31 09:30:00.123456+02:00", None),
+    ("stamp", "2013-01-31T09:30:00.250000000Z", None),
+    ("stamp", "2013-01-31T9:30:00Z", "is not a valid timestamp"),
+    ("stamp", "2013-01-31T09:30:60Z", "is not a valid timestamp"),
+    ("stamp", "2013-01-31T09:30:00.1234567Z", "is finer than a microsecond"),
+    ("note", "a\x00b", "contains a control character (0x00)"),
+    ("note", "\x1b[31mred", "contains a control character (0x1b)"),
+    ("note", "a\x01b", "contains a control character (0x01)"),
+    ("note", "a\x0bb", "contains a control character (0x0b)"),
+    ("note", "a\x0cb", "contains a control character (0x0c)"),
+    ("note", "a\x1fb", "contains a control character (0x1f)"),
+    ("amount", "12.34\x00", "contains a control character (0x00)"),
+    ("note", "a\rb", None),  # a CR is only special as part of a CRLF line end
+    ("note", "a\x7fb", None),  # DEL is not a C0 control character
+]
+FIRST_LINE = 2  # line 1 is the header
+ACCEPTED = [(FIRST_LINE + i, c, t) for i, (c, t, rule) in enumerate(CASES) if rule is None]
+REJECTED = [(FIRST_LINE + i, c, t, r) for i, (c, t, r) in enumerate(CASES) if r is not None]
+
+
+@pytest.fixture
+def spec() -> DatasetSpec:
+    return DatasetSpec.model_validate(SPEC)
+
+
+def case_lines(cases: list[tuple[str, str, str | None]]) -> pl.DataFrame:
+    """One line per case: the base line with the case's field replaced."""
+    return pl.DataFrame([BASE | {column: text} for column, text, _ in cases])
+
+
+def stage(tmp_path: Path, spec: DatasetSpec, lines: pl.DataFrame) -> StagedLoad:
+    path = tmp_path / "landing" / spec.file_name(MONTH)
+    write_tsv(lines, path)
+    return ingest_file(spec, path, MONTH, tmp_path / "staging")
+
+
+def read_parts(parts: tuple[str, ...]) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(part) for part in parts]).sort("_line_number")
+
+
+def shown(text: str) -> str:
+    """How a reason shows a value: control characters as \\x.. escapes."""
+    return re.sub(r"[\x00-\x1f]", lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+def exact(column: str, text: str, spec: DatasetSpec) -> object:
+    """The value `text` stands for, computed without the loader."""
+    match spec.columns[column].type:
+        case "decimal":
+            return Decimal(text)
+        case "int":
+            return int(text)
+        case "float":
+            return float(text)
+        case "bool":
+            return text.lower() in ("true", "t", "yes", "y", "1")
+        case "date":
+            return dt.datetime.strptime(text, spec.columns[column].format or "%Y-%m-%d").date()
+        case "timestamp":
+            return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
+    return text
+
+
+def test_each_value_that_would_change_is_rejected_with_line_column_and_reason(
+    tmp_path: Path, spec: DatasetSpec
+) -> None:
+    staged = stage(tmp_path, spec, case_lines(CASES))
+    rejects = read_parts(staged.reject_parts).rows(named=True)
+
+    assert staged.rows_loaded == len(ACCEPTED)
+    assert [reject["_line_number"] for reject in rejects] == [line for line, *_ in REJECTED]
+    for reject, (_, column, text, rule) in zip(rejects, REJECTED, strict=True):
+        assert reject["_column"] == column
+        assert reject["_reason"] == f"{column}: {rule} (value '{shown(text)}')"
+
+
+def test_accepted_values_are_staged_exactly_as_written(tmp_path: Path, spec: DatasetSpec) -> None:
+    rows = read_parts(stage(tmp_path, spec, case_lines(CASES)).row_parts)
+
+    assert rows["_line_number"].to_list() == [line for line, *_ in ACCEPTED]
+    for row, (_, column, text) in zip(rows.iter_rows(named=True), ACCEPTED, strict=True):
+        assert row[column] == exact(column, text, spec), (column, text)
+    assert rows.schema["amount"] == pl.Decimal(10, 2)
+
+
+def test_non_finite_floats_load_only_where_the_spec_allows_them(tmp_path: Path) -> None:
+    columns = dict(SPEC["columns"]) | {"ratio": {"type": "float", "allow_non_finite": True}}
+    allowing = DatasetSpec.model_validate(SPEC | {"columns": columns})
+    cases = [
+        ("ratio", "nan", None),
+        ("ratio", "inf", None),
+        ("ratio", "-Infinity", None),
+        ("ratio", "1e400", "is too large for a float"),  # a number, not an infinity
+    ]
+    staged = stage(tmp_path, allowing, case_lines(cases))
+    ratios = read_parts(staged.row_parts)["ratio"].to_list()
+    rejects = read_parts(staged.reject_parts)
+
+    assert math.isnan(ratios[0]) and ratios[1:] == [math.inf, -math.inf]
+    assert rejects["_reason"].to_list() == ["ratio: is too large for a float (value '1e400')"]
+
+
+def test_accepted_values_reach_the_warehouse_exactly(
+    settings: Settings, warehouse: Warehouse, spec: DatasetSpec
+) -> None:
+    load_month(settings, warehouse, spec, MONTH, case_lines(CASES))
+    rows = warehouse.query("select _line_number, amount, units from raw.payments order by 1")
+    written = case_lines(CASES).with_row_index("_line_number", FIRST_LINE)
+    loaded = written.filter(pl.col("_line_number").is_in([line for line, *_ in ACCEPTED]))
+
+    assert [row["_line_number"] for row in rows] == loaded["_line_number"].to_list()
+    assert [row["amount"] for row in rows] == [Decimal(t) for t in loaded["amount"]]
+    assert [row["units"] for row in rows] == [int(t) for t in loaded["units"]]
+    (total,) = warehouse.query("select cast(sum(amount) * 100 as bigint) cents from raw.payments")
+    assert total["cents"] == sum(int(Decimal(t) * 100) for t in loaded["amount"])
+    (rejected,) = warehouse.query("select count(*) as n from raw.payments_rejects")
+    assert rejected["n"] == len(REJECTED)

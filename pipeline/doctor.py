@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.ingest import staging
-from pipeline.ingest.header import UTF8_BOM
+from pipeline.ingest.files import compression, open_delivered
+from pipeline.ingest.header import UTF8_BOM, LoadError
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec, SpecError, load_specs
 from pipeline.warehouse.sql import Run
@@ -92,10 +93,14 @@ def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Fin
 
 
 def preview(path: Path, spec: DatasetSpec) -> Finding:
-    """The first lines of a file: encoding, line endings, delimiter and header against the spec."""
-    with path.open("rb") as handle:
-        head = handle.read(PREVIEW_BYTES)
+    """The first lines of a file (decompressed if its name says it is compressed): encoding, line
+    endings, delimiter and header against the spec."""
     topic = f"file {path.name}"
+    try:
+        with open_delivered(path) as opened:
+            head = opened.content.read(PREVIEW_BYTES)
+    except LoadError as error:
+        return Finding(False, topic, str(error), "ask for the file to be delivered again")
     bom = head.startswith(UTF8_BOM)
     head = head[len(UTF8_BOM) :] if bom else head
     try:
@@ -105,7 +110,8 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
             return Finding(False, topic, f"not UTF-8 at byte {error.start}", "convert it to UTF-8")
         text = head[: error.start].decode("utf-8")
     first = text.split("\n", 1)[0]
-    facts = ["UTF-8 with BOM" if bom else "UTF-8"]
+    facts = [f"{compression(path)}-compressed"] if compression(path) else []
+    facts.append("UTF-8 with BOM" if bom else "UTF-8")
     facts.append("CRLF line endings" if first.endswith("\r") else "LF line endings")
     header = first.rstrip("\r").split(spec.delimiter)
     if len(header) == 1:

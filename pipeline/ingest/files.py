@@ -1,18 +1,38 @@
-"""Facts about a landing file that identify one delivery of it."""
+"""A landing file as delivered: the facts that identify one delivery, and its lines, decompressed
+as they are read when the file name says it is compressed (`.gz`, `.zst`, `.bz2`).
+
+A compressed month is never written out decompressed: a 100 GB month may arrive as 10 GB of
+zstd on a disk with room for that, not for the plain file beside its staged parts.
+"""
 
 from __future__ import annotations
 
+import bz2
 import hashlib
+import io
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import zstandard
+
+from pipeline.ingest.header import LoadError
 
 SAMPLE_BYTES = 1 << 20
+# Compressed bytes handed to the decompressor at a time, and the decompressed buffer read from.
+COMPRESSED_CHUNK_BYTES = 1 << 20
+BUFFER_BYTES = 1 << 20
 
 
 def fingerprint(path: Path) -> str:
     """Size, modification time and a hash of the first and last MiB.
 
     Hashing all of a 100 GB file would cost a second full read; a corrected delivery changes its
-    size, its modification time or (almost always) its head or tail.
+    size, its modification time or (almost always) its head or tail. A compressed file is
+    fingerprinted as delivered, compressed.
     """
     stat = path.stat()
     digest = hashlib.blake2b(digest_size=12)
@@ -22,3 +42,108 @@ def fingerprint(path: Path) -> str:
             handle.seek(max(stat.st_size - SAMPLE_BYTES, SAMPLE_BYTES))
             digest.update(handle.read(SAMPLE_BYTES))
     return f"{stat.st_size}-{stat.st_mtime_ns}-{digest.hexdigest()}"
+
+
+class Decompressor(Protocol):
+    """What zlib, bz2 and zstandard decompression objects share: one stream (a gzip member, a
+    bzip2 stream, a zstd frame) at a time, then `eof` and the bytes after it."""
+
+    eof: bool
+    unused_data: bytes
+
+    def decompress(self, data: bytes) -> bytes: ...
+
+
+DECOMPRESSORS: dict[str, tuple[str, Callable[[], Decompressor]]] = {
+    ".gz": ("gzip", lambda: zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)),
+    ".zst": ("zstd", lambda: zstandard.ZstdDecompressor().decompressobj()),
+    ".bz2": ("bzip2", bz2.BZ2Decompressor),
+}
+
+
+def compression(path: Path) -> str | None:
+    """The compression a file name says its content has (`gzip`, `zstd`, `bzip2`), or None."""
+    known = DECOMPRESSORS.get(path.suffix.lower())
+    return None if known is None else known[0]
+
+
+@dataclass(frozen=True)
+class OpenFile:
+    """A landing file open for reading: `content` gives its bytes decompressed, `delivered` is
+    the file itself, whose position says how much of it has been read (compressed bytes)."""
+
+    content: BinaryIO
+    delivered: BinaryIO
+
+    def bytes_read(self) -> int:
+        return self.delivered.tell()
+
+
+@contextmanager
+def open_delivered(path: Path) -> Iterator[OpenFile]:
+    """Open `path` for reading its content, decompressing as it is read if its name says so."""
+    with path.open("rb") as delivered:
+        known = DECOMPRESSORS.get(path.suffix.lower())
+        if known is None:
+            yield OpenFile(delivered, delivered)
+            return
+        name, factory = known
+        reader = _DecompressingReader(delivered, path, name, factory)
+        with io.BufferedReader(reader, BUFFER_BYTES) as content:
+            yield OpenFile(content, delivered)
+
+
+class _DecompressingReader(io.RawIOBase):
+    """The decompressed bytes of a file of one or more concatenated streams (`cat a.gz b.gz`,
+    `pzstd`'s frames, `pbzip2`'s streams), read a chunk at a time.
+
+    A file that ends inside a stream is an error, never a quietly shorter month: zstandard's own
+    `stream_reader` returns the bytes of a cut-off frame without complaint. Corrupt data is a
+    `LoadError` naming the file and about where in it.
+    """
+
+    def __init__(
+        self, delivered: BinaryIO, path: Path, name: str, factory: Callable[[], Decompressor]
+    ):
+        self._delivered = delivered
+        self._path = path
+        self._name = name
+        self._factory = factory
+        self._stream = factory()
+        self._in_stream = False  # input given to the current stream, which has not ended
+        self._output = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._output:
+            chunk = self._delivered.read(COMPRESSED_CHUNK_BYTES)
+            if not chunk:
+                if self._in_stream:
+                    raise LoadError(
+                        f"{self._path}: the file ends inside a {self._name} stream (cut short "
+                        f"after {self._delivered.tell():,} bytes?); nothing was loaded"
+                    )
+                return 0
+            self._output = memoryview(self._decompress(chunk))
+        count = min(len(buffer), len(self._output))
+        buffer[:count] = self._output[:count]
+        self._output = self._output[count:]
+        return count
+
+    def _decompress(self, data: bytes) -> bytes:
+        pieces = []
+        try:
+            while data:
+                pieces.append(self._stream.decompress(data))
+                self._in_stream = not self._stream.eof
+                data = self._stream.unused_data if self._stream.eof else b""
+                if self._stream.eof:
+                    self._stream = self._factory()
+        except (zlib.error, OSError, zstandard.ZstdError) as error:
+            raise LoadError(
+                f"{self._path}: not readable as {self._name} (at or before byte "
+                f"{self._delivered.tell():,}): {error}; nothing was loaded"
+            ) from error
+        return b"".join(pieces)

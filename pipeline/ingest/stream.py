@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.ingest import staging
 from pipeline.ingest.batches import ValidatedBatch, validate_block
-from pipeline.ingest.files import fingerprint
+from pipeline.ingest.files import fingerprint, open_delivered
 from pipeline.ingest.header import LoadError, read_header
 from pipeline.ingest.lines import Block, LineTally, iter_blocks
 from pipeline.ingest.parts import PartWriter
@@ -140,11 +140,16 @@ def ingest_file(
     """Validate `path` as `spec`'s file for `month` and stage its rows and rejects as Parquet
     parts in `staging_dir` (emptied first), ending with the staging manifest.
 
+    A file named `.gz`, `.zst` or `.bz2` is decompressed as it is read (`files.open_delivered`):
+    lines, rejects and counts are those of its content, its size and fingerprint those of the
+    file as delivered, and progress is reported in its (compressed) bytes.
+
     Memory holds `workers` blocks at a time; `part_bytes` is the warehouse's preferred part size
     (0: one part per block, see PartWriter); `pii_key` hashes the `pii: hash` columns. Raises
     `LoadError` before staging anything if the file is missing, its header lacks a spec column or
-    a hashed column has no key, and `ReconciliationError` if the lines counted in the file are not
-    exactly the rows and rejects staged.
+    a hashed column has no key, `LoadError` if a compressed file turns out corrupt or cut short,
+    and `ReconciliationError` if the lines counted in the file are not exactly the rows and
+    rejects staged; the staging then has no manifest, so nothing of it is reused or published.
     """
     require_file(spec, path, month)
     protection = Protection.for_spec(spec, pii_key, path)
@@ -157,9 +162,9 @@ def ingest_file(
     rows_loaded = rows_rejected = 0
     rows_out = PartWriter(staging_dir, "rows", part_bytes)
     rejects_out = PartWriter(staging_dir, "rejects", part_bytes)
-    with path.open("rb") as handle:
-        header = read_header(handle, spec, path)
-        blocks = iter_blocks(handle, first_line=2, block_bytes=block_bytes, tally=tally)
+    with open_delivered(path) as opened:
+        header = read_header(opened.content, spec, path)
+        blocks = iter_blocks(opened.content, first_line=2, block_bytes=block_bytes, tally=tally)
         try:
             for batch in validate_ahead(
                 blocks,
@@ -173,7 +178,7 @@ def ingest_file(
                 rows_loaded += batch.rows.height
                 rows_rejected += batch.rejects.height
                 if progress is not None:
-                    progress(handle.tell(), size, rows_loaded + rows_rejected, rows_rejected)
+                    progress(opened.bytes_read(), size, rows_loaded + rows_rejected, rows_rejected)
         finally:
             rows_out.close()
             rejects_out.close()

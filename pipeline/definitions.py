@@ -87,6 +87,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "files": LandingFiles(
             landing_dir=str(settings.landing_dir),
             staging_dir=str(settings.staging_dir),
+            workers=settings.ingest_workers,
             # Read when a run starts, never shown; left out when unset, so that only datasets
             # with `pii: hash` columns are refused (naming the variable) rather than every run.
             pii_key=dg.EnvVar(KEY_VARIABLE) if os.environ.get(KEY_VARIABLE) else None,

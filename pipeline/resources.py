@@ -13,12 +13,15 @@ class LandingFiles(dg.ConfigurableResource):
     """The landing folder monthly files arrive in, and the staging folder for Parquet parts.
 
     `pii_key` (PIPELINE_PII_KEY) is the secret `pii: hash` columns are hashed with as they are
-    read; a dataset with such a column is refused while it is unset.
+    read; a dataset with such a column is refused while it is unset. `workers`
+    (PIPELINE_INGEST_WORKERS) is how many blocks of a file are validated at once; None: one per
+    core available to the process.
     """
 
     landing_dir: str
     staging_dir: str
     block_bytes: int = DEFAULT_BLOCK_BYTES
+    workers: int | None = None
     pii_key: str | None = None
 
     @property

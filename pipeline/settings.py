@@ -72,6 +72,7 @@ class Settings:
     warehouse: str
     snowflake: SnowflakeSettings | None = None
     metrics_dir: Path | None = None  # where `<dataset>.prom` textfiles go (metrics.py)
+    ingest_workers: int | None = None  # blocks validated at once; None: the cores available
     pushgateway_url: str | None = None
 
     @classmethod
@@ -97,6 +98,7 @@ class Settings:
             snowflake=SnowflakeSettings.from_env() if warehouse == "snowflake" else None,
             metrics_dir=path("PIPELINE_METRICS_DIR", "") if metrics_dir else None,
             pushgateway_url=os.environ.get("PIPELINE_PUSHGATEWAY_URL") or None,
+            ingest_workers=_positive_env("PIPELINE_INGEST_WORKERS"),
         )
 
     def export_for_subprocesses(self) -> None:
@@ -109,6 +111,14 @@ class Settings:
 def _names_env(name: str) -> tuple[str, ...]:
     """A comma-separated list of names, blanks dropped."""
     return tuple(n.strip() for n in (os.environ.get(name) or "").split(",") if n.strip())
+
+
+def _positive_env(name: str) -> int | None:
+    """An optional whole number of at least 1."""
+    value = _int_env(name)
+    if value is not None and value < 1:
+        raise ValueError(f"{name}={value} must be at least 1 (or unset for the default)")
+    return value
 
 
 def _int_env(name: str) -> int | None:

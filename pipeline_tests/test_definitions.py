@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from pipeline.assets.dbt import failed_nodes, partitioned_dbt_vars
-from pipeline.definitions import build_definitions
+from pipeline.definitions import build_definitions, build_resources
 from pipeline.jobs import load_job_name
 from pipeline.settings import Settings
 from pipeline.specs import FiscalSpec
@@ -97,3 +97,14 @@ def test_a_failed_dbt_build_names_each_failed_model_and_the_database_message() -
         "settlements_daily needs column(s) fee in raw.settlements: add them",
         "unique_flights_daily_flight_date: Got 2 results, configured to fail if != 0",
     ]
+
+
+def test_ingest_workers_come_from_the_environment_and_default_to_the_cores(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert build_resources(settings)["files"].workers is None  # stage_file: available_cores()
+    monkeypatch.setenv("PIPELINE_INGEST_WORKERS", "3")
+    assert build_resources(Settings.from_env())["files"].workers == 3
+    monkeypatch.setenv("PIPELINE_INGEST_WORKERS", "0")
+    with pytest.raises(ValueError, match="PIPELINE_INGEST_WORKERS=0 must be at least 1"):
+        Settings.from_env()

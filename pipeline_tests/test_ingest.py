@@ -130,12 +130,19 @@ def rows_of(staged: StagedLoad) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(p) for p in staged.row_parts]).sort("_line_number")
 
 
-def test_tiny_blocks_give_the_same_result(tmp_path: Path, spec: DatasetSpec) -> None:
-    content = text([HEADER] + [line for line, _ in LINES.values()], "\r\n")
-    whole = frames(ingest(tmp_path, spec, content))
-    pieces = frames(ingest(tmp_path, spec, content, block_bytes=7))
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_tiny_blocks_give_the_same_result_in_file_order(
+    tmp_path: Path, spec: DatasetSpec, workers: int
+) -> None:
+    content = text([HEADER] + [line for line, _ in LINES.values()] * 20, "\r\n")
+    whole = frames(ingest(tmp_path, spec, content, workers=1))
+    staged = ingest(tmp_path, spec, content, block_bytes=7, workers=workers)
+    pieces = frames(staged)
     assert whole[0].equals(pieces[0])
     assert whole[1].equals(pieces[1])
+    # The parts themselves are numbered in file order, however many blocks were validated at once.
+    in_part_order = pl.concat([pl.read_parquet(p) for p in staged.row_parts])["_line_number"]
+    assert in_part_order.is_sorted() and in_part_order.len() == whole[0].height
 
 
 def test_a_line_that_is_not_utf8_is_rejected_alone(tmp_path: Path, spec: DatasetSpec) -> None:

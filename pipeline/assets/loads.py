@@ -132,6 +132,7 @@ def load_month(
             month,
             directory,
             block_bytes=files.block_bytes,
+            workers=files.workers,
             part_bytes=warehouse.part_bytes,  # Snowflake wants 100-250 MB uploads
             progress=progress.read,
             pii_key=files.pii_key,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -23,7 +24,6 @@ from pipeline.ingest.schema import build_schema
 from pipeline.specs import DatasetSpec
 
 DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
-DEFAULT_WORKERS = 2
 # (bytes read so far, file size, lines read so far, of them rejected)
 Progress = Callable[[int, int, int, int], None]
 
@@ -72,13 +72,21 @@ class ReconciliationError(LoadError):
     """Counts that should agree do not: something was lost or doubled, so nothing is published."""
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or `taskset`
+    narrows), not the machine's: the default number of block validators."""
+    return len(os.sched_getaffinity(0))
+
+
 def validate_ahead(
     blocks: Iterator[Block], validate: Callable[[Block], ValidatedBatch], workers: int
 ) -> Iterator[ValidatedBatch]:
-    """Validate up to `workers` blocks at once and yield them in file order.
+    """Validate up to `workers` blocks at once, in threads, and yield them in file order.
 
-    numpy, polars and pyarrow release the GIL, so the next block is parsed while this one is
-    written; the bound keeps memory at `workers` blocks however large the file.
+    Threads, not processes: the parse, the casts and the checks run in polars and numpy, which
+    release the GIL, and a worker process would have to send its validated frames back (pickled)
+    for the parts to be written in order, which measured about twice as slow in all (README,
+    Benchmark). The bound keeps memory at `workers` blocks in flight however large the file.
     """
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="validate") as pool:
         pending: deque[Future[ValidatedBatch]] = deque()
@@ -102,7 +110,7 @@ def stage_file(
     staging_dir: Path,
     *,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
     part_bytes: int = 0,
     progress: Progress | None = None,
     pii_key: str | None = None,
@@ -132,7 +140,7 @@ def ingest_file(
     staging_dir: Path,
     *,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
     part_bytes: int = 0,
     progress: Progress | None = None,
     pii_key: str | None = None,
@@ -144,7 +152,8 @@ def ingest_file(
     lines, rejects and counts are those of its content, its size and fingerprint those of the
     file as delivered, and progress is reported in its (compressed) bytes.
 
-    Memory holds `workers` blocks at a time; `part_bytes` is the warehouse's preferred part size
+    `workers` blocks are validated at once (default: `available_cores()`), so memory holds about
+    that many blocks; `part_bytes` is the warehouse's preferred part size
     (0: one part per block, see PartWriter); `pii_key` hashes the `pii: hash` columns. Raises
     `LoadError` before staging anything if the file is missing, its header lacks a spec column or
     a hashed column has no key, `LoadError` if a compressed file turns out corrupt or cut short,
@@ -157,6 +166,7 @@ def ingest_file(
     for leftover in staging_dir.glob("*.parquet"):
         leftover.unlink()  # a killed ingest's parts; the manifest was never written
     size = path.stat().st_size
+    workers = workers or available_cores()
     schema = build_schema(spec, month)
     tally = LineTally()
     rows_loaded = rows_rejected = 0

@@ -1,32 +1,80 @@
-"""`make bench`: the pipeline's ingest against a naive baseline and DuckDB's own reader.
+"""`make bench`: the pipeline's ingest on one core and on all of them, against a naive baseline
+and DuckDB's own reader, over two shapes of month file.
 
 Each variant runs in its own process, measured in the same invocation (the machine is shared and
-noisy, so only ratios within one run mean anything): wall time, and peak RSS from the kernel's
-accounting of that process (`wait4`).
+noisy, so only ratios within one run mean anything): wall time, peak RSS from the kernel's
+accounting of that process and its children (`wait4`), and the disk the staged parts took.
 
     python -m pipeline.bench --sizes 1GB,5GB --defects 0.001
+    python -m pipeline.bench --sizes 100GB --compress zst --shapes real --variants cli,duckdb
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import polars as pl
+import yaml
+
+from pipeline.specs import DatasetSpec
 
 MONTH = "2024-05"
 VARIANTS = {
-    "pipeline": "pipeline ingest: stream + pandera + Parquet parts + DuckDB month replace",
-    "naive": "naive: pandas read_csv of the whole file + pandera + insert",
+    "pipeline-1core": "the same ingest pinned to one core (so 1 worker, polars on 1 thread)",
+    "pipeline": "pipeline ingest on all cores: stream + validate + Parquet parts + DuckDB publish",
+    "cli": "`pipeline load` as a user runs it: Dagster, ingest, checks, publish, ledger models",
     "duckdb": "floor: DuckDB typed read_csv into a table",
+    "naive": "naive: pandas read_csv of the whole file + pandera + insert",
     "snowflake-staging": "pipeline ingest staged as 200 MB Snowflake parts (upload not included)",
 }
+SHAPES = {
+    "synthetic": "the example flights dataset: 10 columns, decimals, booleans, ISO timestamps",
+    "real": "13 short columns shaped like the public flights data (ints, codes, one timestamp)",
+}
+COMPRESSIONS = {"none": "", "zst": ".zst"}
 UNITS = {"MB": 10**6, "GB": 10**9}
+# Distinct slices a generated file cycles through: enough that no compressor's window sees a
+# repeat, few enough that a 100 GB month is written at disk speed rather than numpy's.
+DISTINCT_SLICES = 4
+# The real-shaped dataset: nycflights13's columns, without its floats-as-text.
+REAL_SPEC = {
+    "name": "departures",
+    "file_pattern": "departures_{month}.tsv",
+    "start_month": MONTH,
+    "date_column": "flight_date",
+    "null_values": ["", "NA"],
+    "columns": {
+        "flight_date": {"type": "date", "nullable": False},
+        "carrier": {"type": "string", "nullable": False, "pattern": "^[A-Z0-9]{2}$"},
+        "flight": {"type": "int", "nullable": False, "min": 1},
+        "tailnum": {"type": "string", "pattern": "^N[0-9A-Z]{3,5}$"},
+        "origin": {"type": "string", "nullable": False, "allowed": ["EWR", "JFK", "LGA"]},
+        "dest": {"type": "string", "nullable": False, "pattern": "^[A-Z]{3}$"},
+        "sched_dep_time": {"type": "int", "min": 0, "max": 2359},
+        "dep_time": {"type": "int", "min": 0, "max": 2400},
+        "dep_delay": {"type": "int"},
+        "arr_delay": {"type": "int"},
+        "air_time": {"type": "int", "min": 0},
+        "distance": {"type": "int", "min": 0},
+        "time_hour": {"type": "timestamp"},
+    },
+    # The bench measures the load; its volume and freshness need months of history.
+    "checks": {"max_reject_ratio": 0.01, "volume": None, "freshness": None},
+}
 
 
 @dataclass(frozen=True)
@@ -34,9 +82,18 @@ class Measurement:
     variant: str
     seconds: float
     peak_rss_bytes: int
+    staging_bytes: int | None  # the staged parts' size on disk at their largest
 
     def throughput(self, size: int) -> float:
         return size / self.seconds / 1e6
+
+
+@dataclass(frozen=True)
+class MonthFile:
+    shape: str
+    path: Path
+    rows: int
+    plain_bytes: int  # the content's size, decompressed
 
 
 def parse_size(text: str) -> int:
@@ -47,70 +104,267 @@ def parse_size(text: str) -> int:
     return int(text)
 
 
-def bench_file(directory: Path, size: int, defects: float) -> tuple[Path, int]:
-    """A month file of `size` bytes for the example dataset, generated once and reused."""
-    from pipeline.sample_data import write_large_month
+def bench_spec(shape: str, path: Path | None = None) -> DatasetSpec:
+    """The dataset a shape's files belong to; named like `path` (`.tsv.zst`) if given."""
+    if shape == "synthetic":
+        from pipeline.settings import BUNDLED_DATASETS_DIR
+        from pipeline.specs import load_specs
 
-    path = directory / f"flights_{size // 10**6}MB_{defects:g}.tsv"
-    rows_file = path.with_suffix(".rows")
-    if not (path.exists() and rows_file.exists()):
-        rows = write_large_month(path, MONTH, size, defects)
-        rows_file.write_text(str(rows))
-    return path, int(rows_file.read_text())
+        spec = load_specs(BUNDLED_DATASETS_DIR)["flights"]
+    else:
+        spec = DatasetSpec.model_validate(REAL_SPEC)
+    if path is not None:
+        suffix = path.name[path.name.index(".") :]
+        spec = spec.model_copy(update={"file_pattern": f"{spec.name}_{{month}}{suffix}"})
+    return spec
 
 
-def measure(variant: str, path: Path, workdir: Path) -> Measurement:
-    """Run one variant in a child process; its wall time and peak resident memory."""
-    database = workdir / f"bench_{variant}.duckdb"
-    database.unlink(missing_ok=True)
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.bench", "--run", variant, str(path), str(database)]
+def bench_file(
+    directory: Path, shape: str, size: int, defects: float, compress: str = "none"
+) -> MonthFile:
+    """A month file of `size` bytes (uncompressed) of `shape`, generated once and reused.
+
+    Generated in a child process: a measured variant is forked from this one, and the kernel
+    counts the RSS a process had before `exec` in its peak, so this one must stay small.
+    """
+    stem = f"{shape}_{size // 10**6}MB_{defects:g}"
+    path = directory / f"{stem}.tsv{COMPRESSIONS[compress]}"
+    facts_file = directory / f"{stem}{COMPRESSIONS[compress]}.json"
+    if not (path.exists() and facts_file.exists()):
+        arguments = [shape, str(size), repr(defects), compress, str(path)]
+        subprocess.run(
+            [sys.executable, "-m", "pipeline.bench", "--generate", *arguments], check=True
+        )
+    facts = json.loads(facts_file.read_text())
+    return MonthFile(shape, path, facts["rows"], facts["plain_bytes"])
+
+
+def generate(shape: str, size: int, defects: float, compress: str, path: Path) -> None:
+    """Write the month file and its facts (rows, uncompressed bytes) beside it.
+
+    With `compress="zst"` the lines are compressed as they are written: a 100 GB month never
+    exists uncompressed on disk.
+    """
+    slices = [_slice(shape, seed, defects) for seed in range(DISTINCT_SLICES)]
+    with _writing(path, compress) as sink:
+        rows, written = write_month(sink, slices, size)
+    facts_file = path.with_name(path.name.replace(".tsv", "")).with_suffix(
+        COMPRESSIONS[compress] + ".json"
     )
-    _, status, usage = os.wait4(child.pid, 0)
+    facts_file.write_text(json.dumps({"rows": rows, "plain_bytes": written}))
+
+
+@contextmanager
+def _writing(path: Path, compress: str) -> Iterator[BinaryIO]:
+    """A file to write, zstd-compressed on all cores if asked; renamed into place when whole."""
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as handle:
+        if compress == "zst":
+            import zstandard
+
+            compressor = zstandard.ZstdCompressor(level=3, threads=-1, write_checksum=True)
+            with compressor.stream_writer(handle, closefd=False) as sink:
+                yield sink  # type: ignore[misc]
+        else:
+            yield handle
+    partial.rename(path)
+
+
+def write_month(
+    sink: BinaryIO, slices: list[tuple[bytes, bytes, int]], size: int
+) -> tuple[int, int]:
+    """Write the header, then `slices` (header, body, rows) in turn until `size` bytes; the rows
+    and bytes written."""
+    header = slices[0][0]
+    sink.write(header)
+    written, rows = len(header), 0
+    index = 0
+    while written < size:
+        _, body, count = slices[index % len(slices)]
+        sink.write(body)
+        written += len(body)
+        rows += count
+        index += 1
+    return rows, written
+
+
+def _slice(shape: str, seed: int, defects: float) -> tuple[bytes, bytes, int]:
+    """One slice of a month as TSV: its header line, its lines and their count."""
+    from pipeline.sample_data import month_frame
+
+    if shape == "synthetic":
+        frame = month_frame(MONTH, rows_per_day=8_000, seed=1000 + seed, defect_ratio=defects)
+    else:
+        frame = _real_shaped_frame(seed, defects)
+    buffer = io.BytesIO()
+    frame.write_csv(buffer, separator="\t", quote_style="never")
+    text = buffer.getvalue()
+    cut = text.index(b"\n") + 1
+    return text[:cut], text[cut:], frame.height
+
+
+def _real_shaped_frame(seed: int, defects: float, rows: int = 250_000) -> pl.DataFrame:
+    """Rows like nycflights13's: short codes and small integers, every day of the month."""
+    from pipeline.sample_data import CARRIERS, DESTINATIONS, DISTANCES, ORIGINS, _plant_defects
+
+    rng = np.random.default_rng(seed)
+    days = np.sort(rng.integers(0, 31, rows))
+    dates = np.datetime64(f"{MONTH}-01") + days.astype("timedelta64[D]")
+    route = rng.integers(0, len(DESTINATIONS), rows)
+    scheduled = rng.integers(5, 23, rows) * 100 + rng.integers(0, 60, rows)
+    dep_delay = np.round(rng.gamma(1.2, 12.0, rows) - 8).astype(int)
+    missing = rng.random(rows) < 0.02  # cancelled: no departure, no delays
+    hours = dates.astype("datetime64[h]") + (scheduled // 100).astype("timedelta64[h]")
+
+    def numbers(values: np.ndarray) -> np.ndarray:
+        return np.where(missing, "NA", values.astype(str))
+
+    frame = pl.DataFrame(
+        {
+            "flight_date": dates.astype(str),
+            "carrier": CARRIERS[rng.integers(0, len(CARRIERS), rows)],
+            "flight": rng.integers(1, 6000, rows).astype(str),
+            "tailnum": np.char.add("N", rng.integers(100, 99999, rows).astype(str)),
+            "origin": ORIGINS[rng.integers(0, len(ORIGINS), rows)],
+            "dest": DESTINATIONS[route],
+            "sched_dep_time": scheduled.astype(str),
+            "dep_time": numbers(np.minimum(scheduled + np.maximum(dep_delay, 0), 2359)),
+            "dep_delay": numbers(dep_delay),
+            "arr_delay": numbers(dep_delay + rng.integers(-20, 20, rows)),
+            "air_time": numbers((DISTANCES[route] / 8).astype(int)),
+            "distance": DISTANCES[route].astype(int).astype(str),
+            "time_hour": np.char.add(np.datetime_as_string(hours, unit="s"), "Z"),
+        }
+    )
+    return _plant_defects(frame, MONTH, rng, defects)
+
+
+def measure(variant: str, month_file: MonthFile, workdir: Path) -> Measurement:
+    """Run one variant in a child process; its wall time, peak resident memory (its own and its
+    children's: dbt under `pipeline load`) and the disk its staged parts took."""
+    run_dir = workdir / f"run_{variant}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    report = run_dir / "staged.json"
+    command = [sys.executable, "-m", "pipeline.bench", "--run", variant, month_file.shape]
+    pin: Callable[[], None] | None = None
+    if variant == "pipeline-1core":
+        first = min(os.sched_getaffinity(0))
+        pin = lambda: os.sched_setaffinity(0, {first})  # noqa: E731
+    started = time.perf_counter()
+    with (run_dir / "output.log").open("w") as log:
+        child = subprocess.Popen(
+            [*command, str(month_file.path), str(run_dir)],
+            preexec_fn=pin,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Unpinned, the ingest takes its default: a worker per core available.
+            env=os.environ | {"PIPELINE_INGEST_WORKERS": "1"} if pin else None,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"variant {variant} failed on {path}")
-    database.unlink(missing_ok=True)
-    return Measurement(variant, seconds, usage.ru_maxrss * 1024)
+        raise SystemExit(f"variant {variant} failed on {month_file.path}: see {log.name}")
+    staged = json.loads(report.read_text())["bytes"] if report.exists() else None
+    shutil.rmtree(run_dir)
+    return Measurement(variant, seconds, usage.ru_maxrss * 1024, staged)
 
 
-def run_variant(variant: str, path: Path, database: Path) -> None:
+def run_variant(variant: str, shape: str, path: Path, run_dir: Path) -> None:
     """The body of one measured process."""
-    from pipeline.settings import BUNDLED_DATASETS_DIR
-    from pipeline.specs import load_specs
-
-    spec = load_specs(BUNDLED_DATASETS_DIR)["flights"]
-    if variant == "pipeline":
-        _run_pipeline(spec, path, database)
+    spec = bench_spec(shape, path)
+    database = run_dir / "bench.duckdb"
+    if variant in ("pipeline", "pipeline-1core"):
+        _run_pipeline(spec, path, run_dir, database)
+    elif variant == "cli":
+        _run_cli(spec, path, run_dir)
     elif variant == "naive":
         _run_naive(spec, path, database)
     elif variant == "snowflake-staging":
-        _run_snowflake_staging(spec, path, database)
+        _run_snowflake_staging(spec, path, run_dir)
     else:
         _run_duckdb(spec, path, database)
 
 
-def _run_pipeline(spec, path: Path, database: Path) -> None:
+def _run_pipeline(spec: DatasetSpec, path: Path, run_dir: Path, database: Path) -> None:
     from pipeline.ingest.stream import ingest_file
+    from pipeline.settings import Settings
     from pipeline.warehouse.duckdb import DuckDBWarehouse
 
-    staged = ingest_file(spec, path, MONTH, database.parent / "staging")
+    workers = Settings.from_env().ingest_workers
+    staged = ingest_file(spec, path, MONTH, run_dir / "staging", workers=workers)
+    _report_staging(staged.row_parts + staged.reject_parts, run_dir)
     DuckDBWarehouse(path=str(database)).replace_month(staged, run_id="bench")
     shutil.rmtree(staged.staging_dir)
 
 
-def _run_snowflake_staging(spec, path: Path, database: Path) -> None:
+def _run_snowflake_staging(spec: DatasetSpec, path: Path, run_dir: Path) -> None:
     """What a Snowflake load does on the loader's machine before PUT: parts rolled to 200 MB."""
     from pipeline.ingest.stream import ingest_file
-    from pipeline.settings import SnowflakeSettings
+    from pipeline.settings import Settings, SnowflakeSettings
 
     part_bytes = SnowflakeSettings.from_env().part_mb * 1024 * 1024
-    staged = ingest_file(spec, path, MONTH, database.parent / "staging", part_bytes=part_bytes)
+    workers = Settings.from_env().ingest_workers
+    staged = ingest_file(
+        spec, path, MONTH, run_dir / "staging", part_bytes=part_bytes, workers=workers
+    )
+    _report_staging(staged.row_parts + staged.reject_parts, run_dir)
     shutil.rmtree(staged.staging_dir)
 
 
-def _run_naive(spec, path: Path, database: Path) -> None:
+def _run_cli(spec: DatasetSpec, path: Path, run_dir: Path) -> None:
+    """`pipeline load` in a deployment of its own: the spec, the file (linked) and an instance.
+
+    The staged parts are measured as they grow, by a thread watching the staging folder."""
+    import threading
+
+    deployment = {
+        "PIPELINE_DATASETS_DIR": run_dir / "datasets",
+        "PIPELINE_LANDING_DIR": run_dir / "landing",
+        "PIPELINE_STAGING_DIR": run_dir / "staging",
+        "PIPELINE_DUCKDB_PATH": run_dir / "bench.duckdb",
+        "DAGSTER_HOME": run_dir / "dagster_home",
+    }
+    for name in ("PIPELINE_DATASETS_DIR", "PIPELINE_LANDING_DIR", "DAGSTER_HOME"):
+        deployment[name].mkdir()
+    spec_file = deployment["PIPELINE_DATASETS_DIR"] / f"{spec.name}.yaml"
+    spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True)))
+    (deployment["PIPELINE_LANDING_DIR"] / spec.file_name(MONTH)).symlink_to(path.resolve())
+    largest = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal largest
+        while not done.wait(0.5):
+            parts = deployment["PIPELINE_STAGING_DIR"].rglob("*.parquet")
+            largest = max(largest, sum(_size(part) for part in parts))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    pipeline = Path(sys.executable).with_name("pipeline")
+    command = [str(pipeline), "load", spec.name, "--from", MONTH, "--to", MONTH]
+    env = os.environ | {name: str(value) for name, value in deployment.items()}
+    finished = subprocess.run(command, env=env, check=False)
+    done.set()
+    watcher.join()
+    (run_dir / "staged.json").write_text(json.dumps({"bytes": largest}))
+    if finished.returncode != 0:
+        raise SystemExit(f"pipeline load exited with {finished.returncode}")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # published and removed while being summed
+        return 0
+
+
+def _report_staging(parts: tuple[str, ...], run_dir: Path) -> None:
+    total = sum(Path(part).stat().st_size for part in parts)
+    (run_dir / "staged.json").write_text(json.dumps({"bytes": total}))
+
+
+def _run_naive(spec: DatasetSpec, path: Path, database: Path) -> None:
     """What a first attempt looks like: one DataFrame, pandera on it, then a bulk insert."""
     import duckdb
     import pandas as pd
@@ -133,10 +387,10 @@ def _run_naive(spec, path: Path, database: Path) -> None:
         bad = errors.failure_cases["index"].dropna().unique()
         frame = frame.drop(index=bad)
     with duckdb.connect(str(database)) as connection:
-        connection.execute("create table flights as select * from frame")
+        connection.execute(f"create table {spec.name} as select * from frame")
 
 
-def _run_duckdb(spec, path: Path, database: Path) -> None:
+def _run_duckdb(spec: DatasetSpec, path: Path, database: Path) -> None:
     import duckdb
 
     from pipeline.warehouse.duckdb import DIALECT
@@ -144,29 +398,62 @@ def _run_duckdb(spec, path: Path, database: Path) -> None:
     columns = {name: DIALECT.column_type(column) for name, column in spec.columns.items()}
     with duckdb.connect(str(database)) as connection:
         connection.execute(
-            "create table flights as select * from read_csv(?, delim='\t', header=true, "
+            f"create table {spec.name} as select * from read_csv(?, delim='\t', header=true, "
             "quote='', escape='', store_rejects=true, columns=?)",
             [str(path), columns],
         )
 
 
-def report(size: int, rows: int, defects: float, results: dict[str, Measurement]) -> list[str]:
-    lines = [f"\n{size / 1e9:.1f} GB, {rows:,} rows, defects {defects:.2%}"]
+def report(month_file: MonthFile, defects: float, results: dict[str, Measurement]) -> list[str]:
+    size = month_file.plain_bytes
+    on_disk = month_file.path.stat().st_size
+    compressed = f", {on_disk / 1e9:.2f} GB as delivered" if on_disk != size else ""
+    lines = [
+        f"\n{month_file.shape}: {size / 1e9:.1f} GB{compressed}, {month_file.rows:,} rows, "
+        f"defects {defects:.2%} ({month_file.path.name})"
+    ]
     for variant, result in results.items():
+        staged = (
+            f"  staged {result.staging_bytes / 2**30:5.2f} GiB"
+            if result.staging_bytes is not None
+            else " " * 20
+        )
         lines.append(
             f"  {variant:<17} {result.seconds:8.1f} s {result.throughput(size):8.1f} MB/s "
-            f"{rows / result.seconds:12,.0f} rows/s  "
-            f"peak RSS {result.peak_rss_bytes / 2**30:5.2f} GiB   {VARIANTS[variant]}"
+            f"{month_file.rows / result.seconds:12,.0f} rows/s  "
+            f"peak RSS {result.peak_rss_bytes / 2**30:5.2f} GiB{staged}   {VARIANTS[variant]}"
         )
+    lines.extend(_ratios(results))
+    return lines
+
+
+def _ratios(results: dict[str, Measurement]) -> list[str]:
+    """Each variant's time against the pipeline's, the scaling from one core to all, and the
+    pipeline (and the CLI) as a share of DuckDB's throughput."""
+    if "pipeline" not in results:
+        return []
     ours = results["pipeline"].seconds
-    ratios = [
-        f"{name} / pipeline time = {r.seconds / ours:.2f}x"
-        for name, r in results.items()
-        if name != "pipeline"
+    lines = [
+        "  "
+        + "; ".join(
+            f"{name} / pipeline time = {r.seconds / ours:.2f}x"
+            for name, r in results.items()
+            if name != "pipeline"
+        )
     ]
-    lines.append("  " + "; ".join(ratios))
+    if "pipeline-1core" in results:
+        cores = len(os.sched_getaffinity(0))
+        speedup = results["pipeline-1core"].seconds / ours
+        lines.append(
+            f"  1 core → {cores} cores: {speedup:.2f}x faster, parallel efficiency "
+            f"{speedup / cores:.0%}"
+        )
     if "duckdb" in results:
-        lines.append(f"  pipeline throughput is {results['duckdb'].seconds / ours:.0%} of DuckDB's")
+        floor = results["duckdb"].seconds
+        shares = [f"pipeline throughput is {floor / ours:.0%} of DuckDB's"]
+        if "cli" in results:
+            shares.append(f"`pipeline load` {floor / results['cli'].seconds:.0%}")
+        lines.append("  " + "; ".join(shares))
     return lines
 
 
@@ -179,25 +466,52 @@ def main() -> None:
         "--defects", type=float, default=0.001, help="defect ratio of the dirty file"
     )
     parser.add_argument(
+        "--shapes", default=",".join(SHAPES), help=f"of: {', '.join(SHAPES)} (default: both)"
+    )
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"of: {', '.join(VARIANTS)} (default: all)"
+    )
+    parser.add_argument(
+        "--compress",
+        choices=list(COMPRESSIONS),
+        default="none",
+        help="generate zstd-compressed files (never written out plain), loaded as delivered",
+    )
+    parser.add_argument(
         "--naive-max", default="1GB", help="skip the naive baseline above this size"
     )
     parser.add_argument("--dir", default="data/bench", help="where files and databases go")
-    parser.add_argument("--run", nargs=3, metavar=("VARIANT", "FILE", "DB"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--run", nargs=4, metavar=("VARIANT", "SHAPE", "FILE", "DIR"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--generate", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.run:
-        run_variant(args.run[0], Path(args.run[1]), Path(args.run[2]))
+    if args.generate:
+        shape, size, defects, compress, path = args.generate
+        generate(shape, int(size), float(defects), compress, Path(path))
         return
-    workdir = Path(args.dir)
+    if args.run:
+        variant, shape, path, run_dir = args.run
+        run_variant(variant, shape, Path(path), Path(run_dir))
+        return
+    workdir = Path(args.dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    output = []
+    cores = len(os.sched_getaffinity(0))
+    output = [f"{' '.join(sys.argv)}  ({cores} cores)"]
+    print(output[0], flush=True)
     for size in (parse_size(text) for text in args.sizes.split(",")):
-        for defects in (0.0, args.defects):
-            path, rows = bench_file(workdir, size, defects)
-            variants = [v for v in VARIANTS if v != "naive" or size <= parse_size(args.naive_max)]
-            results = {variant: measure(variant, path, workdir) for variant in variants}
-            lines = report(path.stat().st_size, rows, defects, results)
-            print("\n".join(lines), flush=True)
-            output.extend(lines)
+        for shape in args.shapes.split(","):
+            for defects in (0.0, args.defects):
+                month_file = bench_file(workdir, shape, size, defects, args.compress)
+                variants = [
+                    v
+                    for v in args.variants.split(",")
+                    if v != "naive" or size <= parse_size(args.naive_max)
+                ]
+                results = {v: measure(v, month_file, workdir) for v in variants}
+                lines = report(month_file, defects, results)
+                print("\n".join(lines), flush=True)
+                output.extend(lines)
     (workdir / "results.txt").write_text("\n".join(output) + "\n")
 
 

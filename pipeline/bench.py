@@ -50,6 +50,7 @@ UNITS = {"MB": 10**6, "GB": 10**9}
 # Distinct slices a generated file cycles through: enough that no compressor's window sees a
 # repeat, few enough that a 100 GB month is written at disk speed rather than numpy's.
 DISTINCT_SLICES = 4
+SLICE_ROWS = 250_000
 # The real-shaped dataset: nycflights13's columns, without its floats-as-text.
 REAL_SPEC = {
     "name": "departures",
@@ -114,7 +115,7 @@ def bench_spec(shape: str, path: Path | None = None) -> DatasetSpec:
     else:
         spec = DatasetSpec.model_validate(REAL_SPEC)
     if path is not None:
-        suffix = path.name[path.name.index(".") :]
+        suffix = path.name[path.name.index(".tsv") :]  # `.tsv`, `.tsv.zst`
         spec = spec.model_copy(update={"file_pattern": f"{spec.name}_{{month}}{suffix}"})
     return spec
 
@@ -129,7 +130,7 @@ def bench_file(
     """
     stem = f"{shape}_{size // 10**6}MB_{defects:g}"
     path = directory / f"{stem}.tsv{COMPRESSIONS[compress]}"
-    facts_file = directory / f"{stem}{COMPRESSIONS[compress]}.json"
+    facts_file = _facts_file(path)
     if not (path.exists() and facts_file.exists()):
         arguments = [shape, str(size), repr(defects), compress, str(path)]
         subprocess.run(
@@ -139,19 +140,23 @@ def bench_file(
     return MonthFile(shape, path, facts["rows"], facts["plain_bytes"])
 
 
-def generate(shape: str, size: int, defects: float, compress: str, path: Path) -> None:
+def generate(
+    shape: str, size: int, defects: float, compress: str, path: Path, slice_rows: int = SLICE_ROWS
+) -> None:
     """Write the month file and its facts (rows, uncompressed bytes) beside it.
 
     With `compress="zst"` the lines are compressed as they are written: a 100 GB month never
     exists uncompressed on disk.
     """
-    slices = [_slice(shape, seed, defects) for seed in range(DISTINCT_SLICES)]
+    slices = [_slice(shape, seed, defects, slice_rows) for seed in range(DISTINCT_SLICES)]
     with _writing(path, compress) as sink:
         rows, written = write_month(sink, slices, size)
-    facts_file = path.with_name(path.name.replace(".tsv", "")).with_suffix(
-        COMPRESSIONS[compress] + ".json"
-    )
-    facts_file.write_text(json.dumps({"rows": rows, "plain_bytes": written}))
+    _facts_file(path).write_text(json.dumps({"rows": rows, "plain_bytes": written}))
+
+
+def _facts_file(path: Path) -> Path:
+    """Where a generated file's rows and uncompressed size are kept: beside it."""
+    return path.with_name(path.name + ".json")
 
 
 @contextmanager
@@ -188,14 +193,15 @@ def write_month(
     return rows, written
 
 
-def _slice(shape: str, seed: int, defects: float) -> tuple[bytes, bytes, int]:
+def _slice(shape: str, seed: int, defects: float, rows: int) -> tuple[bytes, bytes, int]:
     """One slice of a month as TSV: its header line, its lines and their count."""
     from pipeline.sample_data import month_frame
 
     if shape == "synthetic":
-        frame = month_frame(MONTH, rows_per_day=8_000, seed=1000 + seed, defect_ratio=defects)
+        days = 31  # month_frame's volumes vary by day; about `rows` in all
+        frame = month_frame(MONTH, rows // days, seed=1000 + seed, defect_ratio=defects)
     else:
-        frame = _real_shaped_frame(seed, defects)
+        frame = _real_shaped_frame(seed, defects, rows)
     buffer = io.BytesIO()
     frame.write_csv(buffer, separator="\t", quote_style="never")
     text = buffer.getvalue()
@@ -203,7 +209,7 @@ def _slice(shape: str, seed: int, defects: float) -> tuple[bytes, bytes, int]:
     return text[:cut], text[cut:], frame.height
 
 
-def _real_shaped_frame(seed: int, defects: float, rows: int = 250_000) -> pl.DataFrame:
+def _real_shaped_frame(seed: int, defects: float, rows: int) -> pl.DataFrame:
     """Rows like nycflights13's: short codes and small integers, every day of the month."""
     from pipeline.sample_data import CARRIERS, DESTINATIONS, DISTANCES, ORIGINS, _plant_defects
 
@@ -497,7 +503,7 @@ def main() -> None:
     workdir = Path(args.dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     cores = len(os.sched_getaffinity(0))
-    output = [f"{' '.join(sys.argv)}  ({cores} cores)"]
+    output = [f"python -m pipeline.bench {' '.join(sys.argv[1:])}  ({cores} cores available)"]
     print(output[0], flush=True)
     for size in (parse_size(text) for text in args.sizes.split(",")):
         for shape in args.shapes.split(","):

@@ -1,0 +1,42 @@
+"""`make bench`'s month files: what the lead's 100 GB run relies on, checked on a few MB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+import zstandard
+
+from pipeline.bench import bench_spec, generate
+from pipeline.ingest.stream import ingest_file
+from pipeline.specs import load_specs
+
+MONTH = "2024-05"
+
+
+def test_a_zstd_month_is_written_compressed_and_loads_as_the_facts_say(tmp_path: Path) -> None:
+    path = tmp_path / "real_2MB_0.01.tsv.zst"
+    generate("real", 2_000_000, 0.01, "zst", path, slice_rows=5_000)
+    facts = (tmp_path / "real_2MB_0.01.tsv.zst.json").read_text()
+    plain = zstandard.ZstdDecompressor().stream_reader(path.open("rb")).read()
+    spec = bench_spec("real", path)
+    lines = plain.count(b"\n") - 1  # less the header
+
+    staged = ingest_file(spec, path, MONTH, tmp_path / "staging")
+
+    assert not list(tmp_path.glob("*.tsv"))  # never written out plain
+    assert f'"plain_bytes": {len(plain)}' in facts and len(plain) >= 2_000_000
+    assert f'"rows": {lines}' in facts
+    assert staged.rows_read == lines
+    assert staged.rows_rejected > 0 and staged.rows_loaded > 0.98 * staged.rows_read
+    assert len(staged.header) == 13 and spec.file_name(MONTH) == "departures_2024-05.tsv.zst"
+
+
+def test_the_real_shaped_spec_round_trips_through_the_yaml_the_cli_variant_writes(
+    tmp_path: Path,
+) -> None:
+    spec = bench_spec("real", tmp_path / "real_1MB_0.tsv.zst")
+    (tmp_path / "departures.yaml").write_text(
+        yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True))
+    )
+    assert load_specs(tmp_path)["departures"] == spec

@@ -111,7 +111,10 @@ def bench_spec(shape: str, path: Path | None = None) -> DatasetSpec:
         from pipeline.settings import BUNDLED_DATASETS_DIR
         from pipeline.specs import load_specs
 
-        spec = load_specs(BUNDLED_DATASETS_DIR)["flights"]
+        flights = load_specs(BUNDLED_DATASETS_DIR)["flights"]
+        # Defects at the bench's ratio must publish: the publish is part of what is measured.
+        checks = flights.checks.model_copy(update={"max_reject_ratio": 0.01})
+        spec = flights.model_copy(update={"checks": checks})
     else:
         spec = DatasetSpec.model_validate(REAL_SPEC)
     if path is not None:
@@ -274,6 +277,20 @@ def measure(variant: str, month_file: MonthFile, workdir: Path) -> Measurement:
     staged = json.loads(report.read_text())["bytes"] if report.exists() else None
     shutil.rmtree(run_dir)
     return Measurement(variant, seconds, usage.ru_maxrss * 1024, staged)
+
+
+def fastest(
+    variants: list[str], month_file: MonthFile, workdir: Path, repeat: int
+) -> dict[str, Measurement]:
+    """Each variant's fastest of `repeat` runs, the variants taking turns: on a shared machine
+    a neighbour's burst then slows one round of every variant, not every run of one."""
+    best: dict[str, Measurement] = {}
+    for _ in range(repeat):
+        for variant in variants:
+            result = measure(variant, month_file, workdir)
+            if variant not in best or result.seconds < best[variant].seconds:
+                best[variant] = result
+    return best
 
 
 def run_variant(variant: str, shape: str, path: Path, run_dir: Path) -> None:
@@ -486,6 +503,9 @@ def main() -> None:
     parser.add_argument(
         "--naive-max", default="1GB", help="skip the naive baseline above this size"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per variant, taking turns; the fastest counts"
+    )
     parser.add_argument("--dir", default="data/bench", help="where files and databases go")
     parser.add_argument(
         "--run", nargs=4, metavar=("VARIANT", "SHAPE", "FILE", "DIR"), help=argparse.SUPPRESS
@@ -514,7 +534,7 @@ def main() -> None:
                     for v in args.variants.split(",")
                     if v != "naive" or size <= parse_size(args.naive_max)
                 ]
-                results = {v: measure(v, month_file, workdir) for v in variants}
+                results = fastest(variants, month_file, workdir, args.repeat)
                 lines = report(month_file, defects, results)
                 print("\n".join(lines), flush=True)
                 output.extend(lines)

@@ -82,6 +82,7 @@ REAL_SPEC = {
 class Measurement:
     variant: str
     seconds: float
+    cpu_seconds: float  # user + system, the process and its children: the work, whoever waits
     peak_rss_bytes: int
     staging_bytes: int | None  # the staged parts' size on disk at their largest
 
@@ -276,7 +277,8 @@ def measure(variant: str, month_file: MonthFile, workdir: Path) -> Measurement:
         raise SystemExit(f"variant {variant} failed on {month_file.path}: see {log.name}")
     staged = json.loads(report.read_text())["bytes"] if report.exists() else None
     shutil.rmtree(run_dir)
-    return Measurement(variant, seconds, usage.ru_maxrss * 1024, staged)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measurement(variant, seconds, cpu, usage.ru_maxrss * 1024, staged)
 
 
 def fastest(
@@ -442,7 +444,8 @@ def report(month_file: MonthFile, defects: float, results: dict[str, Measurement
             else " " * 20
         )
         lines.append(
-            f"  {variant:<17} {result.seconds:8.1f} s {result.throughput(size):8.1f} MB/s "
+            f"  {variant:<17} {result.seconds:8.1f} s (cpu {result.cpu_seconds:6.1f} s) "
+            f"{result.throughput(size):8.1f} MB/s "
             f"{month_file.rows / result.seconds:12,.0f} rows/s  "
             f"peak RSS {result.peak_rss_bytes / 2**30:5.2f} GiB{staged}   {VARIANTS[variant]}"
         )
@@ -469,7 +472,8 @@ def _ratios(results: dict[str, Measurement]) -> list[str]:
         speedup = results["pipeline-1core"].seconds / ours
         lines.append(
             f"  1 core → {cores} cores: {speedup:.2f}x faster, parallel efficiency "
-            f"{speedup / cores:.0%}"
+            f"{speedup / cores:.0%}; cpu {results['pipeline'].cpu_seconds:.1f} s against "
+            f"{results['pipeline-1core'].cpu_seconds:.1f} s on one core"
         )
     if "duckdb" in results:
         floor = results["duckdb"].seconds

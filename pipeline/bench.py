@@ -5,8 +5,9 @@ Each variant runs in its own process, measured in the same invocation (the machi
 noisy, so only ratios within one run mean anything): wall time, peak RSS from the kernel's
 accounting of that process and its children (`wait4`), and the disk the staged parts took.
 
-    python -m pipeline.bench --sizes 1GB,5GB --defects 0.001
-    python -m pipeline.bench --sizes 100GB --compress zst --shapes real --variants cli,duckdb
+    python -m pipeline.bench --sizes 1GB,5GB --defects 0,0.001
+    python -m pipeline.bench --sizes 100GB --compress zst --shapes real --defects 0.001 \
+        --variants cli,duckdb
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Measurement:
     cpu_seconds: float  # user + system, the process and its children: the work, whoever waits
     peak_rss_bytes: int
     staging_bytes: int | None  # the staged parts' size on disk at their largest
+    disk_bytes: int | None = None  # `cli`: parts, database and its temp files, at their largest
 
     def throughput(self, size: int) -> float:
         return size / self.seconds / 1e6
@@ -275,10 +277,11 @@ def measure(variant: str, month_file: MonthFile, workdir: Path) -> Measurement:
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"variant {variant} failed on {month_file.path}: see {log.name}")
-    staged = json.loads(report.read_text())["bytes"] if report.exists() else None
+    disk = json.loads(report.read_text()) if report.exists() else {}
     shutil.rmtree(run_dir)
     cpu = usage.ru_utime + usage.ru_stime
-    return Measurement(variant, seconds, cpu, usage.ru_maxrss * 1024, staged)
+    rss = usage.ru_maxrss * 1024
+    return Measurement(variant, seconds, cpu, rss, disk.get("bytes"), disk.get("disk"))
 
 
 def fastest(
@@ -355,14 +358,16 @@ def _run_cli(spec: DatasetSpec, path: Path, run_dir: Path) -> None:
     spec_file = deployment["PIPELINE_DATASETS_DIR"] / f"{spec.name}.yaml"
     spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True)))
     (deployment["PIPELINE_LANDING_DIR"] / spec.file_name(MONTH)).symlink_to(path.resolve())
-    largest = 0
+    largest = disk = 0
     done = threading.Event()
 
     def watch() -> None:
-        nonlocal largest
+        nonlocal largest, disk
         while not done.wait(0.5):
             parts = deployment["PIPELINE_STAGING_DIR"].rglob("*.parquet")
             largest = max(largest, sum(_size(part) for part in parts))
+            written = (path for path in run_dir.rglob("*") if not path.is_symlink())
+            disk = max(disk, sum(_size(path) for path in written if path.is_file()))
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -372,7 +377,7 @@ def _run_cli(spec: DatasetSpec, path: Path, run_dir: Path) -> None:
     finished = subprocess.run(command, env=env, check=False)
     done.set()
     watcher.join()
-    (run_dir / "staged.json").write_text(json.dumps({"bytes": largest}))
+    (run_dir / "staged.json").write_text(json.dumps({"bytes": largest, "disk": disk}))
     if finished.returncode != 0:
         raise SystemExit(f"pipeline load exited with {finished.returncode}")
 
@@ -443,6 +448,8 @@ def report(month_file: MonthFile, defects: float, results: dict[str, Measurement
             if result.staging_bytes is not None
             else " " * 20
         )
+        if result.disk_bytes is not None:
+            staged += f", disk {result.disk_bytes / 2**30:5.2f} GiB"
         lines.append(
             f"  {variant:<17} {result.seconds:8.1f} s (cpu {result.cpu_seconds:6.1f} s) "
             f"{result.throughput(size):8.1f} MB/s "
@@ -490,7 +497,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="1GB", help="comma-separated file sizes (default 1GB)")
     parser.add_argument(
-        "--defects", type=float, default=0.001, help="defect ratio of the dirty file"
+        "--defects",
+        default="0,0.001",
+        help="comma-separated defect ratios, a file each (default: a clean one and 0.1%%)",
     )
     parser.add_argument(
         "--shapes", default=",".join(SHAPES), help=f"of: {', '.join(SHAPES)} (default: both)"
@@ -531,7 +540,7 @@ def main() -> None:
     print(output[0], flush=True)
     for size in (parse_size(text) for text in args.sizes.split(",")):
         for shape in args.shapes.split(","):
-            for defects in (0.0, args.defects):
+            for defects in (float(ratio) for ratio in args.defects.split(",")):
                 month_file = bench_file(workdir, shape, size, defects, args.compress)
                 variants = [
                     v

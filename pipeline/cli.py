@@ -140,6 +140,15 @@ def main() -> None:
 @click.option(
     "--retry-failed", is_flag=True, help="Run only months whose last run or check failed."
 )
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    envvar="PIPELINE_PARALLEL_MONTHS",
+    show_envvar=True,
+    show_default=True,
+    help="Months run at once, each in a process of its own (Snowflake only).",
+)
 @click.option("--verbose", is_flag=True, help="Show Dagster's and dbt's logs.")
 def load(
     dataset: str,
@@ -147,13 +156,15 @@ def load(
     last: str | None,
     force: bool,
     retry_failed: bool,
+    parallel: int,
     verbose: bool,
 ) -> None:
     """Load DATASET month by month: validate, load, check, and rebuild its reports.
 
     Every month is its own Dagster run in DAGSTER_HOME, so it shows in the UI with its own status
     and check results. Months already loaded from the same file are skipped, so re-running a
-    half-finished batch does only the rest.
+    half-finished batch does only the rest. On Snowflake, --parallel N runs N months at once and
+    lists them as they finish.
     """
     defs, specs = _code_location()
     from pipeline.definitions import open_warehouse
@@ -169,6 +180,12 @@ def load(
     settings = Settings.from_env()
     files = {month: settings.landing_dir / spec.file_name(month) for month in months}
     with open_warehouse(settings) as warehouse:
+        if parallel > 1 and not warehouse.parallel_months:
+            raise click.UsageError(
+                f"--parallel {parallel}: {settings.warehouse} lets one process write its database "
+                "at a time, so its months load one after another. Months load in parallel on "
+                "Snowflake (PIPELINE_WAREHOUSE=snowflake)."
+            )
         statuses = month_statuses(defs, spec, instance, months, warehouse)
     plan = plan_months(
         statuses,
@@ -202,6 +219,7 @@ def load(
             instance,
             on_month=show,
             run_config=None if verbose else QUIET_RUN_CONFIG,
+            parallel=parallel,
         )
     _summarise(spec.name, results, plan.skipped)
     if plan.failing:

@@ -106,7 +106,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     freshness = build_freshness_checks(specs)
     return dg.Definitions(
         assets=[build_load_asset(spec, settings.warehouse) for spec in specs]
-        + build_dbt_assets(specs),
+        + build_dbt_assets(specs, pool=settings.warehouse),
         asset_checks=freshness,
         jobs=[build_load_job(spec) for spec in specs]
         + ([build_freshness_job(freshness)] if freshness else []),

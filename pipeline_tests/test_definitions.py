@@ -97,3 +97,20 @@ def test_a_failed_dbt_build_names_each_failed_model_and_the_database_message() -
         "settlements_daily needs column(s) fee in raw.settlements: add them",
         "unique_flights_daily_flight_date: Got 2 results, configured to fail if != 0",
     ]
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "snowflake"])
+def test_every_step_of_a_load_is_in_the_pool_of_its_warehouse(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, warehouse: str
+) -> None:
+    # Queued runs start when the warehouse's pool has room (pipeline/dagster.yaml): a step left
+    # out of the pool would write DuckDB beside another run's.
+    monkeypatch.setenv("PIPELINE_WAREHOUSE", warehouse)
+    for name in ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE", "SNOWFLAKE_PASSWORD"):
+        monkeypatch.setenv(name, "x")
+    defs = build_definitions(Settings.from_env())
+
+    job = defs.resolve_job_def(load_job_name("flights"))
+
+    pools = {node.name: node.definition.pool for node in job.graph.node_dict.values()}
+    assert set(pools.values()) == {warehouse}, pools

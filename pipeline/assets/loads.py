@@ -60,7 +60,8 @@ def raw_asset_key(spec: DatasetSpec) -> dg.AssetKey:
 
 def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.AssetsDefinition:
     """The asset that loads `spec`'s monthly files, with the month's checks as its check specs;
-    `warehouse_name` (PIPELINE_WAREHOUSE) is shown among its kinds."""
+    `warehouse_name` (PIPELINE_WAREHOUSE) is shown among its kinds and names its pool: a queued
+    run starts when the warehouse's pool has room (README, "Scaling out")."""
     key = raw_asset_key(spec)
     partitions_def = dataset_partitions(spec)
     checks = month_checks(spec)
@@ -77,6 +78,7 @@ def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.As
         # One month per run: each month gets its own check results and status (see the README).
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         retry_policy=LOAD_RETRY_POLICY,
+        pool=warehouse_name,
         metadata={
             "file_pattern": spec.file_pattern,
             "dagster/column_schema": column_schema(spec),

@@ -188,6 +188,12 @@ class Warehouse(dg.ConfigurableResource):
         """The Parquet part size the bulk path wants; 0 for one part per block."""
         return 0
 
+    @property
+    def parallel_months(self) -> bool:
+        """Whether several processes may load months into it at once (`pipeline load
+        --parallel`, the pool limit of UI backfills)."""
+        return True
+
     @abstractmethod
     def session(self) -> AbstractContextManager[Run]:
         """A connection for one operation, as a function that runs a statement."""

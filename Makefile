@@ -41,13 +41,16 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# What the tests drive besides Python: tmux (the CLI in a terminal) and Chromium (the UI check).
+# What the tests drive besides Python: tmux (the CLI in a terminal), Chromium (the UI check) and
+# PostgreSQL (the shared deployment's instance, started by the tests in a temp folder; Debian keeps
+# its programs in /usr/lib/postgresql/<version>/bin).
 # Installed with apt (Debian, Ubuntu) only when missing: root or sudo is needed once per machine.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-packages:
-	@command -v chromium >/dev/null && command -v tmux >/dev/null || { \
+	@command -v chromium >/dev/null && command -v tmux >/dev/null && \
+		ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update && \
-		$(SUDO) apt-get install -y --no-install-recommends chromium tmux; }
+		$(SUDO) apt-get install -y --no-install-recommends chromium tmux postgresql; }
 
 test: lint system-packages
 	$(BIN)/pytest

@@ -8,10 +8,13 @@ import os
 
 import dagster as dg
 import pytest
+import yaml
 
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
-from pipeline_tests.support import daemon_running, dagster, finished_runs, scalar
+from pipeline_tests.support import REPO, daemon_running, dagster, finished_runs, scalar
+
+DEPLOY = REPO / "deploy"
 
 
 def test_on_postgres_the_daemon_loads_a_landed_month_then_two_at_once_on_snowflake(
@@ -58,3 +61,28 @@ def _worker_pid(instance: dg.DagsterInstance, run: dg.DagsterRun) -> int:
     """The process the run's steps ran in, as its first step event records it."""
     records = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
     return records[0].dagster_event.pid  # type: ignore[union-attr]
+
+
+def test_the_deployment_files_parse_and_agree_with_the_instance_template() -> None:
+    # They cannot run here (no Docker, no Kubernetes): valid, and in step with what is tested.
+    template = yaml.safe_load((REPO / "pipeline" / "dagster.yaml").read_text())
+    shared = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    helm = yaml.safe_load((DEPLOY / "helm-values.yaml").read_text())
+
+    assert {k: shared[k] for k in ("concurrency", "run_retries")} == {
+        k: template[k] for k in ("concurrency", "run_retries")
+    }
+    assert set(compose["services"]) == {"postgres", "code", "webserver", "daemon"}
+    assert compose["services"]["code"]["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert (REPO / compose["services"]["webserver"]["command"][-1]).is_file()
+    assert helm["runLauncher"]["type"] == "K8sRunLauncher"
+    (code,) = helm["dagster-user-deployments"]["deployments"]
+    assert code["dagsterApiGrpcArgs"][:2] == ["--module-name", "pipeline.definitions"]
+    pools = template["concurrency"]["pools"]
+    assert helm["concurrency"]["pools"] == {
+        "granularity": pools["granularity"],
+        "defaultLimit": pools["default_limit"],
+    }
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "ensure_manifest()" in dockerfile  # the manifest is built into the image

@@ -24,10 +24,15 @@ from pipeline.ingest.stream import ReconciliationError, StagedLoad, new_load_id
 from pipeline.specs import ColumnSpec, DatasetSpec
 from pipeline.warehouse.audit import (
     AUDIT_COLUMNS,
+    AUDIT_LOCK_COLUMNS,
+    AUDIT_LOCK_TABLE,
     AUDIT_TABLE,
     AuditEvent,
     AuditHead,
     append_audit,
+    appending_to,
+    ensure_lock_row,
+    lock_log,
     read_head,
 )
 from pipeline.warehouse.ledger import (
@@ -82,6 +87,7 @@ LEDGER_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in LEDGER_COLUMNS.it
 CHECK_RESULTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in CHECK_RESULT_COLUMNS.items()}
 PHASES_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in PHASE_COLUMNS.items()}
 AUDIT_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in AUDIT_COLUMNS.items()}
+AUDIT_LOCK_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in AUDIT_LOCK_COLUMNS.items()}
 T = TypeVar("T")
 _META_READY: set[tuple[object, ...]] = set()
 
@@ -279,7 +285,7 @@ class Warehouse(dg.ConfigurableResource):
             self._ensure_meta(run)
             if self._ledger_rows(run, entry.load_id):
                 return
-            with transaction(run):
+            with self.audited_transaction(run):
                 for table, target in candidate.tables.items():
                     delete_month(run, self.dialect, RAW_SCHEMA, table, "_month", staged.month)
                     self._insert_candidate(run, staged, table, target, entry)
@@ -391,7 +397,7 @@ class Warehouse(dg.ConfigurableResource):
                 (REPORT_SCHEMA, table, "month")
                 for table in month_tables(run, self.dialect, REPORT_SCHEMA, report_tables, "month")
             ]
-            with transaction(run):
+            with self.audited_transaction(run):
                 deleted = {
                     f"{schema}.{table}": delete_month(
                         run, self.dialect, schema, table, column, month
@@ -416,13 +422,22 @@ class Warehouse(dg.ConfigurableResource):
 
         def record(run: Run) -> None:
             self._ensure_meta(run)
-            with transaction(run):
+            with self.audited_transaction(run):
                 self._append_ledger(run, entry)
 
         self.attempt(f"record {LEDGER_TABLE}", record)
 
+    @contextmanager
+    def audited_transaction(self, run: Run) -> Iterator[None]:
+        """A transaction that appends to the audit log, one at a time per warehouse: the head
+        it reads stays the head until it commits (warehouse/audit.py says how). Keep it to the
+        change and its entry: every other month's publish waits for it."""
+        with appending_to(self.location()), transaction(run):
+            lock_log(run, self.dialect, META_SCHEMA)
+            yield
+
     def _append_ledger(self, run: Run, entry: LedgerEntry) -> None:
-        """The ledger row and its audit entry: call inside the transaction of the change."""
+        """The ledger row and its audit entry: call inside the change's audited_transaction."""
         append(run, self.dialect, META_SCHEMA, LEDGER_TABLE, entry.row())
         append_audit(run, self.dialect, META_SCHEMA, AuditEvent.for_ledger(entry))
 
@@ -432,7 +447,7 @@ class Warehouse(dg.ConfigurableResource):
 
         def record(run: Run) -> AuditHead:
             self._ensure_meta(run)
-            with transaction(run):
+            with self.audited_transaction(run):
                 return append_audit(run, self.dialect, META_SCHEMA, event)
 
         return self.attempt(f"record {AUDIT_TABLE}", record)
@@ -509,6 +524,8 @@ class Warehouse(dg.ConfigurableResource):
         ensure_table(run, self.dialect, META_SCHEMA, CHECK_RESULTS_TABLE, CHECK_RESULTS_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, PHASES_TABLE, PHASES_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, AUDIT_TABLE, AUDIT_LAYOUT)
+        ensure_table(run, self.dialect, META_SCHEMA, AUDIT_LOCK_TABLE, AUDIT_LOCK_LAYOUT)
+        ensure_lock_row(run, self.dialect, META_SCHEMA)
         _META_READY.add(key)
 
 

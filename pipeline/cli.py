@@ -291,6 +291,40 @@ def _last_known_month(spec, instance) -> str | None:
 
 
 @main.command()
+@click.argument("datasets", nargs=-1, required=True)
+@click.option("--from", "first", metavar="YYYY-MM", help="First month (default: the spec's first).")
+@click.option("--to", "last", metavar="YYYY-MM", help="Last month (default: last complete month).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PATH.html, or PATH.pdf for a PDF (default: <PIPELINE_REPORTS_DIR>/<dataset>.html).",
+)
+def report(
+    datasets: tuple[str, ...], first: str | None, last: str | None, output: Path | None
+) -> None:
+    """Write one self-contained report (HTML, or PDF through headless Chromium) of DATASETS:
+    a summary per month, each month's findings with what to do, and the load ledger."""
+    _, specs = _code_location()
+    from pipeline.definitions import open_warehouse
+    from pipeline.reports.build import report_path, write_report
+    from pipeline.reports.pdf import BrowserMissing
+    from pipeline.settings import Settings
+
+    chosen = [_spec(specs, dataset) for dataset in dict.fromkeys(datasets)]
+    for spec in chosen:
+        _months(spec, first, last)
+    settings = Settings.from_env()
+    path = output or report_path(settings.reports_dir, [spec.name for spec in chosen])
+    try:
+        with open_warehouse(settings) as warehouse:
+            written = write_report(warehouse, chosen, path, first, last)
+    except BrowserMissing as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")
+
+
+@main.command()
 @click.option("--fix", is_flag=True, help="Remove staged parts no running load holds.")
 def doctor(fix: bool) -> None:
     """Check the specs, the landing folder, staging, the Dagster instance and the warehouse."""

@@ -10,14 +10,16 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 from dagster_snowflake import SnowflakeResource
 
+from pipeline.alerts.channels import Alerts
 from pipeline.assets.dbt import build_dbt_assets
 from pipeline.assets.freshness import build_freshness_checks
 from pipeline.assets.loads import build_load_asset
+from pipeline.assets.reports import build_report_asset, build_report_schedule
 from pipeline.jobs import build_freshness_job, build_load_job
 from pipeline.project import DBT_EXECUTABLE, dbt_project
 from pipeline.resources import LandingFiles
 from pipeline.sensors import build_freshness_sensor, build_landing_sensor
-from pipeline.settings import Settings, SnowflakeSettings
+from pipeline.settings import AlertSettings, Settings, SnowflakeSettings
 from pipeline.specs import load_specs
 from pipeline.warehouse.base import Warehouse
 from pipeline.warehouse.duckdb import DuckDBWarehouse
@@ -75,14 +77,35 @@ def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
     )
 
 
+def alerts_resource(settings: AlertSettings) -> Alerts:
+    """The alert channels; the SMTP password and the webhook URL (it holds a token) are EnvVars,
+    passed only when set."""
+    secrets = {
+        "smtp_password": "PIPELINE_SMTP_PASSWORD",
+        "webhook_url": "PIPELINE_ALERT_WEBHOOK_URL",
+    }
+    return Alerts(
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_user=settings.smtp_user,
+        smtp_starttls=settings.smtp_starttls,
+        sender=settings.sender,
+        recipients=list(settings.recipients),
+        **{field: dg.EnvVar(name) for field, name in secrets.items() if os.environ.get(name)},
+    )
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     """Resources for the configured warehouse."""
     warehouse = build_warehouse(settings)
     return {
         "warehouse": warehouse,
         "files": LandingFiles(
-            landing_dir=str(settings.landing_dir), staging_dir=str(settings.staging_dir)
+            landing_dir=str(settings.landing_dir),
+            staging_dir=str(settings.staging_dir),
+            reports_dir=str(settings.reports_dir),
         ),
+        "alerts": alerts_resource(settings.alerts),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
     }
 
@@ -93,12 +116,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     specs = list(load_specs(settings.datasets_dir).values())
     freshness = build_freshness_checks(specs)
     return dg.Definitions(
-        assets=[build_load_asset(spec) for spec in specs] + build_dbt_assets(specs),
+        assets=[build_load_asset(spec) for spec in specs]
+        + [build_report_asset(spec) for spec in specs]
+        + build_dbt_assets(specs),
         asset_checks=freshness,
         jobs=[build_load_job(spec) for spec in specs]
         + ([build_freshness_job(freshness)] if freshness else []),
         sensors=[build_landing_sensor(spec) for spec in specs]
         + ([build_freshness_sensor(freshness)] if freshness else []),
+        schedules=[build_report_schedule(specs)] if specs else [],
         resources=build_resources(settings),
     )
 

@@ -1,4 +1,5 @@
-"""Resources other than the warehouse: where files land and where validated parts are staged."""
+"""Resources other than the warehouse: where files land, where validated parts are staged and
+where reports are written."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pipeline.ingest.stream import DEFAULT_BLOCK_BYTES
 
 
 class LandingFiles(dg.ConfigurableResource):
-    """The landing folder monthly files arrive in, and the staging folder for Parquet parts."""
+    """The landing folder monthly files arrive in, the staging folder for Parquet parts, and the
+    folder reports are written to."""
 
     landing_dir: str
     staging_dir: str
+    reports_dir: str = "data/reports"
     block_bytes: int = DEFAULT_BLOCK_BYTES
 
     @property
@@ -23,3 +26,7 @@ class LandingFiles(dg.ConfigurableResource):
     @property
     def staging_path(self) -> Path:
         return Path(self.staging_dir)
+
+    @property
+    def reports_path(self) -> Path:
+        return Path(self.reports_dir)

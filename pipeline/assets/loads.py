@@ -21,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 
+from pipeline.alerts.channels import Alerts
 from pipeline.assets.checks import MonthCheck, check_specs, month_checks, to_check_result
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.scope import MonthUnderCheck
@@ -73,11 +74,19 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         metadata={"file_pattern": spec.file_pattern, "columns": ", ".join(spec.columns)},
     )
     def load(
-        context: dg.AssetExecutionContext, files: LandingFiles, warehouse: Warehouse
+        context: dg.AssetExecutionContext, files: LandingFiles, warehouse: Warehouse, alerts: Alerts
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        from pipeline.assets.reports import close_month  # it imports this module
+
         month = context.partition_key
         with statement_context(spec.name, month, context.run.run_id):
-            yield from load_month(context, spec, checks, files, warehouse)
+            try:
+                yield from load_month(context, spec, checks, files, warehouse)
+            except Exception as error:
+                if _final(context, error):
+                    close_month(context, spec, files, warehouse, alerts, published=False)
+                raise
+            close_month(context, spec, files, warehouse, alerts, published=True)
 
     return load
 
@@ -194,6 +203,14 @@ class _Attempt:
                 self.staged, self.load_id, self.run_id, "failed", error=error
             )
         self.warehouse.record_load(entry)
+
+
+def _final(context: dg.AssetExecutionContext, error: Exception) -> bool:
+    """Whether this failure ends the month's run: a refusal or a bad file (no retries), or the
+    last retry of the step's policy. Alerts wait for it, so a retried blip sends nothing."""
+    if isinstance(error, dg.Failure) and not error.allow_retries:
+        return True
+    return context.retry_number >= LOAD_RETRY_POLICY.max_retries
 
 
 def _refuses(outcome: CheckOutcome) -> bool:

@@ -22,10 +22,13 @@ import dagster as dg
 from pipeline.ingest.stream import ReconciliationError, StagedLoad, new_load_id
 from pipeline.specs import ColumnSpec, DatasetSpec
 from pipeline.warehouse.ledger import (
+    ALERT_COLUMNS,
+    ALERTS_TABLE,
     CHECK_RESULT_COLUMNS,
     CHECK_RESULTS_TABLE,
     LEDGER_COLUMNS,
     LEDGER_TABLE,
+    AlertRecord,
     CheckRecord,
     LedgerEntry,
 )
@@ -68,6 +71,7 @@ REJECT_COLUMNS = {
 }
 LEDGER_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in LEDGER_COLUMNS.items()}
 CHECK_RESULTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in CHECK_RESULT_COLUMNS.items()}
+ALERTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in ALERT_COLUMNS.items()}
 T = TypeVar("T")
 _META_READY: set[tuple[object, ...]] = set()
 
@@ -386,6 +390,10 @@ class Warehouse(dg.ConfigurableResource):
         """Append one check verdict to pipeline.check_results."""
         self._record(CHECK_RESULTS_TABLE, record.row())
 
+    def record_alert(self, record: AlertRecord) -> None:
+        """Append one announced finding to pipeline.alerts."""
+        self._record(ALERTS_TABLE, record.row())
+
     def record_load(self, entry: LedgerEntry) -> None:
         """Append one row to the load ledger in its own transaction."""
         self._record(LEDGER_TABLE, entry.row())
@@ -432,6 +440,7 @@ class Warehouse(dg.ConfigurableResource):
             return
         ensure_table(run, self.dialect, META_SCHEMA, LEDGER_TABLE, LEDGER_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, CHECK_RESULTS_TABLE, CHECK_RESULTS_LAYOUT)
+        ensure_table(run, self.dialect, META_SCHEMA, ALERTS_TABLE, ALERTS_LAYOUT)
         _META_READY.add(key)
 
 

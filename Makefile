@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 BENCH_ARGS ?=
 
-.PHONY: install demo dev test lint bench clean
+.PHONY: install system-packages demo dev test lint bench clean
 
 $(INSTALLED): pyproject.toml setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ demo: install
 	@echo "  WARN   flights 2024-05 a WARNING rule; settlements 2024-02 closed_days (a holiday),"
 	@echo "         2024-03 volume (a spike) and schema_drift (an extra column)"
 	@echo "  INFO   volume on each dataset's first two months: not enough history yet"
+	@echo
+	$(BIN)/pipeline report flights
+	$(BIN)/pipeline report settlements
 
 dev: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
@@ -41,7 +44,14 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# Headless Chromium renders and prints the reports; pdftotext (poppler-utils) reads PDFs back.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-packages:
+	@command -v chromium >/dev/null && command -v pdftotext >/dev/null || { \
+		$(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y --no-install-recommends chromium poppler-utils; }
+
+test: lint system-packages
 	$(BIN)/pytest
 
 bench: install

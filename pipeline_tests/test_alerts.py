@@ -25,7 +25,7 @@ from pipeline.definitions import build_resources
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
-from pipeline_tests.support import scalar
+from pipeline_tests.support import run, scalar
 
 USER, PASSWORD = "pipeline", "smtp-secret-3f9a"
 TOKEN = "hook-token-77c1"
@@ -233,3 +233,11 @@ def test_a_failed_delivery_is_retried_recorded_and_never_fails_the_load(
     assert "not published, check schema" in failure.step_failure_data.error.message
     row = scalar(settings, "select status || ' ' || attempts || ' ' || error from pipeline.alerts")
     assert str(row).startswith("failed 3 ConnectionRefusedError")
+
+
+def test_doctor_says_hello_to_the_smtp_server_and_sends_nothing(
+    settings: Settings, inbox: Inbox
+) -> None:
+    result = run("doctor")
+    assert "OK      smtp: 127.0.0.1:" in result.stdout and "answers EHLO (250)" in result.stdout
+    assert inbox.messages == [] and PASSWORD not in result.stdout + result.stderr

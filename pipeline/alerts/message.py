@@ -20,9 +20,9 @@ import jinja2
 
 from pipeline.reports.advice import Finding, reload_command, verdict
 from pipeline.reports.data import DatasetView, MonthView
+from pipeline.reports.html import templates
 
 CHART_SIZE_INCHES = (7.0, 3.2)
-SAMPLE_REJECTS = 20
 CSV_FIELDS = (
     "kind",
     "dataset",
@@ -130,7 +130,7 @@ def webhook_payload(alert: Alert) -> dict[str, object]:
 
 
 def findings_csv(alert: Alert) -> str:
-    """One row per finding, then a sample of the month's rejected lines."""
+    """One row per finding, then the month's first rejected lines (the report's sample)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
@@ -146,7 +146,7 @@ def findings_csv(alert: Alert) -> str:
                 "recommendation": finding.advice,
             }
         )
-    for sample in alert.month.samples[:SAMPLE_REJECTS]:
+    for sample in alert.month.samples:
         writer.writerow(
             base
             | {
@@ -191,9 +191,4 @@ def chart_png(view: DatasetView) -> bytes:
 
 @cache
 def _template() -> jinja2.Template:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("pipeline.alerts", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return environment.get_template("alert.html.j2")
+    return templates("pipeline.alerts").get_template("alert.html.j2")

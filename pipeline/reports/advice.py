@@ -132,8 +132,9 @@ def _advise_rejects(spec: DatasetSpec, view: MonthView, reload: str) -> str:
             columns.append(str(view.header.index(group.column) + 1))
     more = len(view.reject_groups) - 3
     found = "; ".join(parts) + (f"; and {more} more kind(s)" if more > 0 else "")
+    columns = list(dict.fromkeys(columns))
     ask = (
-        f"ask the sender to re-export column {', '.join(dict.fromkeys(columns))}"
+        f"ask the sender to re-export column{'s' if len(columns) > 1 else ''} {', '.join(columns)}"
         if columns
         else "ask the sender for a corrected file"
     )

@@ -126,15 +126,20 @@ def _plotly_js() -> jinja2.filters.Markup:
     return jinja2.filters.Markup(get_plotlyjs())
 
 
-@cache
-def _template() -> jinja2.Template:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("pipeline.reports", "templates"),
+def templates(package: str) -> jinja2.Environment:
+    """Templates shipped in `package`'s templates/ folder, HTML-escaped, strict about names."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader(package, "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+@cache
+def _template() -> jinja2.Template:
+    environment = templates("pipeline.reports")
     environment.globals.update(
         number=lambda n: "–" if n is None else f"{n:,}",
         figure=lambda n: "–" if n is None else f"{n:,.4g}",

@@ -22,10 +22,11 @@ from pipeline.alerts.channels import Alerts
 from pipeline.assets.loads import build_load_asset
 from pipeline.assets.reports import build_report_asset
 from pipeline.definitions import build_resources
+from pipeline.doctor import examine_smtp
 from pipeline.sample_data import month_frame, write_tsv
-from pipeline.settings import Settings
+from pipeline.settings import AlertSettings, Settings
 from pipeline.specs import DatasetSpec
-from pipeline_tests.support import run, scalar
+from pipeline_tests.support import scalar
 
 USER, PASSWORD = "pipeline", "smtp-secret-3f9a"
 TOKEN = "hook-token-77c1"
@@ -238,6 +239,9 @@ def test_a_failed_delivery_is_retried_recorded_and_never_fails_the_load(
 def test_doctor_says_hello_to_the_smtp_server_and_sends_nothing(
     settings: Settings, inbox: Inbox
 ) -> None:
-    result = run("doctor")
-    assert "OK      smtp: 127.0.0.1:" in result.stdout and "answers EHLO (250)" in result.stdout
-    assert inbox.messages == [] and PASSWORD not in result.stdout + result.stderr
+    finding = examine_smtp(AlertSettings.from_env())
+    assert finding is not None and finding.ok
+    assert str(finding).startswith("OK      smtp: 127.0.0.1:") and "answers EHLO (250)" in str(
+        finding
+    )
+    assert inbox.messages == [] and PASSWORD not in str(finding)

@@ -27,15 +27,20 @@ INSTANCE_TEMPLATE = Path(__file__).with_name("dagster.yaml")
 
 
 def _instance():
-    """The Dagster instance at DAGSTER_HOME (default `.dagster_home/`), created if absent."""
+    """The Dagster instance at DAGSTER_HOME (default `.dagster_home/`), created if absent, with
+    the runs of `pipeline load` processes that died marked failed (see pipeline.orphans)."""
     import dagster as dg
+
+    from pipeline.orphans import fail_orphaned_runs
 
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copyfile(INSTANCE_TEMPLATE, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    fail_orphaned_runs(instance)
+    return instance
 
 
 def _code_location():

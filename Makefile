@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 BENCH_ARGS ?=
 
-.PHONY: install system-packages demo dev test lint bench clean
+.PHONY: install system-packages demo dev test ui-check lint bench clean
 
 $(INSTALLED): pyproject.toml setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,15 +44,24 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Headless Chromium renders and prints the reports; pdftotext (poppler-utils) reads PDFs back.
+# What the tests drive besides Python: tmux (the CLI in a terminal), Chromium (the UI check, the
+# reports rendered and printed) and pdftotext (poppler-utils: the PDF report read back).
+# Installed with apt (Debian, Ubuntu) only when missing: root or sudo is needed once per machine.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-packages:
-	@command -v chromium >/dev/null && command -v pdftotext >/dev/null || { \
+	@command -v chromium >/dev/null && command -v tmux >/dev/null && \
+		command -v pdftotext >/dev/null || { \
 		$(SUDO) apt-get update && \
-		$(SUDO) apt-get install -y --no-install-recommends chromium poppler-utils; }
+		$(SUDO) apt-get install -y --no-install-recommends chromium tmux poppler-utils; }
 
 test: lint system-packages
 	$(BIN)/pytest
+
+# raw/flights in the Dagster UI, through headless Chromium (about a minute; CI runs it after the
+# tests). UI_CHECK_ARGS="--screenshot docs/ui-raw-flights.png" refreshes the README's picture.
+UI_CHECK_ARGS ?=
+ui-check: install system-packages
+	$(BIN)/python -m pipeline_tests.ui_check $(UI_CHECK_ARGS)
 
 bench: install
 	$(BIN)/python -m pipeline.bench $(BENCH_ARGS)

@@ -7,6 +7,7 @@ Exit codes: 0 all months fine; 1 a month failed to load or failed an ERROR check
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import shutil
 import sys
@@ -26,15 +27,20 @@ INSTANCE_TEMPLATE = Path(__file__).with_name("dagster.yaml")
 
 
 def _instance():
-    """The Dagster instance at DAGSTER_HOME (default `.dagster_home/`), created if absent."""
+    """The Dagster instance at DAGSTER_HOME (default `.dagster_home/`), created if absent, with
+    the runs of `pipeline load` processes that died marked failed (see pipeline.orphans)."""
     import dagster as dg
+
+    from pipeline.orphans import fail_orphaned_runs
 
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copyfile(INSTANCE_TEMPLATE, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    fail_orphaned_runs(instance)
+    return instance
 
 
 def _code_location():
@@ -157,8 +163,10 @@ def load(
     defs, specs = _code_location()
     from pipeline.definitions import open_warehouse
     from pipeline.ingest.files import fingerprint
+    from pipeline.progress import watched_by
     from pipeline.runner import MonthResult, load_months, month_statuses, plan_months
     from pipeline.settings import Settings
+    from pipeline.terminal import load_display
 
     spec = _spec(specs, dataset)
     months = _months(spec, first, last)
@@ -176,17 +184,22 @@ def load(
     count = f"{len(months)} month{'s' if len(months) > 1 else ''}"
     click.echo(f"Loading {spec.name}: {months[0]}..{months[-1]} ({count})")
     click.echo(HEADER)
-    with _summary_stream(quiet=not verbose) as out:
+    with (
+        _summary_stream(quiet=not verbose) as out,
+        load_display(out, spec.name, plan.run, live=not verbose) as display,
+        watched_by(display),
+    ):
 
         def show(result: MonthResult) -> None:
             status = "ok" if result.success else "FAILED"
             figures = _figures(result.rows)
-            click.echo(f"{result.month:<8} {status:<13} {figures}  {_checks(result.checks)}", out)
+            display.line(f"{result.month:<8} {status:<13} {figures}  {_checks(result.checks)}")
             for line in result.errors + result.notes:
-                click.echo(f"{'':<8} {line}", out)
+                display.line(f"{'':<8} {line}")
+            display.month_done(result.success, result.rows)
 
         for month, reason in plan.skipped.items():
-            click.echo(f"{month:<8} {'skipped':<13} {reason}", out)
+            display.line(f"{month:<8} {'skipped':<13} {reason}")
         results = load_months(
             defs,
             spec,
@@ -244,7 +257,9 @@ def purge(dataset: str, month: str, yes: bool) -> None:
         deleted = purge_month(defs, spec, month, _instance(), warehouse)
     for table, count in deleted.items():
         click.echo(f"{table}: {count:,} rows deleted")
-    click.echo(f"{dataset} {month} purged; recorded in pipeline.load_ledger.")
+    click.echo(
+        f"{dataset} {month} purged; recorded in pipeline.load_ledger and pipeline.audit_log."
+    )
 
 
 @main.command()
@@ -288,6 +303,121 @@ def _last_known_month(spec, instance) -> str | None:
     loaded = set(instance.get_materialized_partitions(raw_asset_key(spec)))
     known = (landed | loaded) & set(dataset_partitions(spec).get_partition_keys())
     return max(known) if known else None
+
+
+@main.group()
+def audit() -> None:
+    """The audit log: verify its hash chain, show a dataset's history."""
+
+
+@audit.command("verify")
+@click.option(
+    "--from",
+    "from_seq",
+    type=click.IntRange(min=1),
+    default=1,
+    metavar="SEQ",
+    help="Verify from entry SEQ on (default: the first).",
+)
+@click.option(
+    "--anchors",
+    "anchors_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="An anchors file to compare with (default: DAGSTER_HOME/audit_heads.log), e.g. the "
+    "copy shipped to write-once storage.",
+)
+def audit_verify(from_seq: int, anchors_path: Path | None) -> None:
+    """Recompute the audit log's hash chain and compare it with the anchored heads.
+
+    Exit 0 with `OK: N entries, head <hash>`; exit 1 naming the first entry that does not verify
+    and why: edited, missing, reordered, or the head behind its anchor.
+    """
+    _code_location()
+    from pipeline.audit import anchors_file, read_anchors, verify
+    from pipeline.definitions import open_warehouse
+    from pipeline.settings import Settings
+    from pipeline.warehouse.audit import AUDIT_TABLE
+    from pipeline.warehouse.base import META_SCHEMA
+
+    anchors = anchors_path or anchors_file(_instance())
+    with open_warehouse(Settings.from_env()) as warehouse:
+        rows = warehouse.query(
+            f"select * from {META_SCHEMA}.{AUDIT_TABLE} where seq >= ?", [from_seq - 1]
+        )
+        location = warehouse.location()
+    try:
+        verdict = verify(rows, read_anchors(anchors, location), from_seq)
+    except ValueError as exc:  # the anchors file itself was tampered with
+        click.echo(f"FAILED: {exc}")
+        sys.exit(EXIT_DATA_PROBLEM)
+    if not verdict.ok:
+        click.echo(f"FAILED: {verdict.problem}")
+        sys.exit(EXIT_DATA_PROBLEM)
+    click.echo(
+        f"OK: {verdict.entries} entries, head {verdict.head.entry_hash if verdict.head else '-'}"
+    )
+    if verdict.anchors:
+        click.echo(f"{verdict.anchors} anchored head(s) in {anchors} agree with the log.")
+    else:
+        click.echo(
+            f"No anchored heads in {anchors}: the chain is consistent, but the newest entries "
+            "deleted or the whole chain rewritten would not show."
+        )
+
+
+AUDIT_HEADER = (
+    f"{'seq':>5}  {'recorded (UTC)':<19}  {'kind':<13} {'month':<8} {'actor':<16} "
+    f"{'read':>10} {'loaded':>10} {'rejected':>9}  run       detail"
+)
+
+
+@audit.command("show")
+@click.argument("dataset")
+@click.option("--month", metavar="YYYY-MM", help="Only this month's entries.")
+def audit_show(dataset: str, month: str | None) -> None:
+    """The audit entries of DATASET (of one month with --month), oldest first."""
+    _, specs = _code_location()
+    from pipeline.definitions import open_warehouse
+    from pipeline.settings import Settings
+    from pipeline.warehouse.audit import AUDIT_TABLE
+    from pipeline.warehouse.base import META_SCHEMA
+
+    sql = f"select * from {META_SCHEMA}.{AUDIT_TABLE} where dataset = ?"
+    with open_warehouse(Settings.from_env()) as warehouse:
+        rows = warehouse.query(
+            sql + (" and month = ? order by seq" if month else " order by seq"),
+            [dataset, month] if month else [dataset],
+        )
+    if not rows:
+        _spec(specs, dataset)  # a removed dataset keeps its history; an unknown one is a typo
+        click.echo(f"No audit entries for {dataset}{' ' + month if month else ''}.")
+        return
+    click.echo(AUDIT_HEADER)
+    for row in rows:
+        click.echo(_audit_line(row))
+
+
+def _audit_line(row: dict) -> str:
+    """One entry under AUDIT_HEADER: counts with separators, the file's name, what it says."""
+    figures = " ".join(
+        f"{'-' if row[name] is None else f'{row[name]:,}':>{width}}"
+        for name, width in (("rows_read", 10), ("rows_loaded", 10), ("rows_rejected", 9))
+    )
+    detail = "; ".join(
+        text
+        for text in (
+            Path(row["source_file"]).name if row["source_file"] else None,
+            f"fingerprint {row['fingerprint'][:16]}" if row["kind"].startswith("spec") else None,
+            row["detail"],
+        )
+        if text
+    )
+    recorded = row["recorded_at"].astimezone(dt.UTC)
+    return (
+        f"{row['seq']:>5}  {recorded:%Y-%m-%d %H:%M:%S}  {row['kind']:<13} "
+        f"{row['month'] or '-':<8} {row['actor']:<16} {figures}  "
+        f"{(row['run_id'] or '-')[:8]:<8}  {detail}"
+    ).rstrip()
 
 
 @main.command()

@@ -15,7 +15,9 @@ from pipeline.assets.dbt import build_dbt_assets
 from pipeline.assets.freshness import build_freshness_checks
 from pipeline.assets.loads import build_load_asset
 from pipeline.assets.reports import build_report_asset, build_report_schedule
+from pipeline.ingest.pii import KEY_VARIABLE
 from pipeline.jobs import build_freshness_job, build_load_job
+from pipeline.metrics import MetricsExport
 from pipeline.project import DBT_EXECUTABLE, dbt_project
 from pipeline.resources import LandingFiles
 from pipeline.sensors import build_freshness_sensor, build_landing_sensor
@@ -35,6 +37,8 @@ def build_warehouse(settings: Settings) -> Warehouse:
         part_mb=settings.snowflake.part_mb,
         query_tag="query_tag" not in settings.snowflake.disabled,
         stage_cleanup="stage_cleanup" not in settings.snowflake.disabled,
+        masking_policies="masking_policies" not in settings.snowflake.disabled,
+        pii_reader_roles=list(settings.snowflake.pii_reader_roles),
     )
 
 
@@ -104,9 +108,16 @@ def build_resources(settings: Settings) -> dict[str, object]:
             landing_dir=str(settings.landing_dir),
             staging_dir=str(settings.staging_dir),
             reports_dir=str(settings.reports_dir),
+            # Read when a run starts, never shown; left out when unset, so that only datasets
+            # with `pii: hash` columns are refused (naming the variable) rather than every run.
+            pii_key=dg.EnvVar(KEY_VARIABLE) if os.environ.get(KEY_VARIABLE) else None,
         ),
         "alerts": alerts_resource(settings.alerts),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+        "metrics": MetricsExport(
+            textfile_dir=str(settings.metrics_dir) if settings.metrics_dir else None,
+            pushgateway_url=settings.pushgateway_url,
+        ),
     }
 
 
@@ -116,7 +127,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     specs = list(load_specs(settings.datasets_dir).values())
     freshness = build_freshness_checks(specs)
     return dg.Definitions(
-        assets=[build_load_asset(spec) for spec in specs]
+        assets=[build_load_asset(spec, settings.warehouse) for spec in specs]
         + [build_report_asset(spec) for spec in specs]
         + build_dbt_assets(specs),
         asset_checks=freshness,

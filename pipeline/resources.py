@@ -12,12 +12,17 @@ from pipeline.ingest.stream import DEFAULT_BLOCK_BYTES
 
 class LandingFiles(dg.ConfigurableResource):
     """The landing folder monthly files arrive in, the staging folder for Parquet parts, and the
-    folder reports are written to."""
+    folder reports are written to.
+
+    `pii_key` (PIPELINE_PII_KEY) is the secret `pii: hash` columns are hashed with as they are
+    read; a dataset with such a column is refused while it is unset.
+    """
 
     landing_dir: str
     staging_dir: str
     reports_dir: str = "data/reports"
     block_bytes: int = DEFAULT_BLOCK_BYTES
+    pii_key: str | None = None
 
     @property
     def landing_path(self) -> Path:

@@ -20,7 +20,9 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from pipeline.assets.checks import LEVEL
 from pipeline.assets.loads import raw_asset_key
+from pipeline.audit import anchor, anchors_file
 from pipeline.jobs import load_job_name
+from pipeline.orphans import process_tags
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import Warehouse, now
 from pipeline.warehouse.ledger import LedgerEntry
@@ -61,7 +63,11 @@ def load_months(
     results = []
     for month in months:
         run = job.execute_in_process(
-            partition_key=month, instance=instance, raise_on_error=False, run_config=run_config
+            partition_key=month,
+            instance=instance,
+            raise_on_error=False,
+            run_config=run_config,
+            tags=process_tags(),
         )
         result = _month_result(month, run, raw_asset_key(spec))
         results.append(result)
@@ -257,7 +263,12 @@ def _latest_run_errors(instance: dg.DagsterInstance, runs: Sequence[dg.DagsterRu
     if not finished or finished[0].status != dg.DagsterRunStatus.FAILURE:
         return []
     records = instance.all_logs(finished[0].run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-    return step_errors(record.dagster_event for record in records if record.dagster_event)
+    errors = step_errors(record.dagster_event for record in records if record.dagster_event)
+    if errors:
+        return errors
+    # No step failed: the run was failed from outside (its process died, see pipeline.orphans).
+    records = instance.all_logs(finished[0].run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    return [record.dagster_event.message for record in records if record.dagster_event]
 
 
 def month_runs(
@@ -403,12 +414,14 @@ def purge_month(
     from the instance, so its status is `missing` and a sensor or `pipeline load` loads it anew:
     Dagster's SQLite and Postgres storages cannot wipe one partition of an asset, and every month
     runs on its own, so the month's runs are exactly its history, whichever way they were
-    launched (`month_runs`). The ledger keeps the record.
+    launched (`month_runs`). The ledger and the audit log (its entry anchored like a run's) keep
+    the record.
     """
     keys = partitioned_downstream(defs, raw_asset_key(spec))
     stamp = now()
     entry = LedgerEntry.without_rows(spec.name, month, "pipeline purge", "purged", stamp, stamp)
     deleted = warehouse.purge_month(spec, month, [key.path[-1] for key in keys[1:]], entry)
+    anchor(warehouse, anchors_file(instance), entry.run_id)
     for run in month_runs(defs, spec, month, instance):
         instance.delete_run(run.run_id)
     # The partition status cache (kept by the UI and `status`) only ever adds events; rebuilt from

@@ -9,6 +9,7 @@ point somewhere else for dbt than for the loader.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ BUNDLED_DATASETS_DIR = Path(__file__).parent / "datasets"
 SUPPORTED_WAREHOUSES = ("duckdb", "snowflake")
 # Snowflake features a stand-in server may lack; PIPELINE_SNOWFLAKE_DISABLE turns them off by name
 # (what each degrades to: warehouse/snowflake.py; temporary_tables: dbt_project.yml).
-SNOWFLAKE_CAPABILITIES = ("query_tag", "stage_cleanup", "temporary_tables")
+SNOWFLAKE_CAPABILITIES = ("query_tag", "stage_cleanup", "temporary_tables", "masking_policies")
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class SnowflakeSettings:
     """How to reach Snowflake, apart from the credentials (read as dagster.EnvVar at run time).
 
     `host`/`port`/`protocol` point the connector and dbt at another endpoint (a proxy, or the test
-    server); `disabled` names capabilities the endpoint lacks; `part_mb` sizes the uploaded parts.
+    server); `disabled` names capabilities the endpoint lacks; `part_mb` sizes the uploaded parts;
+    `pii_reader_roles` may read `pii: mask` columns in clear.
     """
 
     host: str | None
@@ -33,20 +35,21 @@ class SnowflakeSettings:
     timeout_seconds: int | None
     part_mb: int
     disabled: frozenset[str]
+    pii_reader_roles: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> SnowflakeSettings:
-        disabled = frozenset(
-            name.strip()
-            for name in (os.environ.get("PIPELINE_SNOWFLAKE_DISABLE") or "").split(",")
-            if name.strip()
-        )
+        disabled = frozenset(_names_env("PIPELINE_SNOWFLAKE_DISABLE"))
         unknown = disabled - set(SNOWFLAKE_CAPABILITIES)
         if unknown:
             raise ValueError(
                 f"PIPELINE_SNOWFLAKE_DISABLE names unknown capabilities {sorted(unknown)}; "
                 f"known: {', '.join(SNOWFLAKE_CAPABILITIES)}"
             )
+        readers = _names_env("PIPELINE_PII_READER_ROLES")
+        odd = [role for role in readers if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", role)]
+        if odd:
+            raise ValueError(f"PIPELINE_PII_READER_ROLES: {odd[0]!r} is not a plain role name")
         return cls(
             host=os.environ.get("SNOWFLAKE_HOST") or None,
             port=_int_env("SNOWFLAKE_PORT"),
@@ -54,6 +57,7 @@ class SnowflakeSettings:
             timeout_seconds=_int_env("PIPELINE_SNOWFLAKE_TIMEOUT_SECONDS"),
             part_mb=_int_env("PIPELINE_SNOWFLAKE_PART_MB") or 200,
             disabled=disabled,
+            pii_reader_roles=readers,
         )
 
 
@@ -94,6 +98,8 @@ class Settings:
     reports_dir: Path
     snowflake: SnowflakeSettings | None = None
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    metrics_dir: Path | None = None  # where `<dataset>.prom` textfiles go (metrics.py)
+    pushgateway_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -108,6 +114,7 @@ class Settings:
                 f"PIPELINE_WAREHOUSE={warehouse!r} is not supported; "
                 f"choose one of: {', '.join(SUPPORTED_WAREHOUSES)}"
             )
+        metrics_dir = os.environ.get("PIPELINE_METRICS_DIR")
         return cls(
             datasets_dir=path("PIPELINE_DATASETS_DIR", BUNDLED_DATASETS_DIR),
             landing_dir=path("PIPELINE_LANDING_DIR", "data/landing"),
@@ -117,6 +124,8 @@ class Settings:
             reports_dir=path("PIPELINE_REPORTS_DIR", "data/reports"),
             snowflake=SnowflakeSettings.from_env() if warehouse == "snowflake" else None,
             alerts=AlertSettings.from_env(),
+            metrics_dir=path("PIPELINE_METRICS_DIR", "") if metrics_dir else None,
+            pushgateway_url=os.environ.get("PIPELINE_PUSHGATEWAY_URL") or None,
         )
 
     def export_for_subprocesses(self) -> None:
@@ -124,6 +133,11 @@ class Settings:
         os.environ["PIPELINE_DUCKDB_PATH"] = str(self.duckdb_path)
         os.environ["PIPELINE_LANDING_DIR"] = str(self.landing_dir)
         os.environ["PIPELINE_STAGING_DIR"] = str(self.staging_dir)
+
+
+def _names_env(name: str) -> tuple[str, ...]:
+    """A comma-separated list of names, blanks dropped."""
+    return tuple(n.strip() for n in (os.environ.get(name) or "").split(",") if n.strip())
 
 
 def _int_env(name: str) -> int | None:

@@ -16,9 +16,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ColumnType = Literal["string", "int", "float", "decimal", "bool", "date", "timestamp"]
+# How a column of personal data is kept: see the README, "Sensitive columns".
+Pii = Literal["hash", "redact", "mask"]
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 MONTH_PLACEHOLDER = "{month}"
 _IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_]*$"
+# What Dagster accepts as an asset owner and tag (dagster/_core/definitions/utils.py,
+# dagster/_utils/tags.py), checked here so a mistake names the spec file rather than failing the
+# code location inside Dagster.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}")
+_TAG_KEY = re.compile(r"([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}")
+_TAG_VALUE = re.compile(r"[A-Za-z0-9_.-]{0,63}")
 
 
 class SpecError(ValueError):
@@ -44,6 +52,10 @@ class ColumnSpec(_Strict):
     allow_non_finite: bool = Field(
         default=False, description="float columns: load nan, inf and -inf instead of rejecting them"
     )
+    pii: Pii | None = Field(
+        default=None,
+        description="hash (keyed HMAC-SHA256), redact (null) or mask (Snowflake masking policy)",
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -68,6 +80,8 @@ class ColumnSpec(_Strict):
             raise ValueError(f"allow_non_finite applies to float columns, not {self.type}")
         if self.scale > self.precision:
             raise ValueError(f"scale {self.scale} is larger than precision {self.precision}")
+        if self.pii in ("hash", "mask") and self.type != "string":
+            raise ValueError(f"pii: {self.pii} applies to string columns, not {self.type}")
         return self
 
 
@@ -214,6 +228,8 @@ class DatasetSpec(_Strict):
     null_values: list[str] = [""]
     quote: Annotated[str, Field(min_length=1, max_length=1)] | None = None
     description: str | None = None
+    owners: list[str] = Field(default=[], description="email addresses or team:<name>")
+    tags: dict[str, str] = {}
     ready_marker: str | None = Field(
         default=None,
         description="a suffix such as '.done': a file is loaded once FILE + suffix exists",
@@ -233,6 +249,29 @@ class DatasetSpec(_Strict):
                 f"e.g. 'flights_{{month}}.tsv'; got {value!r}"
             )
         return value
+
+    @field_validator("owners")
+    @classmethod
+    def _owners_are_people_or_teams(cls, owners: list[str]) -> list[str]:
+        for owner in owners:
+            if not (_EMAIL.fullmatch(owner) or (owner.startswith("team:") and len(owner) > 5)):
+                raise ValueError(f"owner {owner!r} must be an email address or team:<name>")
+        return owners
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_dagster_accepts(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key, value in tags.items():
+            if not _TAG_KEY.fullmatch(key) or key.startswith("dagster/"):
+                raise ValueError(
+                    f"tag {key!r}: keys are letters, digits, _ . - (up to 63), optionally with "
+                    "one prefix/ that is not dagster/"
+                )
+            if not _TAG_VALUE.fullmatch(value):
+                raise ValueError(
+                    f"tag {key}: value {value!r} may hold only letters, digits, _ . - (up to 63)"
+                )
+        return tags
 
     @field_validator("columns")
     @classmethod
@@ -275,7 +314,21 @@ class DatasetSpec(_Strict):
             raise ValueError(f"checks.unique names unknown column(s): {', '.join(unknown)}")
         if self.delimiter in ("\n", "\r") or self.delimiter == self.quote:
             raise ValueError("delimiter must differ from the quote and line-ending characters")
+        if column.pii is not None:
+            raise ValueError(f"date_column {self.date_column!r} cannot be pii: the checks need it")
+        redacted = self.checks.unique and [
+            c for c in self.checks.unique.columns if self.columns[c].pii == "redact"
+        ]
+        if redacted:
+            raise ValueError(
+                f"checks.unique names redacted column(s) {', '.join(redacted)}: once loaded their "
+                "values are all null; pii: hash keeps them comparable"
+            )
         return self
+
+    def pii_columns(self, *kinds: str) -> list[str]:
+        """The columns marked with one of the `pii` kinds, in spec order."""
+        return [name for name, column in self.columns.items() if column.pii in kinds]
 
     def file_name(self, month: str) -> str:
         """The landing file name for a month (`YYYY-MM`)."""

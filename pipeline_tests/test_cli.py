@@ -36,6 +36,11 @@ def test_load_then_status_round_trip(
     assert "check volume (INFO): not enough history to judge volume: 0 earlier" in loaded.stdout
     assert "2024-02 failed: check schema: " in loaded.stdout
     assert "lines rejected" in loaded.stdout and "not published" in loaded.stdout
+    # Not a terminal: progress as plain lines, a line per phase, nothing drawn in place.
+    assert "[1/2] 2024-01 read and validate: " in loaded.stdout
+    assert "[2/2] 2024-02 checks" in loaded.stdout
+    assert "\r" not in loaded.stdout + loaded.stderr
+    assert "\x1b" not in loaded.stdout + loaded.stderr
 
     again = run("load", "flights", "--from", "2024-01", "--to", "2024-02")
     assert again.returncode == 1  # nothing re-ran, but 2024-02 is still not usable

@@ -123,6 +123,30 @@ def test_json_specs_are_accepted(tmp_path: Path) -> None:
             "fiscal",
             "week_start applies only with a week_pattern",
         ),
+        (
+            "{type: float, min: 0}",
+            "{type: float, min: 0, pii: hash}",
+            "columns.distance",
+            "pii: hash applies to string columns, not float",
+        ),
+        (
+            "{type: timestamp}",
+            "{type: timestamp, pii: secret}",
+            "columns.time_hour.pii",
+            "'redact'",
+        ),
+        (
+            "{type: date, nullable: false}",
+            "{type: date, nullable: false, pii: redact}",
+            "(top level)",
+            "date_column 'flight_date' cannot be pii",
+        ),
+        (
+            "{type: timestamp}\nchecks:",
+            "{type: timestamp, pii: redact}\nchecks:\n  unique: {columns: [flight, time_hour]}",
+            "(top level)",
+            "checks.unique names redacted column(s) time_hour",
+        ),
     ],
 )
 def test_mistakes_name_the_file_and_the_field(

@@ -97,6 +97,9 @@ def test_a_failure_between_delete_and_insert_leaves_the_previous_month(
     assert (loaded, rejected) == (good.rows_loaded, good.rows_rejected)
     assert statuses == ["loaded", "failed"]
     assert warehouse.latest_load("flights", "2024-03")["run_id"] == "run-1"
+    # The audit entry of the rolled-back publish rolled back with it.
+    kinds = warehouse.query("select kind from pipeline.audit_log order by seq")
+    assert [row["kind"] for row in kinds] == ["published", "load_failed"]
 
 
 def test_transient_snowflake_errors_are_retried_and_sql_errors_are_not(

@@ -23,8 +23,10 @@ from dagster_dbt import (
 from pipeline.assets.loads import raw_asset_key
 from pipeline.fiscal import fiscal_day
 from pipeline.partitions import MONTH_FORMAT, dataset_partitions, month_days
+from pipeline.progress import REPORTS, enter_phase
 from pipeline.project import DBT_PACKAGE, dbt_project, ensure_manifest
 from pipeline.specs import DatasetSpec, FiscalSpec
+from pipeline.warehouse.base import REPORT_SCHEMA, Warehouse, statement_context
 
 # The loader's bookkeeping (load ledger, check results): dbt source `pipeline`.
 LEDGER_SELECTION = "source:pipeline+"
@@ -138,7 +140,10 @@ def _dbt_assets(
         # One month per run, so each month's models run after that month's blocking check.
         backfill_policy=dg.BackfillPolicy.multi_run(1) if partitions_def else None,
     )
-    def reports(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    def reports(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
+    ) -> Iterator[Any]:
+        enter_phase(REPORTS)
         # Also fills the query comment of every statement dbt runs (dbt_project.yml).
         variables = {"dataset": dataset, "run_id": context.run.run_id}
         if context.has_partition_key:
@@ -148,11 +153,42 @@ def _dbt_assets(
         invocation = dbt.cli(
             ["build", "--vars", json.dumps(variables)], context=context, raise_on_error=False
         )
-        yield from invocation.stream()
+        # dagster-dbt's fetch_row_counts() counts through dbt's adapter while dbt is still
+        # running: on DuckDB that meets dbt's lock on the file, and leaves an open connection the
+        # next load cannot open. So the tables are counted once dbt is done, by the warehouse.
+        events = list(invocation.stream())
+        with statement_context(dataset, variables.get("month", "all"), context.run.run_id):
+            yield from with_row_counts(events, invocation.manifest, warehouse)
         if not invocation.is_successful():
             raise dbt_failure(invocation)
 
     return reports
+
+
+def with_row_counts(
+    events: Sequence[Any], manifest: Mapping[str, Any], warehouse: Warehouse
+) -> Iterator[Any]:
+    """dbt's events, each built table's materialization with its `dagster/row_count`.
+
+    Views are not counted (counting runs their query), as with dagster-dbt's fetch_row_counts.
+    """
+    for event in events:
+        node = manifest["nodes"].get(_unique_id(event)) if _materializes(event) else None
+        if node is None or node["config"]["materialized"] == "view":
+            yield event
+            continue
+        table = warehouse.dialect.table(REPORT_SCHEMA, node["alias"])
+        (row,) = warehouse.query(f"select count(*) as row_count from {table}")
+        yield event.with_metadata({**event.metadata, "dagster/row_count": int(row["row_count"])})
+
+
+def _materializes(event: Any) -> bool:
+    return isinstance(event, dg.Output | dg.AssetMaterialization)
+
+
+def _unique_id(event: Any) -> str | None:
+    unique_id = event.metadata.get("unique_id")
+    return unique_id.value if unique_id is not None else None
 
 
 def dbt_failure(invocation: DbtCliInvocation) -> Exception:

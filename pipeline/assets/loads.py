@@ -13,7 +13,7 @@ blocking checks stop downstream steps without failing the asset's partition or w
 """
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +22,21 @@ from typing import Any
 import dagster as dg
 
 from pipeline.alerts.channels import Alerts
+from pipeline.assets.catalog import column_schema
 from pipeline.assets.checks import MonthCheck, check_specs, month_checks, to_check_result
+from pipeline.audit import anchor, anchors_file, record_spec, run_actor
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.scope import MonthUnderCheck
 from pipeline.ingest import staging
 from pipeline.ingest.files import fingerprint
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import StagedLoad, new_load_id, require_file, stage_file
+from pipeline.metrics import MetricsExport
 from pipeline.partitions import dataset_partitions
+from pipeline.progress import CHECKS, PUBLISH, READ, STAGE, MonthProgress
 from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec
+from pipeline.warehouse.audit import acting_as
 from pipeline.warehouse.base import (
     RAW_SCHEMA,
     Candidate,
@@ -40,9 +45,8 @@ from pipeline.warehouse.base import (
     rejects_table,
     statement_context,
 )
-from pipeline.warehouse.ledger import CheckRecord, LedgerEntry
+from pipeline.warehouse.ledger import CheckRecord, LedgerEntry, PhaseRecord
 
-PROGRESS_STEPS = 10
 # Transient trouble (a locked warehouse file, a dropped connection) is retried with growing,
 # jittered delays, reusing the staged parts; a bad file raises Failure(allow_retries=False).
 LOAD_RETRY_POLICY = dg.RetryPolicy(
@@ -55,8 +59,9 @@ def raw_asset_key(spec: DatasetSpec) -> dg.AssetKey:
     return dg.AssetKey([RAW_SCHEMA, spec.name])
 
 
-def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
-    """The asset that loads `spec`'s monthly files, with the month's checks as its check specs."""
+def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.AssetsDefinition:
+    """The asset that loads `spec`'s monthly files, with the month's checks as its check specs;
+    `warehouse_name` (PIPELINE_WAREHOUSE) is shown among its kinds."""
     key = raw_asset_key(spec)
     partitions_def = dataset_partitions(spec)
     checks = month_checks(spec)
@@ -66,26 +71,41 @@ def build_load_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         partitions_def=partitions_def,
         group_name=spec.name,
         description=spec.description or f"Monthly files {spec.file_pattern}, validated.",
-        kinds={"python", "parquet"},
+        kinds={"python", "parquet", warehouse_name},
+        owners=spec.owners,
+        tags=spec.tags,
         check_specs=check_specs(spec, key, partitions_def),
         # One month per run: each month gets its own check results and status (see the README).
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         retry_policy=LOAD_RETRY_POLICY,
-        metadata={"file_pattern": spec.file_pattern, "columns": ", ".join(spec.columns)},
+        metadata={
+            "file_pattern": spec.file_pattern,
+            "dagster/column_schema": column_schema(spec),
+        },
     )
     def load(
-        context: dg.AssetExecutionContext, files: LandingFiles, warehouse: Warehouse, alerts: Alerts
+        context: dg.AssetExecutionContext,
+        files: LandingFiles,
+        warehouse: Warehouse,
+        metrics: MetricsExport,
+        alerts: Alerts,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         from pipeline.assets.reports import close_month  # it imports this module
 
         month = context.partition_key
-        with statement_context(spec.name, month, context.run.run_id):
+        progress = MonthProgress(f"{spec.name} {month}", context.log.info)
+        with (
+            statement_context(spec.name, month, context.run.run_id),
+            acting_as(run_actor(context.run.tags)),
+        ):
             try:
-                yield from load_month(context, spec, checks, files, warehouse)
+                yield from load_month(context, spec, checks, files, warehouse, progress)
             except Exception as error:
                 if _final(context, error):
                     close_month(context, spec, files, warehouse, alerts, published=False)
                 raise
+            finally:
+                _account(context, spec, warehouse, metrics, progress)
             close_month(context, spec, files, warehouse, alerts, published=True)
 
     return load
@@ -97,12 +117,16 @@ def load_month(
     checks: list[MonthCheck],
     files: LandingFiles,
     warehouse: Warehouse,
+    progress: MonthProgress,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Stage, check and publish (or refuse) one month; see the module's docstring."""
     month = context.partition_key
     path = files.landing_path / spec.file_name(month)
-    attempt = _Attempt(warehouse, spec, month, context.run.run_id, path)
+    attempt = _Attempt(
+        warehouse, spec, month, context.run.run_id, path, anchors_file(context.instance)
+    )
     staging.sweep(files.staging_path, older_than=staging.ORPHAN_AGE_SECONDS)
+    record_spec(warehouse, spec, attempt.run_id)
     with attempt.recorded():
         require_file(spec, path, month)
     month_dir = staging.month_staging(files.staging_path, spec.name, month)
@@ -110,6 +134,7 @@ def load_month(
     # One run per month at a time: another staging of this month is a killed run's leftover.
     staging.sweep(month_dir, keep=directory)
     with staging.claimed(directory), attempt.recorded(directory):
+        progress.phase(READ, str(path))
         staged = attempt.staged = stage_file(
             spec,
             path,
@@ -117,9 +142,12 @@ def load_month(
             directory,
             block_bytes=files.block_bytes,
             part_bytes=warehouse.part_bytes,  # Snowflake wants 100-250 MB uploads
-            progress=_progress_logger(context, str(path)),
+            progress=progress.read,
+            pii_key=files.pii_key,
         )
+        progress.phase(STAGE)
         candidate = warehouse.stage_candidate(staged, attempt.load_id)
+        progress.phase(CHECKS)
         outcomes = {
             check.name: check.evaluate(MonthUnderCheck(warehouse, staged, candidate))
             for check in checks
@@ -136,19 +164,44 @@ def load_month(
             raise dg.Failure(
                 description=_refusal(staged, candidate, refused),
                 allow_retries=False,
-                metadata=_figures(staged, candidate),
+                metadata=_figures(staged, candidate) | attempt.anchored(),
             )
         entry = LedgerEntry.for_staged(
             staged, attempt.load_id, attempt.run_id, "loaded", candidate.counts
         )
+        progress.phase(PUBLISH)
         warehouse.publish(staged, candidate, entry)
         staging.remove(directory)
     context.log.info(
         f"{spec.name} {month}: published {candidate.rows:,} rows and {candidate.rejects:,} "
         f"rejects from {staged.source_file}"
     )
-    yield dg.MaterializeResult(metadata=_published_metadata(staged, candidate))
+    yield dg.MaterializeResult(metadata=_published_metadata(staged, candidate) | attempt.anchored())
     yield from _results(outcomes, {"load_id": attempt.load_id})
+
+
+def _account(
+    context: dg.AssetExecutionContext,
+    spec: DatasetSpec,
+    warehouse: Warehouse,
+    metrics: MetricsExport,
+    progress: MonthProgress,
+) -> None:
+    """After every attempt, published, refused or failed: keep its phase timings and rebuild the
+    dataset's metrics. The month's outcome is already recorded and must not change because of
+    either, so their trouble is a warning in the run's log."""
+    month, run_id = context.partition_key, context.run.run_id
+    timings = [
+        PhaseRecord(spec.name, month, run_id, phase, seconds, now())
+        for phase, seconds in progress.durations().items()
+    ]
+    try:
+        if timings:  # none when the file was missing
+            warehouse.record_phases(timings)
+        for destination in metrics.export(warehouse, spec):
+            context.log.info(f"{spec.name}: metrics of every month sent to {destination}")
+    except Exception as exc:
+        context.log.warning(f"{spec.name} {month}: timings or metrics not updated: {exc}")
 
 
 @dataclass
@@ -160,6 +213,7 @@ class _Attempt:
     month: str
     run_id: str
     path: Path
+    anchors: Path
     load_id: str = field(default_factory=new_load_id)
     started_at: dt.datetime = field(default_factory=now)
     staged: StagedLoad | None = None
@@ -181,10 +235,19 @@ class _Attempt:
             self._record(str(exc))
             if staging_dir is not None:
                 staging.remove(staging_dir)
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+            raise dg.Failure(
+                description=str(exc), allow_retries=False, metadata=self.anchored()
+            ) from None
         except Exception as exc:
             self._record(str(exc))
             raise
+
+    def anchored(self) -> dict[str, Any]:
+        """Anchor the audit log's head after this run's entries outside the warehouse, in the
+        anchors file and (returned) in the run's metadata. A run that ends in a warehouse error
+        anchors nothing: the warehouse may be out of reach, and the next run's anchor covers its
+        entries."""
+        return anchor(self.warehouse, self.anchors, self.run_id)
 
     def _record(self, error: str) -> None:
         if self.staged is None:
@@ -293,17 +356,3 @@ def _published_metadata(staged: StagedLoad, candidate: Candidate) -> dict[str, A
         "load_id": candidate.load_id,
         "rejects_table": f"{RAW_SCHEMA}.{rejects_table(staged.dataset)}",
     }
-
-
-def _progress_logger(context: dg.AssetExecutionContext, path: str) -> Callable[[int, int], None]:
-    """Log every tenth of the file, so a long month shows it is moving."""
-    logged = 0
-
-    def report(done: int, size: int) -> None:
-        nonlocal logged
-        step = done * PROGRESS_STEPS // max(size, 1)
-        if step > logged:
-            logged = step
-            context.log.info(f"{path}: {done / 1e6:,.0f} of {size / 1e6:,.0f} MB read")
-
-    return report

@@ -10,6 +10,7 @@ import polars as pl
 from pipeline.ingest.failures import build_rejects
 from pipeline.ingest.header import Header
 from pipeline.ingest.lines import Block, sort_lines
+from pipeline.ingest.pii import Protection
 from pipeline.ingest.schema import schema_failures
 from pipeline.ingest.types import fallback_parse_expr, parse_expr
 from pipeline.ingest.values import control_character_failures, value_failures
@@ -25,9 +26,14 @@ class ValidatedBatch:
 
 
 def validate_block(
-    block: Block, header: Header, spec: DatasetSpec, schema: pa.DataFrameSchema
+    block: Block,
+    header: Header,
+    spec: DatasetSpec,
+    schema: pa.DataFrameSchema,
+    protection: Protection,
 ) -> ValidatedBatch:
-    """Parse, type and validate the lines of `block` against the spec."""
+    """Parse, type and validate the lines of `block` against the spec; then replace sensitive
+    values (`protection`), so the rules judge clear values and nothing after sees them."""
     lines = sort_lines(block, header, spec)
     control_failures = control_character_failures(lines, spec)
     text = _without_lines(lines.fields, control_failures["_line_number"])
@@ -42,9 +48,10 @@ def validate_block(
         [lines.failures, control_failures, failed_values, schema_failures(schema, parsed)]
     )
     rejected = failures["_line_number"].unique().sort()
+    raw_lines = protection.raw_lines(lines.raw_lines(rejected), header, spec)
     return ValidatedBatch(
-        rows=_without_lines(parsed, rejected),
-        rejects=build_rejects(failures, lines.raw_lines(rejected)).sort("_line_number"),
+        rows=protection.rows(_without_lines(parsed, rejected)),
+        rejects=build_rejects(protection.failures(failures), raw_lines).sort("_line_number"),
     )
 
 

@@ -250,7 +250,8 @@ def _sort_special_lines(
         try:
             values = split_line(text, spec)
         except csv.Error as exc:
-            failures.append((number, None, f"quoting error: {exc}", text[:200]))
+            # The line is in the reject's _raw_line; a copy here would escape pii protection.
+            failures.append((number, None, f"quoting error: {exc}", None))
             continue
         if len(values) != header.field_count:
             failures.append(

@@ -18,12 +18,14 @@ from pipeline.ingest.files import fingerprint
 from pipeline.ingest.header import LoadError, read_header
 from pipeline.ingest.lines import Block, LineTally, iter_blocks
 from pipeline.ingest.parts import PartWriter
+from pipeline.ingest.pii import Protection
 from pipeline.ingest.schema import build_schema
 from pipeline.specs import DatasetSpec
 
 DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
 DEFAULT_WORKERS = 2
-Progress = Callable[[int, int], None]  # (bytes read so far, file size)
+# (bytes read so far, file size, lines read so far, of them rejected)
+Progress = Callable[[int, int, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ def stage_file(
     workers: int = DEFAULT_WORKERS,
     part_bytes: int = 0,
     progress: Progress | None = None,
+    pii_key: str | None = None,
 ) -> StagedLoad:
     """The month's staged parts in `staging_dir` (see `staging.staging_key`): reused when a
     complete staging is there already (a retried warehouse step), else ingested anew."""
@@ -118,6 +121,7 @@ def stage_file(
         workers=workers,
         part_bytes=part_bytes,
         progress=progress,
+        pii_key=pii_key,
     )
 
 
@@ -131,16 +135,19 @@ def ingest_file(
     workers: int = DEFAULT_WORKERS,
     part_bytes: int = 0,
     progress: Progress | None = None,
+    pii_key: str | None = None,
 ) -> StagedLoad:
     """Validate `path` as `spec`'s file for `month` and stage its rows and rejects as Parquet
     parts in `staging_dir` (emptied first), ending with the staging manifest.
 
     Memory holds `workers` blocks at a time; `part_bytes` is the warehouse's preferred part size
-    (0: one part per block, see PartWriter). Raises `LoadError` before staging anything if the
-    file is missing or its header lacks a spec column, and `ReconciliationError` if the lines
-    counted in the file are not exactly the rows and rejects staged.
+    (0: one part per block, see PartWriter); `pii_key` hashes the `pii: hash` columns. Raises
+    `LoadError` before staging anything if the file is missing, its header lacks a spec column or
+    a hashed column has no key, and `ReconciliationError` if the lines counted in the file are not
+    exactly the rows and rejects staged.
     """
     require_file(spec, path, month)
+    protection = Protection.for_spec(spec, pii_key, path)
     started_at = dt.datetime.now(dt.UTC)
     for leftover in staging_dir.glob("*.parquet"):
         leftover.unlink()  # a killed ingest's parts; the manifest was never written
@@ -155,14 +162,18 @@ def ingest_file(
         blocks = iter_blocks(handle, first_line=2, block_bytes=block_bytes, tally=tally)
         try:
             for batch in validate_ahead(
-                blocks, partial(validate_block, header=header, spec=spec, schema=schema), workers
+                blocks,
+                partial(
+                    validate_block, header=header, spec=spec, schema=schema, protection=protection
+                ),
+                workers,
             ):
                 rows_out.write(batch.rows)
                 rejects_out.write(batch.rejects)
                 rows_loaded += batch.rows.height
                 rows_rejected += batch.rejects.height
                 if progress is not None:
-                    progress(handle.tell(), size)
+                    progress(handle.tell(), size, rows_loaded + rows_rejected, rows_rejected)
         finally:
             rows_out.close()
             rejects_out.close()

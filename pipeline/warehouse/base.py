@@ -19,8 +19,17 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
+from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import ReconciliationError, StagedLoad, new_load_id
 from pipeline.specs import ColumnSpec, DatasetSpec
+from pipeline.warehouse.audit import (
+    AUDIT_COLUMNS,
+    AUDIT_TABLE,
+    AuditEvent,
+    AuditHead,
+    append_audit,
+    read_head,
+)
 from pipeline.warehouse.ledger import (
     ALERT_COLUMNS,
     ALERTS_TABLE,
@@ -28,9 +37,12 @@ from pipeline.warehouse.ledger import (
     CHECK_RESULTS_TABLE,
     LEDGER_COLUMNS,
     LEDGER_TABLE,
+    PHASE_COLUMNS,
+    PHASES_TABLE,
     AlertRecord,
     CheckRecord,
     LedgerEntry,
+    PhaseRecord,
 )
 from pipeline.warehouse.sql import (
     Dialect,
@@ -72,6 +84,8 @@ REJECT_COLUMNS = {
 LEDGER_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in LEDGER_COLUMNS.items()}
 CHECK_RESULTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in CHECK_RESULT_COLUMNS.items()}
 ALERTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in ALERT_COLUMNS.items()}
+PHASES_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in PHASE_COLUMNS.items()}
+AUDIT_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in AUDIT_COLUMNS.items()}
 T = TypeVar("T")
 _META_READY: set[tuple[object, ...]] = set()
 
@@ -187,6 +201,10 @@ class Warehouse(dg.ConfigurableResource):
         """Identifies the database, so bookkeeping tables are created once per process."""
 
     @abstractmethod
+    def location(self) -> str:
+        """Names the database for people and for the audit anchors: stable across processes."""
+
+    @abstractmethod
     def fill_candidate(
         self, run: Run, staged: StagedLoad, load_id: str, table: str, target: str
     ) -> int:
@@ -220,6 +238,7 @@ class Warehouse(dg.ConfigurableResource):
             counts = {}
             for table, columns in dataset_tables(spec).items():
                 ensure_table(run, self.dialect, RAW_SCHEMA, table, columns)
+                self.mask_columns(run, spec, table)
                 target = self.dialect.table(CANDIDATE_SCHEMA, tables[table])
                 run(f"CREATE SCHEMA IF NOT EXISTS {self.dialect.quote(CANDIDATE_SCHEMA)}", [])
                 ddl = ", ".join(
@@ -271,7 +290,7 @@ class Warehouse(dg.ConfigurableResource):
                             f"{candidate.counts[table]:,} rows but {published:,} were published "
                             f"into {RAW_SCHEMA}.{table}; rolled back"
                         )
-                append(run, self.dialect, META_SCHEMA, LEDGER_TABLE, entry.row())
+                self._append_ledger(run, entry)
                 recorded = self._ledger_rows(run, entry.load_id)
                 if recorded != 1:
                     raise ReconciliationError(
@@ -377,7 +396,7 @@ class Warehouse(dg.ConfigurableResource):
                     )
                     for schema, table, column in targets
                 }
-                append(run, self.dialect, META_SCHEMA, LEDGER_TABLE, entry.row())
+                self._append_ledger(run, entry)
             return deleted
 
         with statement_context(spec.name, month, entry.run_id):
@@ -395,13 +414,63 @@ class Warehouse(dg.ConfigurableResource):
         self._record(ALERTS_TABLE, record.row())
 
     def record_load(self, entry: LedgerEntry) -> None:
-        """Append one row to the load ledger in its own transaction."""
-        self._record(LEDGER_TABLE, entry.row())
+        """Append one row to the load ledger, and its audit entry, in their own transaction."""
 
-    def _record(self, table: str, row: dict[str, object]) -> None:
         def record(run: Run) -> None:
             self._ensure_meta(run)
-            append(run, self.dialect, META_SCHEMA, table, row)
+            with transaction(run):
+                self._append_ledger(run, entry)
+
+        self.attempt(f"record {LEDGER_TABLE}", record)
+
+    def _append_ledger(self, run: Run, entry: LedgerEntry) -> None:
+        """The ledger row and its audit entry: call inside the transaction of the change."""
+        append(run, self.dialect, META_SCHEMA, LEDGER_TABLE, entry.row())
+        append_audit(run, self.dialect, META_SCHEMA, AuditEvent.for_ledger(entry))
+
+    def record_audit(self, event: AuditEvent) -> AuditHead:
+        """Append an event that changes nothing else (an alert sent, a report written) to the
+        audit log, in its own transaction; returns the new head."""
+
+        def record(run: Run) -> AuditHead:
+            self._ensure_meta(run)
+            with transaction(run):
+                return append_audit(run, self.dialect, META_SCHEMA, event)
+
+        return self.attempt(f"record {AUDIT_TABLE}", record)
+
+    def audit_head(self) -> AuditHead | None:
+        """The newest audit entry, or None while the log is empty."""
+
+        def read(run: Run) -> AuditHead | None:
+            self._ensure_meta(run)
+            return read_head(run, self.dialect, META_SCHEMA)
+
+        return self.attempt("read the audit head", read)
+
+    def mask_columns(self, run: Run, spec: DatasetSpec, table: str) -> None:
+        """Attach masking policies to the columns of raw `table` that hold `pii: mask` values.
+
+        Only Snowflake has masking policies; elsewhere such a spec is refused, since keeping the
+        clear value readable by everyone is exactly what the spec asked not to happen.
+        """
+        masked = spec.pii_columns("mask")
+        if masked:
+            raise LoadError(
+                f"{spec.name}: column(s) {', '.join(masked)} say pii: mask, which needs "
+                f"Snowflake's masking policies; {type(self).__name__} has none. Use pii: hash or "
+                "pii: redact, or load this dataset into Snowflake; nothing was loaded"
+            )
+
+    def record_phases(self, records: Sequence[PhaseRecord]) -> None:
+        """Append a load step's phase timings to pipeline.load_phases."""
+        self._record(PHASES_TABLE, *(record.row() for record in records))
+
+    def _record(self, table: str, *rows: dict[str, object]) -> None:
+        def record(run: Run) -> None:
+            self._ensure_meta(run)
+            for row in rows:
+                append(run, self.dialect, META_SCHEMA, table, row)
 
         self.attempt(f"record {table}", record)
 
@@ -441,6 +510,8 @@ class Warehouse(dg.ConfigurableResource):
         ensure_table(run, self.dialect, META_SCHEMA, LEDGER_TABLE, LEDGER_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, CHECK_RESULTS_TABLE, CHECK_RESULTS_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, ALERTS_TABLE, ALERTS_LAYOUT)
+        ensure_table(run, self.dialect, META_SCHEMA, PHASES_TABLE, PHASES_LAYOUT)
+        ensure_table(run, self.dialect, META_SCHEMA, AUDIT_TABLE, AUDIT_LAYOUT)
         _META_READY.add(key)
 
 

@@ -67,6 +67,9 @@ class DuckDBWarehouse(Warehouse):
         # The inode too: a warehouse file deleted and created again is set up anew.
         return ("duckdb", self.path, Path(self.path).stat().st_ino)
 
+    def location(self) -> str:
+        return f"duckdb:{Path(self.path).resolve()}"
+
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         # DuckDB names the database after the file: `raw.duckdb` would make `raw.x` ambiguous.

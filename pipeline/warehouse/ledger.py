@@ -187,6 +187,16 @@ ALERT_COLUMNS = {
     "sent_at": "timestamp",
 }
 
+PHASES_TABLE = "load_phases"
+PHASE_COLUMNS = {
+    "dataset": "string",
+    "month": "string",
+    "run_id": "string",
+    "phase": "string",
+    "seconds": "float",
+    "recorded_at": "timestamp",
+}
+
 
 @dataclass(frozen=True)
 class AlertRecord:
@@ -216,3 +226,23 @@ class AlertRecord:
     def row(self) -> dict[str, object]:
         values = asdict(self)
         return {name: values[name] for name in ALERT_COLUMNS}
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    """How long one phase of a month's load step took (progress.PHASES), for the metrics.
+
+    Kept apart from the ledger because the ledger row of a published month is written inside the
+    publish transaction, before the publish phase has ended.
+    """
+
+    dataset: str
+    month: str
+    run_id: str
+    phase: str
+    seconds: float
+    recorded_at: dt.datetime
+
+    def row(self) -> dict[str, object]:
+        values = asdict(self)
+        return {name: values[name] for name in PHASE_COLUMNS}

@@ -25,12 +25,16 @@ from typing import Any, TypeVar
 
 import dagster as dg
 from dagster_snowflake import SnowflakeResource
+from pydantic import Field
 from snowflake.connector import DictCursor, SnowflakeConnection
 from snowflake.connector import errors as sf_errors
 
+from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import StagedLoad
+from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import (
     META_SCHEMA,
+    RAW_SCHEMA,
     Warehouse,
     current_statement_context,
     staged_parts,
@@ -52,6 +56,10 @@ DIALECT = Dialect(
     scratch_table="TRANSIENT TABLE",
 )
 STAGE = "LOAD_STAGE"
+MASKING_POLICY = "PII_MASK"
+MASKED = "***MASKED***"
+# A rejects table repeats its lines' values in these columns: masked too when a column is.
+REJECT_VALUE_COLUMNS = ("_raw_line", "_value", "_reason")
 # Connector and server codes worth another try: the network, a session that went away, the
 # connector's own "retryable" verdict, and Snowflake's transient service errors.
 TRANSIENT_ERRNOS = frozenset(
@@ -85,9 +93,11 @@ def is_transient(error: BaseException) -> bool:
 class SnowflakeWarehouse(Warehouse):
     """A Snowflake database (SNOWFLAKE_DATABASE) with the schemas RAW, PIPELINE and ANALYTICS.
 
-    `query_tag` and `stage_cleanup` are capabilities a Snowflake-compatible test server may lack
-    (PIPELINE_SNOWFLAKE_DISABLE): without `query_tag` statements still carry their comment;
-    without `stage_cleanup` a load's stage files stay under the load's own path.
+    `query_tag`, `stage_cleanup` and `masking_policies` are capabilities a Snowflake-compatible
+    test server may lack (PIPELINE_SNOWFLAKE_DISABLE): without `query_tag` statements still carry
+    their comment; without `stage_cleanup` a load's stage files stay under the load's own path;
+    without `masking_policies` a dataset with a `pii: mask` column is refused.
+    `pii_reader_roles` (PIPELINE_PII_READER_ROLES) are the roles that read masked columns in clear.
     """
 
     snowflake: SnowflakeResource
@@ -98,6 +108,8 @@ class SnowflakeWarehouse(Warehouse):
     retry_max_seconds: float = 60.0
     query_tag: bool = True
     stage_cleanup: bool = True
+    masking_policies: bool = True
+    pii_reader_roles: list[str] = Field(default_factory=list)
 
     @property
     def dialect(self) -> Dialect:
@@ -116,6 +128,36 @@ class SnowflakeWarehouse(Warehouse):
             connection.get("port"),
             self.snowflake.database,
         )
+
+    def location(self) -> str:
+        return f"snowflake:{self.snowflake.account}/{self.snowflake.database}"
+
+    def mask_columns(self, run: Run, spec: DatasetSpec, table: str) -> None:
+        """Create the masking policy if absent, give it the current reader roles, and attach it to
+        the table's `pii: mask` columns (or, for the rejects table, the columns that repeat a
+        line's values). Idempotent: FORCE re-attaches a policy already there."""
+        masked = spec.pii_columns("mask")
+        if not masked:
+            return
+        if not self.masking_policies:
+            raise LoadError(
+                f"{spec.name}: column(s) {', '.join(masked)} say pii: mask, but masking_policies "
+                "is turned off (PIPELINE_SNOWFLAKE_DISABLE); nothing was loaded"
+            )
+        policy = DIALECT.table(META_SCHEMA, MASKING_POLICY)
+        body = masking_body(self.pii_reader_roles)
+        run(
+            f"CREATE MASKING POLICY IF NOT EXISTS {policy} AS (val STRING) "
+            f"RETURNS STRING -> {body}",
+            [],
+        )
+        run(f"ALTER MASKING POLICY {policy} SET BODY -> {body}", [])
+        for column in masked if table == spec.name else REJECT_VALUE_COLUMNS:
+            run(
+                f"ALTER TABLE {DIALECT.table(RAW_SCHEMA, table)} MODIFY COLUMN "
+                f"{DIALECT.quote(column)} SET MASKING POLICY {policy} FORCE",
+                [],
+            )
 
     @contextmanager
     def connection(self) -> Iterator[SnowflakeConnection]:
@@ -224,6 +266,14 @@ class SnowflakeWarehouse(Warehouse):
                 f"Snowflake clean-up failed, run it by hand: REMOVE {directory} "
                 f"({_describe(error)})"
             )
+
+
+def masking_body(reader_roles: Sequence[str]) -> str:
+    """The policy's expression: the clear value for the reader roles, a mask for everyone else."""
+    if not reader_roles:
+        return f"'{MASKED}'"
+    roles = ", ".join(f"'{role.upper()}'" for role in reader_roles)
+    return f"CASE WHEN CURRENT_ROLE() IN ({roles}) THEN val ELSE '{MASKED}' END"
 
 
 def statement_runner(connection: SnowflakeConnection) -> Run:

@@ -1,0 +1,204 @@
+"""The audit log on both warehouses: one chained entry per event, written with the change it
+records, and `verify` naming the first entry that was edited, removed or moved."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from pipeline.audit import anchor, read_anchors, record_event, record_spec, verify, write_anchor
+from pipeline.cli import main
+from pipeline.ingest.stream import new_load_id
+from pipeline.sample_data import month_frame
+from pipeline.settings import Settings
+from pipeline.specs import DatasetSpec
+from pipeline.warehouse.audit import AUDIT_COLUMNS, AuditHead, acting_as
+from pipeline.warehouse.base import Warehouse, now
+from pipeline.warehouse.ledger import LedgerEntry
+from pipeline_tests.support import candidate_month, stage_month
+
+LOG = "pipeline.audit_log"
+
+
+def history(settings: Settings, warehouse: Warehouse, spec: DatasetSpec, anchors: Path) -> None:
+    """Every kind of event: a spec seen, loads published, a refusal, a failure, a purge, an
+    alert; anchored at the end as a run does."""
+    record_spec(warehouse, spec, "run-0")
+    record_spec(warehouse, spec, "run-0")  # the same spec again: nothing new
+    with acting_as("sensor landing_flights"):
+        warehouse.replace_month(
+            stage_month(settings, spec, "2024-01", month_frame("2024-01", 5, seed=1)), "run-1"
+        )
+    month = candidate_month(settings, warehouse, spec, "2024-02", month_frame("2024-02", 5, 2, 0.2))
+    warehouse.record_load(
+        LedgerEntry.for_staged(
+            month.staged,
+            month.candidate.load_id,
+            "run-2",
+            "failed",
+            month.candidate.counts,
+            error="refused by check schema: 31 of 155 lines rejected",
+            candidate=month.candidate.names(),
+        )
+    )
+    stamp = now()
+    warehouse.record_load(
+        LedgerEntry.without_rows(spec.name, "2024-03", "run-3", "failed", stamp, stamp, "", "gone")
+    )
+    purge = LedgerEntry.without_rows(spec.name, "2024-01", "pipeline purge", "purged", stamp, stamp)
+    warehouse.purge_month(spec, "2024-01", [], purge)
+    record_event(warehouse, "alert_sent", dataset=spec.name, month="2024-02", detail="to ops")
+    record_spec(warehouse, spec.model_copy(update={"description": "changed"}), "run-4")
+    anchor(warehouse, anchors, "run-4")
+
+
+def verdict(warehouse: Warehouse, anchors: Path, from_seq: int = 1):
+    rows = warehouse.query(f"select * from {LOG} where seq >= ?", [from_seq - 1])
+    return verify(rows, read_anchors(anchors, warehouse.location()), from_seq)
+
+
+def test_every_event_is_one_chained_entry_and_the_untouched_log_verifies(
+    deployment: Settings, warehouse: Warehouse, flights: DatasetSpec, tmp_path: Path
+) -> None:
+    anchors = tmp_path / "audit_heads.log"
+    history(deployment, warehouse, flights, anchors)
+
+    entries = warehouse.query(f"select * from {LOG} order by seq")
+    assert [(e["seq"], e["kind"], e["month"]) for e in entries] == [
+        (1, "spec_seen", None),
+        (2, "published", "2024-01"),
+        (3, "refused", "2024-02"),
+        (4, "load_failed", "2024-03"),
+        (5, "purged", "2024-01"),
+        (6, "alert_sent", "2024-02"),
+        (7, "spec_changed", None),
+    ]
+    published, refused = entries[1], entries[2]
+    ledger = warehouse.latest_load("flights", "2024-01")
+    assert (
+        published["load_id"] == ledger["load_id"] and published["actor"] == "sensor landing_flights"
+    )
+    assert (published["rows_read"], published["rows_loaded"]) == (
+        ledger["rows_read"],
+        ledger["rows_loaded"],
+    )
+    assert published["fingerprint"] == ledger["fingerprint"] and published["file_size"] > 0
+    assert refused["detail"].startswith("refused by check schema:") and refused["rows_rejected"]
+    assert entries[6]["detail"] == f"was {entries[0]['fingerprint']}"
+    assert all(e["prev_hash"] == p["entry_hash"] for p, e in itertools.pairwise(entries))
+    assert all(e["recorded_at"].utcoffset() is not None for e in entries)
+
+    result = verdict(warehouse, anchors)
+    assert result.ok, result.problem
+    assert (result.entries, result.head.seq, result.anchors) == (7, 7, 1)
+    assert verdict(warehouse, anchors, from_seq=4).entries == 4
+
+
+def tampered_log(settings: Settings, warehouse: Warehouse, anchors: Path) -> list[dict]:
+    """Six entries, the newest anchored; returns them as written."""
+    for number in range(1, 7):
+        record_event(warehouse, "report_written", dataset="flights", month=f"2024-0{number}")
+    anchor(warehouse, anchors, "run-x")
+    return warehouse.query(f"select * from {LOG} order by seq")
+
+
+def tamper_value(column: str, value: object) -> object:
+    """Another value of the column's type."""
+    if column == "recorded_at":
+        return value + dt.timedelta(seconds=1)
+    if AUDIT_COLUMNS[column] == "int":
+        return (value or 0) + 1000
+    return (value or "") + "x"
+
+
+def test_verify_names_the_entry_whose_column_was_updated(
+    deployment: Settings, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    anchors = tmp_path / "audit_heads.log"
+    row = tampered_log(deployment, warehouse, anchors)[2]
+    anchored = read_anchors(anchors, warehouse.location())
+    with warehouse.session() as sql:  # one session for 17 columns: Snowflake logins are slow
+        for column in AUDIT_COLUMNS:
+            changed = tamper_value(column, row[column])
+            quoted = warehouse.dialect.quote(column)
+            sql(f"update {LOG} set {quoted} = ? where seq = 3", [changed])
+            problem = verify(sql(f"select * from {LOG}", []), anchored).problem
+            # Renumbered, entry 3 is missing; any other change leaves it not matching its hash.
+            expected = "entry 3: missing" if column == "seq" else "entry 3: edited"
+            assert problem is not None and problem.startswith(expected), (column, problem)
+            sql(
+                f"update {LOG} set {quoted} = ? where seq = ?",
+                [row[column], changed if column == "seq" else 3],
+            )
+            assert verify(sql(f"select * from {LOG}", []), anchored).ok, column
+
+
+def test_verify_catches_deleted_reordered_and_rewritten_entries(
+    deployment: Settings, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    anchors = tmp_path / "audit_heads.log"
+    tampered_log(deployment, warehouse, anchors)
+
+    warehouse.query(f"update {LOG} set seq = case seq when 3 then 4 else 3 end where seq in (3, 4)")
+    assert verdict(warehouse, anchors).problem.startswith("entry 3: reordered, report_written")
+    warehouse.query(f"update {LOG} set seq = case seq when 3 then 4 else 3 end where seq in (3, 4)")
+    assert verdict(warehouse, anchors).ok
+
+    warehouse.query(f"delete from {LOG} where seq = 6")
+    assert verdict(warehouse, anchors).problem.startswith(
+        "entry 6: missing, the head (5) is behind its anchor: anchored "
+    )
+    warehouse.query(f"delete from {LOG} where seq = 3")
+    assert verdict(warehouse, anchors).problem == "entry 3: missing, the log goes on with 4"
+
+
+def test_a_consistently_rewritten_chain_is_caught_by_its_anchor(
+    deployment: Settings, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    from pipeline.warehouse.audit import entry_hash
+
+    anchors = tmp_path / "audit_heads.log"
+    written = tampered_log(deployment, warehouse, anchors)
+    # Someone who knows the algorithm edits entry 2 and rehashes everything after it.
+    previous = written[0]["entry_hash"]
+    for row in written[1:]:
+        row = {**row, "prev_hash": previous}
+        if row["seq"] == 2:
+            row["detail"] = "nothing to see"
+        row["entry_hash"] = previous = entry_hash(row)
+        warehouse.query(
+            f"update {LOG} set detail = ?, prev_hash = ?, entry_hash = ? where seq = ?",
+            [row["detail"], row["prev_hash"], row["entry_hash"], row["seq"]],
+        )
+
+    problem = verdict(warehouse, anchors).problem
+    assert problem.startswith("entry 6: rewritten, report_written flights 2024-06"), problem
+    assert "differs from its anchor: anchored " in problem and "by run run-x" in problem
+
+
+def test_the_cli_verifies_and_shows(deployment: Settings, warehouse: Warehouse) -> None:
+    record_event(warehouse, "alert_sent", dataset="flights", month="2024-02", run_id=new_load_id())
+    anchor(warehouse, Path(os.environ["DAGSTER_HOME"]) / "audit_heads.log", "cli-test")
+    cli = CliRunner()  # in process: a subprocess spends its time importing Dagster
+
+    ok = cli.invoke(main, ["audit", "verify"])
+    shown = cli.invoke(main, ["audit", "show", "flights", "--month", "2024-02"])
+    shipped = Path(os.environ["DAGSTER_HOME"]) / "shipped.log"
+    write_anchor(shipped, warehouse.location(), AuditHead(2, "0" * 64), "later-run")
+    behind = cli.invoke(main, ["audit", "verify", "--anchors", str(shipped)])
+    warehouse.query(f"update {LOG} set actor = 'someone else'")
+    tampered = cli.invoke(main, ["audit", "verify"])
+
+    head = warehouse.audit_head().entry_hash
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.splitlines()[0] == f"OK: 1 entries, head {head}"
+    assert "1 anchored head(s) in " in ok.output
+    assert shown.exit_code == 0 and "alert_sent" in shown.output and "2024-02" in shown.output
+    assert behind.exit_code == 1
+    assert behind.output.startswith("FAILED: entry 2: missing, the head (1) is behind its anchor")
+    assert tampered.exit_code == 1
+    assert tampered.output.startswith("FAILED: entry 1: edited, alert_sent flights 2024-02")

@@ -1,0 +1,282 @@
+"""Sensitive columns: `pii: hash` and `pii: redact` values never land in clear, anywhere a load
+writes; `pii: mask` is Snowflake's masking policy, and refused where there is none."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+from snowflake.connector.cursor import SnowflakeCursorBase as SnowflakeCursor
+
+from pipeline.audit import anchors_file, read_anchors, verify
+from pipeline.definitions import build_definitions, open_warehouse
+from pipeline.ingest.header import LoadError
+from pipeline.ingest.pii import KEY_VARIABLE, keyed_hash
+from pipeline.ingest.stream import StagedLoad, ingest_file
+from pipeline.project import DBT_PROJECT_DIR
+from pipeline.runner import load_months
+from pipeline.sample_data import month_frame, write_tsv
+from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
+from pipeline.specs import DatasetSpec, load_specs
+from pipeline.warehouse.base import Warehouse
+from pipeline.warehouse.snowflake import REJECT_VALUE_COLUMNS
+from pipeline_tests.test_ingest import HEADER, SPEC
+
+KEY = "test-key-not-a-secret"
+# Clear values carry a marker no hex digest can contain, so a search for it finds any leak.
+MARKER = f"zq{uuid.uuid4().hex[:10]}"
+EMAIL = {"type": "string", "nullable": False, "pattern": r"^[^@\s]+@[^@\s]+$", "pii": "hash"}
+
+
+def email(number: int) -> str:
+    return f"p{number}.{MARKER}@example.test"
+
+
+def pii_spec(**changes: object) -> DatasetSpec:
+    """test_ingest's spec with a hashed e-mail and a redacted phone number."""
+    columns = {
+        **SPEC["columns"],
+        "email": EMAIL,
+        "phone": {"type": "string", "nullable": False, "pii": "redact"},
+    }
+    return DatasetSpec.model_validate({**SPEC, "columns": columns, **changes})
+
+
+def ingest(tmp_path: Path, spec: DatasetSpec, lines: list[str], key: str | None) -> StagedLoad:
+    path = tmp_path / "landing" / "flights_2024-01.tsv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([HEADER + "\temail\tphone", *lines]) + "\n")
+    return ingest_file(spec, path, "2024-01", tmp_path / "staging", pii_key=key)
+
+
+def staged_frames(staged: StagedLoad) -> tuple[pl.DataFrame, pl.DataFrame]:
+    def read(parts: tuple[str, ...]) -> pl.DataFrame:
+        return pl.concat([pl.read_parquet(p) for p in parts]).sort("_line_number")
+
+    return read(staged.row_parts), read(staged.reject_parts)
+
+
+def test_sensitive_values_are_replaced_before_staging_and_rules_judge_the_clear_value(
+    tmp_path: Path,
+) -> None:
+    good = "2024-01-01\tAA\t11\tEWR\t1\t2024-01-01T05:00:00Z\tok"
+    bad_carrier = good.replace("\tAA\t", "\ta1x\t")
+    lines = [
+        f"{good}\t{email(1)}\t555-0101",  # 2: loads
+        f"{good}\t{email(1)}\t555-0102",  # 3: the same address: the same hash
+        f"{bad_carrier}\t{email(2)}\t555-0103",  # 4: another column fails; the line is kept
+        f"{good}\tno-at-sign.{MARKER}\t555-0104",  # 5: the pattern judges the clear value
+        f"{good}\t{email(3)}\t",  # 6: nullable judges the clear value
+        f"{good}\t{email(4)}\t555-0105\textra",  # 7: fields cannot be told apart
+    ]
+    staged = ingest(tmp_path, pii_spec(), lines, KEY)
+    rows, rejects = staged_frames(staged)
+
+    assert rows["_line_number"].to_list() == [2, 3]
+    assert rows["email"].to_list() == [keyed_hash(KEY.encode(), email(1))] * 2
+    assert rows["phone"].to_list() == [None, None]
+    by_line = {reject["_line_number"]: reject for reject in rejects.iter_rows(named=True)}
+    assert by_line[4]["_raw_line"] == f"{bad_carrier}\t{keyed_hash(KEY.encode(), email(2))}\t"
+    assert by_line[4]["_column"] == "carrier" and by_line[4]["_value"] == "a1x"
+    assert by_line[5]["_column"] == "email" and "must match pattern" in by_line[5]["_reason"]
+    assert by_line[5]["_value"] == keyed_hash(KEY.encode(), f"no-at-sign.{MARKER}")
+    assert by_line[6]["_column"] == "phone" and by_line[6]["_rule"] == "is required but empty"
+    assert by_line[7]["_raw_line"].startswith("[withheld: 10 fields where the header has 9")
+    # Nothing staged holds a clear value: not the rows, not any column of the rejects.
+    for frame in (rows, rejects):
+        text = frame.cast(pl.String).write_csv()
+        assert MARKER not in text and "555-01" not in text
+
+
+def test_a_quoted_sensitive_field_is_hashed_as_parsed_and_the_rest_of_the_line_kept(
+    tmp_path: Path,
+) -> None:
+    good = '2024-01-01\tAA\t11\tEWR\t1\t2024-01-01T05:00:00Z\t"a\tnote"'
+    lines = [f'{good}\t"{email(1)}"\t1', f'{good.replace("AA", "a1x")}\t"{email(1)}"\t2']
+    rows, rejects = staged_frames(ingest(tmp_path, pii_spec(quote='"'), lines, KEY))
+    digest = keyed_hash(KEY.encode(), email(1))
+    assert rows["email"].to_list() == [digest]
+    assert rejects["_raw_line"].to_list() == [f"{good.replace('AA', 'a1x')}\t{digest}\t"]
+
+
+def test_a_missing_key_refuses_the_load_naming_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match=f"{KEY_VARIABLE} is not set.*email"):
+        ingest(tmp_path, pii_spec(), [], key=None)
+    assert not any((tmp_path / "staging").rglob("*.parquet"))
+
+
+def flights_with_email(landing: Path, month: str, seed: int, defects: float) -> pl.DataFrame:
+    """A month of flights with a passenger e-mail per row, 40 distinct ones."""
+    frame = month_frame(month, rows_per_day=10, seed=seed, defect_ratio=defects)
+    address = pl.format("p{}.{}@example.test", pl.int_range(pl.len()) % 40, pl.lit(MARKER))
+    frame = frame.with_columns(address.alias("passenger_email"))
+    write_tsv(frame, landing / f"flights_{month}.tsv")
+    return frame
+
+
+def with_column(spec: DatasetSpec, name: str, column: dict) -> DatasetSpec:
+    document = spec.model_dump(exclude_unset=True)
+    return DatasetSpec.model_validate(document | {"columns": document["columns"] | {name: column}})
+
+
+def every_value(warehouse: Warehouse) -> str:
+    """Every value of every table and view in the warehouse, as text."""
+    tables = warehouse.query(
+        "select table_schema, table_name from information_schema.tables "
+        "where upper(table_schema) not in ('INFORMATION_SCHEMA', 'MAIN')"
+    )
+    return "\n".join(
+        str(warehouse.query(f'select * from "{t["table_schema"]}"."{t["table_name"]}"'))
+        for t in tables
+    )
+
+
+def test_hashed_values_join_across_months_and_no_table_holds_a_clear_one(
+    deployment: Settings, warehouse: Warehouse, flights: DatasetSpec, tmp_path: Path
+) -> None:
+    spec = with_column(flights, "passenger_email", EMAIL)
+    for seed, month in enumerate(["2024-01", "2024-02"]):
+        flights_with_email(deployment.landing_dir, month, seed, defects=0.02)
+        path = deployment.landing_dir / f"flights_{month}.tsv"
+        staged = ingest_file(spec, path, month, tmp_path / month, pii_key=KEY)
+        warehouse.replace_month(staged, f"run-{month}")
+
+    shared = warehouse.query(
+        "select count(distinct a.passenger_email) as n from raw.flights a "
+        "join raw.flights b on a.passenger_email = b.passenger_email "
+        "where a._month = '2024-01' and b._month = '2024-02'"
+    )
+    assert shared == [{"n": 40}]
+    assert warehouse.query("select count(*) as n from raw.flights_rejects")[0]["n"] > 0
+    assert MARKER not in every_value(warehouse)
+
+
+MASKED_DEST = {"type": "string", "nullable": False, "pattern": "^[A-Z]{3}$", "pii": "mask"}
+
+
+def test_mask_is_refused_where_there_are_no_masking_policies(
+    settings: Settings, flights: DatasetSpec, tmp_path: Path
+) -> None:
+    write_tsv(month_frame("2024-01", 5, seed=1), settings.landing_dir / "flights_2024-01.tsv")
+    spec = with_column(flights, "dest", MASKED_DEST)
+    staged = ingest_file(spec, settings.landing_dir / "flights_2024-01.tsv", "2024-01", tmp_path)
+    with open_warehouse(settings) as warehouse:
+        with pytest.raises(LoadError, match="dest say pii: mask, which needs Snowflake's masking"):
+            warehouse.replace_month(staged, "run-1")
+        assert warehouse.query("select count(*) as n from raw.flights") == [{"n": 0}]
+
+
+def test_mask_on_snowflake_attaches_a_masking_policy_for_the_reader_roles(
+    snowflake_deployment: Settings,
+    flights: DatasetSpec,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PIPELINE_PII_READER_ROLES", "analyst, pii_reader")
+    path = snowflake_deployment.landing_dir / "flights_2024-01.tsv"
+    write_tsv(month_frame("2024-01", 5, seed=1, defect_ratio=0.05), path)
+    staged = ingest_file(with_column(flights, "dest", MASKED_DEST), path, "2024-01", tmp_path)
+    sent: list[str] = []
+    execute = SnowflakeCursor.execute
+
+    def record(self: SnowflakeCursor, command: str, *args: object, **kwargs: object) -> object:
+        sent.append(command)
+        if "MASKING POLICY" in command:  # the test server has no masking policies
+            return execute(self, "SELECT 1 AS masked", *args, **kwargs)
+        return execute(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(SnowflakeCursor, "execute", record)
+    with open_warehouse(Settings.from_env()) as warehouse:
+        warehouse.replace_month(staged, "run-1")
+        warehouse.replace_month(staged, "run-2")  # idempotent: the same statements again
+        loaded = warehouse.query("select count(distinct dest) as n from raw.flights")
+
+    body = "CASE WHEN CURRENT_ROLE() IN ('ANALYST', 'PII_READER') THEN val ELSE '***MASKED***' END"
+    policy = '"PIPELINE"."PII_MASK"'
+    create = (
+        f"CREATE MASKING POLICY IF NOT EXISTS {policy} AS (val STRING) RETURNS STRING -> {body}"
+    )
+    alter = f"ALTER MASKING POLICY {policy} SET BODY -> {body}"
+    attach = "ALTER TABLE {} MODIFY COLUMN {} SET MASKING POLICY " + policy + " FORCE"
+    one_load = [
+        create,
+        alter,
+        attach.format('"RAW"."FLIGHTS"', '"DEST"'),
+        create,
+        alter,
+        *(attach.format('"RAW"."FLIGHTS_REJECTS"', f'"{c.upper()}"') for c in REJECT_VALUE_COLUMNS),
+    ]
+    assert [s.split("*/ ", 1)[-1] for s in sent if "MASKING POLICY" in s] == one_load * 2
+    assert loaded[0]["n"] > 1  # the clear value is kept; the policy masks it when read
+
+    disabled = os.environ["PIPELINE_SNOWFLAKE_DISABLE"]  # what the test server lacks
+    monkeypatch.setenv("PIPELINE_SNOWFLAKE_DISABLE", f"{disabled},masking_policies")
+    with (
+        open_warehouse(Settings.from_env()) as warehouse,
+        pytest.raises(LoadError, match="masking_policies is turned off"),
+    ):
+        warehouse.replace_month(staged, "run-3")
+
+
+def test_no_clear_value_reaches_the_warehouse_dagster_or_dbt(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through Dagster and dbt, as `pipeline load` runs a month: refused without the key, then
+    loaded; the bytes of the warehouse, the instance and dbt's logs hold no clear address."""
+    document = yaml.safe_load((BUNDLED_DATASETS_DIR / "flights.yaml").read_text())
+    document["columns"]["passenger_email"] = EMAIL
+    document["checks"]["max_reject_ratio"] = 0.05
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "flights.yaml").write_text(yaml.safe_dump(document))
+    monkeypatch.setenv("PIPELINE_DATASETS_DIR", str(tmp_path / "datasets"))
+    settings = Settings.from_env()
+    spec = load_specs(settings.datasets_dir)["flights"]
+    frame = flights_with_email(settings.landing_dir, "2024-01", 1, defects=0.02)
+    path = settings.landing_dir / "flights_2024-01.tsv"
+    broken = path.read_text().splitlines()[1].replace("@", "-at-")
+    with path.open("a") as file:  # an address that breaks the pattern: rejected, hashed
+        file.write(broken + "\n")
+
+    (refused,) = load_months(build_definitions(settings), spec, ["2024-01"], instance)
+    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    (loaded,) = load_months(build_definitions(settings), spec, ["2024-01"], instance)
+
+    assert not refused.success and f"{KEY_VARIABLE} is not set" in refused.errors[0]
+    assert loaded.success, loaded.errors
+    assert loaded.rows["rows_rejected"] > 1
+    with open_warehouse(settings) as warehouse:
+        assert MARKER not in every_value(warehouse)
+        distinct = warehouse.query("select count(distinct passenger_email) as n from raw.flights")
+        kinds = [r["kind"] for r in warehouse.query("select kind from pipeline.audit_log")]
+        logged = verify(
+            warehouse.query("select * from pipeline.audit_log"),
+            read_anchors(anchors_file(instance), warehouse.location()),
+        )
+    assert distinct == [{"n": frame["passenger_email"].n_unique()}]
+    # Both runs anchored the head they left, in the anchors file and in their metadata.
+    assert sorted(kinds) == ["load_failed", "published", "spec_seen"]
+    assert logged.ok and (logged.head.seq, logged.anchors) == (3, 2), logged
+    published = instance.fetch_materializations(dg.AssetKey(["raw", "flights"]), limit=1)
+    metadata = published.records[0].asset_materialization.metadata
+    assert metadata["audit_head_seq"].value == 3
+    assert metadata["audit_head_hash"].value == logged.head.entry_hash
+    home = Path(instance.root_directory)
+    assert any(home.rglob("*.db")), "the instance's storage is where the search looks"
+    leaks = [
+        found
+        for root in (home, DBT_PROJECT_DIR / "logs", DBT_PROJECT_DIR / "target")
+        for found in root.rglob("*")
+        if found.is_file() and MARKER.encode() in found.read_bytes()
+    ]
+    assert leaks == []
+    # The search does look where values go: the rejects sample shows the broken address hashed.
+    digest = keyed_hash(KEY.encode(), broken.split("\t")[-1]).encode()
+    assert any(digest in found.read_bytes() for found in home.rglob("*") if found.is_file())

@@ -1,0 +1,209 @@
+"""Progress as a load reports it (progress.py) and as `pipeline load` shows it (terminal.py)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+
+from pipeline.cli import HEADER
+from pipeline.progress import (
+    CHECKS,
+    PHASES,
+    READ,
+    REPORTS,
+    STAGE,
+    MonthProgress,
+    Reading,
+    watched_by,
+)
+from pipeline.sample_data import month_frame, write_tsv
+from pipeline.settings import Settings
+from pipeline.terminal import LiveDisplay, PlainDisplay
+from pipeline_tests.support import PIPELINE, scalar
+
+MB = 1_000_000
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but tab and newline
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def phase(self, phase: str) -> None:
+        self.events.append(phase)
+
+    def reading(self, reading: Reading) -> None:
+        self.events.append(reading)
+
+
+def test_a_month_logs_each_phase_and_each_tenth_with_rate_and_eta() -> None:
+    clock, logged, watcher = Clock(), [], Recorder()
+    progress = MonthProgress("flights 2024-03", logged.append, clock)
+
+    progress.phase(READ, "/landing/flights_2024-03.tsv")  # unwatched: only the log
+    with watched_by(watcher):
+        for block in range(1, 21):  # 20 blocks of 5 MB, one a second
+            clock.now += 1
+            progress.read(block * 5 * MB, 100 * MB, block * 50_000, block)
+        progress.phase(STAGE)
+        clock.now += 3
+        progress.phase(CHECKS)
+        clock.now += 2
+    durations = progress.durations()
+
+    assert logged[0] == "flights 2024-03: read and validate /landing/flights_2024-03.tsv"
+    tenths = [line for line in logged if "MB (" in line]
+    assert len(tenths) == 10  # every 10%, not every block
+    assert tenths[0] == (
+        "flights 2024-03: read and validate 10.0 of 100.0 MB (10%), 50,000 rows/s, 2 rejects, "
+        "ETA 0:00:18"
+    )
+    assert tenths[-1].endswith("(100%), 50,000 rows/s, 20 rejects, ETA 0:00:00")
+    assert logged[-2:] == ["flights 2024-03: stage", "flights 2024-03: checks"]
+    readings = [event for event in watcher.events if isinstance(event, Reading)]
+    assert len(readings) == 20  # the watcher gets every block
+    assert watcher.events[-2:] == [STAGE, CHECKS]
+    assert durations == {READ: 20.0, STAGE: 3.0, CHECKS: 2.0}
+
+
+def feed(display: PlainDisplay | LiveDisplay) -> None:
+    """Two months as the load step and the CLI report them."""
+    for month, rows, rejects in (("2024-01", 800_000, 4), ("2024-02", 900_000, 0)):
+        display.phase(READ)
+        for step in range(1, 5):
+            display.reading(Reading(step * 30 * MB, 120 * MB, step * rows // 4, rejects, step))
+        for phase in (STAGE, CHECKS, REPORTS, REPORTS):  # two dbt steps: said once
+            display.phase(phase)
+        display.line(f"{month}  ok  {rows:,}")
+        display.month_done(True, {"rows_read": rows, "rows_rejected": rejects})
+
+
+def test_plain_lines_for_a_pipe_say_each_phase_and_tenth_without_control_characters() -> None:
+    out = io.StringIO()
+
+    feed(PlainDisplay(out, "flights", ["2024-01", "2024-02"]))
+
+    lines = out.getvalue().splitlines()
+    assert not CONTROL.search(out.getvalue())
+    assert lines[:4] == [
+        "[1/2] 2024-01 read and validate",
+        "[1/2] 2024-01 read and validate: 30.0 of 120.0 MB (25%), 200,000 rows/s, 4 rejects, "
+        "ETA 0:00:03",
+        "[1/2] 2024-01 read and validate: 60.0 of 120.0 MB (50%), 200,000 rows/s, 4 rejects, "
+        "ETA 0:00:02",
+        "[1/2] 2024-01 read and validate: 90.0 of 120.0 MB (75%), 200,000 rows/s, 4 rejects, "
+        "ETA 0:00:01",
+    ]
+    assert lines.count("[1/2] 2024-01 reports") == 1
+    assert lines[8:10] == [
+        "2024-01  ok  800,000",
+        "[1/2 months, 800,000 rows read, 4 rejected, 0 failed so far]",
+    ]
+    assert lines[-1] == "[2/2 months, 1,700,000 rows read, 4 rejected, 0 failed so far]"
+
+
+def test_live_bars_redraw_as_the_read_advances_and_leave_the_summary_lines() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=150, color_system=None)
+    display = LiveDisplay(console, "flights", ["2024-01", "2024-02"])
+
+    with display.bars:
+        feed(display)
+
+    text = out.getvalue()
+    assert "\x1b[" in text  # redrawn in place
+    percents = re.findall(r"MB \((\d+)%\)", text)
+    assert sorted(set(percents), key=int) == ["25", "50", "75", "100"]
+    assert "2024-02 (2/2) reports" in text
+    assert "1/2 months, 800,000 rows read, 4 rejected, 0 failed" in text
+    # Once the bars are gone (transient), what stays is the summary table, in order.
+    assert "2024-01  ok  800,000" in text
+    assert text.index("2024-01  ok  800,000") < text.index("2024-02  ok  900,000")
+
+
+def test_pipeline_load_in_a_terminal_draws_live_bars_then_leaves_the_summary_and_metrics(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real CLI in tmux, a terminal emulator: its screen is polled while the month loads."""
+    assert shutil.which("tmux"), "tmux is needed for this test: `make system-packages`"
+    write_tsv(
+        month_frame("2024-01", 300, seed=1, defect_ratio=0.001),
+        settings.landing_dir / "flights_2024-01.tsv",
+    )
+    monkeypatch.setenv("PIPELINE_METRICS_DIR", str(tmp_path / "metrics"))
+    command = f"{PIPELINE} load flights --from 2024-01 --to 2024-01; echo EXIT=$?; sleep 600"
+    screens = run_in_tmux(command, until="EXIT=")
+
+    final = screens[-1]
+    bars = [screen for screen in screens if "2024-01 (1/1)" in screen]
+    phases = {phase for screen in bars for phase in PHASES if f"(1/1) {phase}" in screen}
+    assert REPORTS in phases and len(phases) >= 2, phases  # redrawn as the month moved on
+    assert any("0/1 months, 0 rows read" in screen for screen in bars)
+    lines = [line.rstrip() for line in final.splitlines() if line.strip()]
+    assert lines[:2] == ["Loading flights: 2024-01..2024-01 (1 month)", HEADER]
+    assert re.match(r"2024-01  ok +8,400 +8,3\d\d +\d+  8 passed$", lines[2]), lines[2]
+    assert lines[-2].startswith("Months: 1 loaded, 0 skipped, 0 failed; 8,400 rows read")
+    assert lines[-1] == "EXIT=0"
+    assert "━" not in final  # the bars are gone once the range is done
+
+    found = samples((tmp_path / "metrics" / "flights.prom").read_text())
+    ledger = scalar(settings, "select rows_rejected from pipeline.load_ledger")
+    assert found[("pipeline_rows", "2024-01", "rejected")] == ledger
+    with dg.DagsterInstance.get() as instance:
+        (daily,) = instance.fetch_materializations(dg.AssetKey("flights_daily"), limit=1).records
+    row_count = daily.asset_materialization.metadata["dagster/row_count"].value
+    assert row_count == scalar(settings, "select count(*) from analytics.flights_daily") == 31
+
+
+def run_in_tmux(command: str, until: str, timeout: float = 600) -> list[str]:
+    """Run `command` in a detached tmux session of its own (160x40, this environment) and return
+    each distinct screen seen until one shows `until`."""
+    server = ["tmux", "-L", f"pipeline-test-{os.getpid()}-{time.monotonic_ns()}"]
+    subprocess.run(
+        [*server, "new-session", "-d", "-x", "160", "-y", "40", command],
+        check=True,
+        env=os.environ.copy(),
+    )
+    screens: list[str] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = subprocess.run(
+                [*server, "capture-pane", "-p"], capture_output=True, text=True, check=True
+            ).stdout
+            if not screens or screen != screens[-1]:
+                screens.append(screen)
+            if until in screen:
+                return screens
+            time.sleep(0.2)
+        raise AssertionError(f"no {until!r} within {timeout}s; last screen:\n{screens[-1]}")
+    finally:
+        subprocess.run([*server, "kill-server"], check=False)
+
+
+def samples(text: str) -> dict[tuple[str, str, str], float]:
+    """pipeline_rows samples by month and outcome, as prometheus_client parses them."""
+    return {
+        (sample.name, sample.labels["month"], sample.labels["outcome"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "pipeline_rows"
+    }

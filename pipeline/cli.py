@@ -333,23 +333,13 @@ def audit_verify(from_seq: int, anchors_path: Path | None) -> None:
     and why: edited, missing, reordered, or the head behind its anchor.
     """
     _code_location()
-    from pipeline.audit import anchors_file, read_anchors, verify
+    from pipeline.audit import anchors_file, verify_log
     from pipeline.definitions import open_warehouse
     from pipeline.settings import Settings
-    from pipeline.warehouse.audit import AUDIT_TABLE
-    from pipeline.warehouse.base import META_SCHEMA
 
     anchors = anchors_path or anchors_file(_instance())
     with open_warehouse(Settings.from_env()) as warehouse:
-        rows = warehouse.query(
-            f"select * from {META_SCHEMA}.{AUDIT_TABLE} where seq >= ?", [from_seq - 1]
-        )
-        location = warehouse.location()
-    try:
-        verdict = verify(rows, read_anchors(anchors, location), from_seq)
-    except ValueError as exc:  # the anchors file itself was tampered with
-        click.echo(f"FAILED: {exc}")
-        sys.exit(EXIT_DATA_PROBLEM)
+        verdict = verify_log(warehouse, anchors, from_seq)
     if not verdict.ok:
         click.echo(f"FAILED: {verdict.problem}")
         sys.exit(EXIT_DATA_PROBLEM)
@@ -436,6 +426,7 @@ def report(
     """Write one self-contained report (HTML, or PDF through headless Chromium) of DATASETS:
     a summary per month, each month's findings with what to do, and the load ledger."""
     _, specs = _code_location()
+    from pipeline.audit import anchors_file
     from pipeline.definitions import open_warehouse
     from pipeline.reports.build import report_path, write_report
     from pipeline.reports.pdf import BrowserMissing
@@ -448,7 +439,7 @@ def report(
     path = output or report_path(settings.reports_dir, [spec.name for spec in chosen])
     try:
         with open_warehouse(settings) as warehouse:
-            written = write_report(warehouse, chosen, path, first, last)
+            written = write_report(warehouse, chosen, path, anchors_file(_instance()), first, last)
     except BrowserMissing as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")

@@ -188,6 +188,11 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
 
     sent = scalar(settings, "select count(*) from pipeline.alerts where status = 'sent'")
     assert sent == 4  # ERROR and RESOLVED, by email and by webhook
+    audited = scalar(
+        settings,
+        "select count(*) from pipeline.audit_log where kind = 'alert_sent' and month = '2024-02'",
+    )
+    assert audited == sent  # each alert that got through is an entry of the audit log
     assert set(inbox.logins) == {"PLAIN"} or set(inbox.logins) == {"LOGIN"}
     # The password and the webhook token are in no output, instance file or alert record.
     output = capfd.readouterr()
@@ -234,6 +239,8 @@ def test_a_failed_delivery_is_retried_recorded_and_never_fails_the_load(
     assert "not published, check schema" in failure.step_failure_data.error.message
     row = scalar(settings, "select status || ' ' || attempts || ' ' || error from pipeline.alerts")
     assert str(row).startswith("failed 3 ConnectionRefusedError")
+    audited = scalar(settings, "select count(*) from pipeline.audit_log where kind = 'alert_sent'")
+    assert audited == 0  # an alert that did not get through was not sent
 
 
 def test_doctor_says_hello_to_the_smtp_server_and_sends_nothing(

@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from pipeline.assets.loads import build_load_asset
+from pipeline.audit import anchors_file
 from pipeline.definitions import build_resources, open_warehouse
 from pipeline.partitions import month_days, month_range
 from pipeline.reports.build import write_report
@@ -39,17 +40,18 @@ REFUSED_MONTH = "2024-03"  # 5% bad lines: the schema check (ERROR) refuses it
 
 def load(settings: Settings, spec: DatasetSpec, months: tuple[str, ...] = MONTHS) -> None:
     """Land and run each month through the load asset (write, audit, publish), as a run does."""
-    for month in months:
-        defects = 0.05 if month == REFUSED_MONTH else 0.0
-        frame = month_frame(month, rows_per_day=12, seed=int(month[-2:]), defect_ratio=defects)
-        write_tsv(frame, settings.landing_dir / spec.file_name(month))
-        dg.materialize(
-            [build_load_asset(spec)],
-            partition_key=month,
-            resources=build_resources(settings),
-            instance=dg.DagsterInstance.ephemeral(),
-            raise_on_error=False,
-        )
+    with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME: where the audit anchors go
+        for month in months:
+            defects = 0.05 if month == REFUSED_MONTH else 0.0
+            frame = month_frame(month, rows_per_day=12, seed=int(month[-2:]), defect_ratio=defects)
+            write_tsv(frame, settings.landing_dir / spec.file_name(month))
+            dg.materialize(
+                [build_load_asset(spec)],
+                partition_key=month,
+                resources=build_resources(settings),
+                instance=instance,
+                raise_on_error=False,
+            )
 
 
 def shown_months(dom: str, opening: str) -> list[str]:
@@ -74,7 +76,7 @@ def test_the_report_renders_offline_with_the_warehouse_numbers(
 ) -> None:
     load(deployment, flights)
     with open_warehouse(deployment) as warehouse:
-        page = write_report(warehouse, [flights], tmp_path / "flights")
+        page = write_report(warehouse, [flights], tmp_path / "flights", anchors())
     html = page.read_text()
     dom, log = rendered_dom(page, tmp_path / "profile")
 
@@ -108,6 +110,14 @@ def test_the_report_renders_offline_with_the_warehouse_numbers(
     assert figures and f">{rows:,}<" in figures.group(1)
     assert rejected and f"{rejected:,} of" in dom
     assert "Rejects by column and rule" in dom and "Audit trail" in dom
+    # The tamper-evident log was verified for the report, and the report is an entry in it.
+    assert "Tamper-evident log: verified." in dom and "anchored head(s) agree" in dom
+    written = scalar(
+        deployment,
+        "select count(*) from pipeline.audit_log where kind = 'report_written' "
+        f"and dataset = 'flights' and source_file = '{page}'",
+    )
+    assert written == 1
 
     # Drill-down works offline: the fragment opens another month and draws its chart.
     other, _ = rendered_dom(page, tmp_path / "profile", "#flights=2024-02")
@@ -123,7 +133,7 @@ def test_the_pdf_has_the_same_content(
 ) -> None:
     load(settings, flights, MONTHS[1:])
     with open_warehouse(settings) as warehouse:
-        pdf = write_report(warehouse, [flights], tmp_path / "flights.pdf", "2024-02")
+        pdf = write_report(warehouse, [flights], tmp_path / "flights.pdf", anchors(), "2024-02")
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True)
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
     pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
@@ -212,3 +222,9 @@ def _ledger_row(dataset: str, month: str, status: str) -> dict[str, object]:
         if status == "failed"
         else None,
     }
+
+
+def anchors() -> Path:
+    """The audit anchors file of the tests' Dagster instance (DAGSTER_HOME)."""
+    with dg.DagsterInstance.get() as instance:
+        return anchors_file(instance)

@@ -7,9 +7,8 @@ such a month the load step itself writes the report and records the report's mat
 before it raises; the alerts go out from the load step too, published or not (see `close_month`).
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,6 +16,7 @@ import dagster as dg
 from pipeline.alerts.channels import Alerts
 from pipeline.alerts.notify import notify_month
 from pipeline.assets.loads import raw_asset_key
+from pipeline.audit import anchors_file
 from pipeline.reports.build import report_path, write_report
 from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec
@@ -44,17 +44,20 @@ def build_report_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "with every month's checks, findings and what to do, and the load ledger."
         ),
     )
-    def report(files: LandingFiles, warehouse: Warehouse) -> dg.MaterializeResult:
-        return dg.MaterializeResult(metadata=write_dataset_report(files, warehouse, spec))
+    def report(
+        context: dg.AssetExecutionContext, files: LandingFiles, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
+        metadata = write_dataset_report(files, warehouse, spec, anchors_file(context.instance))
+        return dg.MaterializeResult(metadata=metadata)
 
     return report
 
 
 def write_dataset_report(
-    files: LandingFiles, warehouse: Warehouse, spec: DatasetSpec
+    files: LandingFiles, warehouse: Warehouse, spec: DatasetSpec, anchors: Path
 ) -> dict[str, Any]:
     """Write `<reports dir>/<dataset>.html`; its path, link and size as metadata."""
-    path = write_report(warehouse, [spec], report_path(files.reports_path, [spec.name]))
+    path = write_report(warehouse, [spec], report_path(files.reports_path, [spec.name]), anchors)
     return {
         "path": dg.MetadataValue.path(str(path)),
         "url": dg.MetadataValue.url(path.resolve().as_uri()),
@@ -89,7 +92,7 @@ def close_month(
     report = report_path(files.reports_path, [spec.name])
     if not published:
         try:
-            metadata = write_dataset_report(files, warehouse, spec)
+            metadata = write_dataset_report(files, warehouse, spec, anchors_file(context.instance))
             context.log_event(
                 dg.AssetMaterialization(asset_key=report_asset_key(spec), metadata=metadata)
             )

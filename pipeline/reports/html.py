@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from pipeline.audit import Verdict
 from pipeline.checks.completeness import WEEKDAYS
 from pipeline.reports.advice import Finding, findings, reload_command, verdict
 from pipeline.reports.data import (
@@ -102,9 +103,13 @@ class DatasetContext:
 
 
 def render_report(
-    datasets: Sequence[DatasetView], warehouse: str, generated: dt.datetime | None = None
+    datasets: Sequence[DatasetView],
+    warehouse: str,
+    generated: dt.datetime | None = None,
+    audit_log: Verdict | None = None,
 ) -> str:
-    """The report of `datasets` (each with its months) as one HTML document."""
+    """The report of `datasets` (each with its months) as one HTML document; `audit_log` is the
+    tamper-evident log's verification, shown beside the audit trail."""
     figures: dict[str, Any] = {}
     contexts = [_dataset_context(view, figures) for view in datasets]
     months = [m.month for view in datasets for m in view.months]
@@ -117,6 +122,7 @@ def render_report(
         plotly_js=_plotly_js(),
         figures=figures,
         weekdays=WEEKDAYS,
+        audit_log=audit_log,
     )
 
 

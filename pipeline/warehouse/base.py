@@ -410,8 +410,17 @@ class Warehouse(dg.ConfigurableResource):
         self._record(CHECK_RESULTS_TABLE, record.row())
 
     def record_alert(self, record: AlertRecord) -> None:
-        """Append one announced finding to pipeline.alerts."""
-        self._record(ALERTS_TABLE, record.row())
+        """Append one announced finding to pipeline.alerts and, when it got through, its
+        `alert_sent` audit entry, in one transaction."""
+
+        def write(run: Run) -> None:
+            self._ensure_meta(run)
+            with transaction(run):
+                append(run, self.dialect, META_SCHEMA, ALERTS_TABLE, record.row())
+                if record.status == "sent":
+                    append_audit(run, self.dialect, META_SCHEMA, AuditEvent.for_alert(record))
+
+        self.attempt(f"record {ALERTS_TABLE}", write)
 
     def record_load(self, entry: LedgerEntry) -> None:
         """Append one row to the load ledger, and its audit entry, in their own transaction."""

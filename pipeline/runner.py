@@ -24,6 +24,7 @@ from pipeline.assets.checks import LEVEL
 from pipeline.assets.loads import raw_asset_key
 from pipeline.audit import anchor, anchors_file
 from pipeline.jobs import load_job_name
+from pipeline.orphans import process_tags
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import Warehouse, now
 from pipeline.warehouse.ledger import LedgerEntry
@@ -120,7 +121,11 @@ def _run_month(
 ) -> MonthResult:
     """One month's run of the dataset's load job, in this process."""
     run = defs.resolve_job_def(load_job_name(spec.name)).execute_in_process(
-        partition_key=month, instance=instance, raise_on_error=False, run_config=run_config
+        partition_key=month,
+        instance=instance,
+        raise_on_error=False,
+        run_config=run_config,
+        tags=process_tags(),  # so that a run whose process dies is marked failed (orphans.py)
     )
     return _month_result(month, run, raw_asset_key(spec))
 
@@ -312,7 +317,12 @@ def _latest_run_errors(instance: dg.DagsterInstance, runs: Sequence[dg.DagsterRu
     if not finished or finished[0].status != dg.DagsterRunStatus.FAILURE:
         return []
     records = instance.all_logs(finished[0].run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-    return step_errors(record.dagster_event for record in records if record.dagster_event)
+    errors = step_errors(record.dagster_event for record in records if record.dagster_event)
+    if errors:
+        return errors
+    # No step failed: the run was failed from outside (its process died, see pipeline.orphans).
+    records = instance.all_logs(finished[0].run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    return [record.dagster_event.message for record in records if record.dagster_event]
 
 
 def month_runs(

@@ -23,7 +23,10 @@ def test_definitions_load_and_the_load_job_resolves(settings: Settings) -> None:
     assert job.partitions_def is not None
     assert job.partitions_def.get_partition_keys()[:2] == ["2024-01", "2024-02"]
     downstream = {key.to_user_string() for key in graph.get(raw).child_keys}
-    assert {"stg_flights", "dq_load_history"} <= downstream
+    assert {"stg_flights", "dq_load_history", "reports/flights"} <= downstream
+    assert dg.AssetKey(["reports", "flights"]) in job.asset_layer.selected_asset_keys
+    schedule = defs.resolve_schedule_def("weekly_reports")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     schema_check = graph.get_check_spec(dg.AssetCheckKey(raw, "schema"))
     assert schema_check.blocking
 

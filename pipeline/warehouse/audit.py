@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pipeline.warehouse.ledger import LEDGER_COLUMNS, LedgerEntry
+from pipeline.warehouse.ledger import LEDGER_COLUMNS, AlertRecord, LedgerEntry
 from pipeline.warehouse.sql import Dialect, Run, append
 
 AUDIT_TABLE = "audit_log"
@@ -97,6 +97,19 @@ class AuditEvent:
         kind = LEDGER_KINDS.get(entry.status) or ("refused" if entry.candidate else "load_failed")
         shared = {f.name for f in fields(cls)} & set(LEDGER_COLUMNS)
         return cls(kind=kind, detail=entry.error, **{name: getattr(entry, name) for name in shared})
+
+    @classmethod
+    def for_alert(cls, record: AlertRecord) -> AuditEvent:
+        """The entry of an alert that got through: which finding, by which channel, to whom."""
+        return cls(
+            kind="alert_sent",
+            dataset=record.dataset,
+            month=record.month,
+            run_id=record.run_id,
+            fingerprint=record.fingerprint,
+            detail=f"{record.check_name} {record.verdict} by {record.channel} to "
+            f"{record.recipients}: {record.subject}",
+        )
 
 
 @dataclass(frozen=True)

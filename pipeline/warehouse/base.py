@@ -36,12 +36,15 @@ from pipeline.warehouse.audit import (
     read_head,
 )
 from pipeline.warehouse.ledger import (
+    ALERT_COLUMNS,
+    ALERTS_TABLE,
     CHECK_RESULT_COLUMNS,
     CHECK_RESULTS_TABLE,
     LEDGER_COLUMNS,
     LEDGER_TABLE,
     PHASE_COLUMNS,
     PHASES_TABLE,
+    AlertRecord,
     CheckRecord,
     LedgerEntry,
     PhaseRecord,
@@ -85,6 +88,7 @@ REJECT_COLUMNS = {
 }
 LEDGER_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in LEDGER_COLUMNS.items()}
 CHECK_RESULTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in CHECK_RESULT_COLUMNS.items()}
+ALERTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in ALERT_COLUMNS.items()}
 PHASES_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in PHASE_COLUMNS.items()}
 AUDIT_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in AUDIT_COLUMNS.items()}
 AUDIT_LOCK_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in AUDIT_LOCK_COLUMNS.items()}
@@ -417,6 +421,19 @@ class Warehouse(dg.ConfigurableResource):
         """Append one check verdict to pipeline.check_results."""
         self._record(CHECK_RESULTS_TABLE, record.row())
 
+    def record_alert(self, record: AlertRecord) -> None:
+        """Append one announced finding to pipeline.alerts and, when it got through, its
+        `alert_sent` audit entry, in one transaction."""
+
+        def write(run: Run) -> None:
+            self._ensure_meta(run)
+            with transaction(run):
+                append(run, self.dialect, META_SCHEMA, ALERTS_TABLE, record.row())
+                if record.status == "sent":
+                    append_audit(run, self.dialect, META_SCHEMA, AuditEvent.for_alert(record))
+
+        self.attempt(f"record {ALERTS_TABLE}", write)
+
     def record_load(self, entry: LedgerEntry) -> None:
         """Append one row to the load ledger, and its audit entry, in their own transaction."""
 
@@ -522,6 +539,7 @@ class Warehouse(dg.ConfigurableResource):
             return
         ensure_table(run, self.dialect, META_SCHEMA, LEDGER_TABLE, LEDGER_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, CHECK_RESULTS_TABLE, CHECK_RESULTS_LAYOUT)
+        ensure_table(run, self.dialect, META_SCHEMA, ALERTS_TABLE, ALERTS_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, PHASES_TABLE, PHASES_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, AUDIT_TABLE, AUDIT_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, AUDIT_LOCK_TABLE, AUDIT_LOCK_LAYOUT)

@@ -33,6 +33,9 @@ demo: install
 	@echo "  WARN   flights 2024-05 a WARNING rule; settlements 2024-02 closed_days (a holiday),"
 	@echo "         2024-03 volume (a spike) and schema_drift (an extra column)"
 	@echo "  INFO   volume on each dataset's first two months: not enough history yet"
+	@echo
+	$(BIN)/pipeline report flights
+	$(BIN)/pipeline report settlements
 
 dev: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
@@ -41,13 +44,18 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# What the tests drive besides Python: tmux (the CLI in a terminal) and Chromium (the UI check).
+# What the tests drive besides Python: tmux (the CLI in a terminal), Chromium (the UI check, the
+# reports rendered and printed), pdftotext (poppler-utils: the PDF report read back) and
+# PostgreSQL (the shared deployment's instance, started by the tests in a temp folder; Debian keeps
+# its programs in /usr/lib/postgresql/<version>/bin).
 # Installed with apt (Debian, Ubuntu) only when missing: root or sudo is needed once per machine.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-packages:
-	@command -v chromium >/dev/null && command -v tmux >/dev/null || { \
+	@command -v chromium >/dev/null && command -v tmux >/dev/null && \
+		command -v pdftotext >/dev/null && \
+		ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update && \
-		$(SUDO) apt-get install -y --no-install-recommends chromium tmux; }
+		$(SUDO) apt-get install -y --no-install-recommends chromium tmux poppler-utils postgresql; }
 
 test: lint system-packages
 	$(BIN)/pytest

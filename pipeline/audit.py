@@ -265,3 +265,17 @@ def _shown(row: Mapping[str, Any]) -> str:
     """An entry as a person recognises it: `published flights 2024-03 (run 1a2b3c4d)`."""
     what = " ".join(str(row[name]) for name in ("kind", "dataset", "month") if row.get(name))
     return f"{what} (run {row.get('run_id') or '-'})"
+
+
+def verify_log(warehouse: Warehouse, anchors: Path, from_seq: int = 1) -> Verdict:
+    """`verify` over the warehouse's audit log and the anchors file's heads for its location.
+
+    An anchors file that does not parse (itself tampered with) is a problem like any other.
+    """
+    rows = warehouse.query(
+        f"select * from {META_SCHEMA}.{AUDIT_TABLE} where seq >= ?", [from_seq - 1]
+    )
+    try:
+        return verify(rows, read_anchors(anchors, warehouse.location()), from_seq)
+    except ValueError as exc:
+        return Verdict(0, None, 0, problem=str(exc))

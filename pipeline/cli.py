@@ -27,15 +27,20 @@ INSTANCE_TEMPLATE = Path(__file__).with_name("dagster.yaml")
 
 
 def _instance():
-    """The Dagster instance at DAGSTER_HOME (default `.dagster_home/`), created if absent."""
+    """The Dagster instance at DAGSTER_HOME (default `.dagster_home/`), created if absent, with
+    the runs of `pipeline load` processes that died marked failed (see pipeline.orphans)."""
     import dagster as dg
+
+    from pipeline.orphans import fail_orphaned_runs
 
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copyfile(INSTANCE_TEMPLATE, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    fail_orphaned_runs(instance)
+    return instance
 
 
 def _code_location():
@@ -140,6 +145,15 @@ def main() -> None:
 @click.option(
     "--retry-failed", is_flag=True, help="Run only months whose last run or check failed."
 )
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    envvar="PIPELINE_PARALLEL_MONTHS",
+    show_envvar=True,
+    show_default=True,
+    help="Months run at once, each in a process of its own (Snowflake only).",
+)
 @click.option("--verbose", is_flag=True, help="Show Dagster's and dbt's logs.")
 def load(
     dataset: str,
@@ -147,13 +161,15 @@ def load(
     last: str | None,
     force: bool,
     retry_failed: bool,
+    parallel: int,
     verbose: bool,
 ) -> None:
     """Load DATASET month by month: validate, load, check, and rebuild its reports.
 
     Every month is its own Dagster run in DAGSTER_HOME, so it shows in the UI with its own status
     and check results. Months already loaded from the same file are skipped, so re-running a
-    half-finished batch does only the rest.
+    half-finished batch does only the rest. On Snowflake, --parallel N runs N months at once and
+    lists them as they finish.
     """
     defs, specs = _code_location()
     from pipeline.definitions import open_warehouse
@@ -169,6 +185,12 @@ def load(
     settings = Settings.from_env()
     files = {month: settings.landing_dir / spec.file_name(month) for month in months}
     with open_warehouse(settings) as warehouse:
+        if parallel > 1 and not warehouse.parallel_months:
+            raise click.UsageError(
+                f"--parallel {parallel}: {settings.warehouse} lets one process write its database "
+                "at a time, so its months load one after another. Months load in parallel on "
+                "Snowflake (PIPELINE_WAREHOUSE=snowflake)."
+            )
         statuses = month_statuses(defs, spec, instance, months, warehouse)
     plan = plan_months(
         statuses,
@@ -202,6 +224,7 @@ def load(
             instance,
             on_month=show,
             run_config=None if verbose else QUIET_RUN_CONFIG,
+            parallel=parallel,
         )
     _summarise(spec.name, results, plan.skipped)
     if plan.failing:
@@ -328,23 +351,13 @@ def audit_verify(from_seq: int, anchors_path: Path | None) -> None:
     and why: edited, missing, reordered, or the head behind its anchor.
     """
     _code_location()
-    from pipeline.audit import anchors_file, read_anchors, verify
+    from pipeline.audit import anchors_file, verify_log
     from pipeline.definitions import open_warehouse
     from pipeline.settings import Settings
-    from pipeline.warehouse.audit import AUDIT_TABLE
-    from pipeline.warehouse.base import META_SCHEMA
 
     anchors = anchors_path or anchors_file(_instance())
     with open_warehouse(Settings.from_env()) as warehouse:
-        rows = warehouse.query(
-            f"select * from {META_SCHEMA}.{AUDIT_TABLE} where seq >= ?", [from_seq - 1]
-        )
-        location = warehouse.location()
-    try:
-        verdict = verify(rows, read_anchors(anchors, location), from_seq)
-    except ValueError as exc:  # the anchors file itself was tampered with
-        click.echo(f"FAILED: {exc}")
-        sys.exit(EXIT_DATA_PROBLEM)
+        verdict = verify_log(warehouse, anchors, from_seq)
     if not verdict.ok:
         click.echo(f"FAILED: {verdict.problem}")
         sys.exit(EXIT_DATA_PROBLEM)
@@ -413,6 +426,41 @@ def _audit_line(row: dict) -> str:
         f"{row['month'] or '-':<8} {row['actor']:<16} {figures}  "
         f"{(row['run_id'] or '-')[:8]:<8}  {detail}"
     ).rstrip()
+
+
+@main.command()
+@click.argument("datasets", nargs=-1, required=True)
+@click.option("--from", "first", metavar="YYYY-MM", help="First month (default: the spec's first).")
+@click.option("--to", "last", metavar="YYYY-MM", help="Last month (default: last complete month).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PATH.html, or PATH.pdf for a PDF (default: <PIPELINE_REPORTS_DIR>/<dataset>.html).",
+)
+def report(
+    datasets: tuple[str, ...], first: str | None, last: str | None, output: Path | None
+) -> None:
+    """Write one self-contained report (HTML, or PDF through headless Chromium) of DATASETS:
+    a summary per month, each month's findings with what to do, and the load ledger."""
+    _, specs = _code_location()
+    from pipeline.audit import anchors_file
+    from pipeline.definitions import open_warehouse
+    from pipeline.reports.build import report_path, write_report
+    from pipeline.reports.pdf import BrowserMissing
+    from pipeline.settings import Settings
+
+    chosen = [_spec(specs, dataset) for dataset in dict.fromkeys(datasets)]
+    for spec in chosen:
+        _months(spec, first, last)
+    settings = Settings.from_env()
+    path = output or report_path(settings.reports_dir, [spec.name for spec in chosen])
+    try:
+        with open_warehouse(settings) as warehouse:
+            written = write_report(warehouse, chosen, path, anchors_file(_instance()), first, last)
+    except BrowserMissing as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")
 
 
 @main.command()

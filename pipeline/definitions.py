@@ -10,16 +10,18 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 from dagster_snowflake import SnowflakeResource
 
+from pipeline.alerts.channels import Alerts
 from pipeline.assets.dbt import build_dbt_assets
 from pipeline.assets.freshness import build_freshness_checks
 from pipeline.assets.loads import build_load_asset
+from pipeline.assets.reports import build_report_asset, build_report_schedule
 from pipeline.ingest.pii import KEY_VARIABLE
 from pipeline.jobs import build_freshness_job, build_load_job
 from pipeline.metrics import MetricsExport
 from pipeline.project import DBT_EXECUTABLE, dbt_project
 from pipeline.resources import LandingFiles
 from pipeline.sensors import build_freshness_sensor, build_landing_sensor
-from pipeline.settings import Settings, SnowflakeSettings
+from pipeline.settings import AlertSettings, Settings, SnowflakeSettings
 from pipeline.specs import load_specs
 from pipeline.warehouse.base import Warehouse
 from pipeline.warehouse.duckdb import DuckDBWarehouse
@@ -79,6 +81,24 @@ def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
     )
 
 
+def alerts_resource(settings: AlertSettings) -> Alerts:
+    """The alert channels; the SMTP password and the webhook URL (it holds a token) are EnvVars,
+    passed only when set."""
+    secrets = {
+        "smtp_password": "PIPELINE_SMTP_PASSWORD",
+        "webhook_url": "PIPELINE_ALERT_WEBHOOK_URL",
+    }
+    return Alerts(
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_user=settings.smtp_user,
+        smtp_starttls=settings.smtp_starttls,
+        sender=settings.sender,
+        recipients=list(settings.recipients),
+        **{field: dg.EnvVar(name) for field, name in secrets.items() if os.environ.get(name)},
+    )
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     """Resources for the configured warehouse."""
     warehouse = build_warehouse(settings)
@@ -88,10 +108,12 @@ def build_resources(settings: Settings) -> dict[str, object]:
             landing_dir=str(settings.landing_dir),
             staging_dir=str(settings.staging_dir),
             workers=settings.ingest_workers,
+            reports_dir=str(settings.reports_dir),
             # Read when a run starts, never shown; left out when unset, so that only datasets
             # with `pii: hash` columns are refused (naming the variable) rather than every run.
             pii_key=dg.EnvVar(KEY_VARIABLE) if os.environ.get(KEY_VARIABLE) else None,
         ),
+        "alerts": alerts_resource(settings.alerts),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
         "metrics": MetricsExport(
             textfile_dir=str(settings.metrics_dir) if settings.metrics_dir else None,
@@ -107,12 +129,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     freshness = build_freshness_checks(specs)
     return dg.Definitions(
         assets=[build_load_asset(spec, settings.warehouse) for spec in specs]
-        + build_dbt_assets(specs),
+        + [build_report_asset(spec, settings.warehouse) for spec in specs]
+        + build_dbt_assets(specs, pool=settings.warehouse),
         asset_checks=freshness,
         jobs=[build_load_job(spec) for spec in specs]
         + ([build_freshness_job(freshness)] if freshness else []),
         sensors=[build_landing_sensor(spec) for spec in specs]
         + ([build_freshness_sensor(freshness)] if freshness else []),
+        schedules=[build_report_schedule(specs)] if specs else [],
         resources=build_resources(settings),
     )
 

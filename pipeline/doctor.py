@@ -10,7 +10,7 @@ from pathlib import Path
 from pipeline.ingest import staging
 from pipeline.ingest.files import compression, open_delivered
 from pipeline.ingest.header import UTF8_BOM, LoadError
-from pipeline.settings import Settings
+from pipeline.settings import AlertSettings, Settings
 from pipeline.specs import DatasetSpec, SpecError, load_specs
 from pipeline.warehouse.sql import Run
 
@@ -50,6 +50,9 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
     yield examine_staging(settings.staging_dir, fix)
     yield examine_instance()
     yield from examine_warehouse(settings)
+    smtp = examine_smtp(settings.alerts)
+    if smtp is not None:
+        yield smtp
 
 
 def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Finding]:
@@ -186,6 +189,60 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
         )
         return
     yield Finding(True, "warehouse", f"{where}: {rows[0]['loads']} load(s) recorded")
+
+
+SMTP_TIMEOUT_SECONDS = 10
+
+
+def examine_smtp(alerts: AlertSettings) -> Finding | None:
+    """When PIPELINE_SMTP_HOST is set: connect and say EHLO (and STARTTLS when asked); no login,
+    no mail. Names settings, never the password."""
+    import smtplib
+
+    if not alerts.smtp_host:
+        return None
+    where = f"{alerts.smtp_host}:{alerts.smtp_port}"
+    try:
+        with smtplib.SMTP(alerts.smtp_host, alerts.smtp_port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
+            code, _ = smtp.ehlo()
+            tls = smtp.has_extn("starttls")
+            if alerts.smtp_starttls and tls:
+                smtp.starttls()
+                smtp.ehlo()
+    except (smtplib.SMTPException, OSError) as error:
+        return Finding(
+            False,
+            "smtp",
+            f"{where}: {error}",
+            "check PIPELINE_SMTP_HOST and PIPELINE_SMTP_PORT (587 for STARTTLS, 25 for plain)",
+        )
+    if alerts.smtp_starttls and not tls:
+        return Finding(
+            False,
+            "smtp",
+            f"{where} answers EHLO but offers no STARTTLS",
+            "use the submission port, or PIPELINE_SMTP_STARTTLS=false on a trusted network",
+        )
+    missing = [
+        name
+        for name, value in (
+            ("PIPELINE_ALERT_FROM", alerts.sender),
+            ("PIPELINE_ALERT_TO", alerts.recipients),
+        )
+        if not value
+    ]
+    if missing:
+        return Finding(
+            False,
+            "smtp",
+            f"{where} answers, but {', '.join(missing)} not set",
+            "set them: alerts need a sender and default recipients",
+        )
+    return Finding(
+        code == 250,
+        "smtp",
+        f"{where} answers EHLO ({code})" + (", STARTTLS ok" if alerts.smtp_starttls else ""),
+    )
 
 
 SNOWFLAKE_REQUIRED = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE")

@@ -1,4 +1,5 @@
-"""Resources other than the warehouse: where files land and where validated parts are staged."""
+"""Resources other than the warehouse: where files land, where validated parts are staged and
+where reports are written."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pipeline.ingest.stream import DEFAULT_BLOCK_BYTES
 
 
 class LandingFiles(dg.ConfigurableResource):
-    """The landing folder monthly files arrive in, and the staging folder for Parquet parts.
+    """The landing folder monthly files arrive in, the staging folder for Parquet parts, and the
+    folder reports are written to.
 
     `pii_key` (PIPELINE_PII_KEY) is the secret `pii: hash` columns are hashed with as they are
     read; a dataset with such a column is refused while it is unset. `workers`
@@ -20,6 +22,7 @@ class LandingFiles(dg.ConfigurableResource):
 
     landing_dir: str
     staging_dir: str
+    reports_dir: str = "data/reports"
     block_bytes: int = DEFAULT_BLOCK_BYTES
     workers: int | None = None
     pii_key: str | None = None
@@ -31,3 +34,7 @@ class LandingFiles(dg.ConfigurableResource):
     @property
     def staging_path(self) -> Path:
         return Path(self.staging_dir)
+
+    @property
+    def reports_path(self) -> Path:
+        return Path(self.reports_dir)

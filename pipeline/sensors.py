@@ -21,6 +21,7 @@ from pipeline.ingest.files import fingerprint
 from pipeline.jobs import load_job_name
 from pipeline.partitions import dataset_partitions
 from pipeline.resources import LandingFiles
+from pipeline.sizing import k8s_run_tags
 from pipeline.specs import MONTH_PLACEHOLDER, DatasetSpec
 
 DEFAULT_INTERVAL_SECONDS = 60
@@ -77,7 +78,8 @@ def scan_landing(
                 dg.RunRequest(
                     run_key=f"{spec.name}:{month}:{state['fingerprint']}",
                     partition_key=month,
-                    tags={"pipeline/source_file": str(path)},
+                    # The month's pod sized from its file, where runs are launched on Kubernetes.
+                    tags={"pipeline/source_file": str(path)} | k8s_run_tags(stat.st_size),
                 )
             )
         files[path.name] = state

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BUNDLED_DATASETS_DIR = Path(__file__).parent / "datasets"
@@ -62,6 +62,31 @@ class SnowflakeSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go, apart from the secrets (PIPELINE_SMTP_PASSWORD and
+    PIPELINE_ALERT_WEBHOOK_URL are read as dagster.EnvVar at run time, see definitions.py)."""
+
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_starttls: bool = True
+    sender: str | None = None
+    recipients: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls) -> AlertSettings:
+        recipients = os.environ.get("PIPELINE_ALERT_TO") or ""
+        return cls(
+            smtp_host=os.environ.get("PIPELINE_SMTP_HOST") or None,
+            smtp_port=_int_env("PIPELINE_SMTP_PORT") or 587,
+            smtp_user=os.environ.get("PIPELINE_SMTP_USER") or None,
+            smtp_starttls=_bool_env("PIPELINE_SMTP_STARTTLS", default=True),
+            sender=os.environ.get("PIPELINE_ALERT_FROM") or None,
+            recipients=tuple(r.strip() for r in recipients.split(",") if r.strip()),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """The locations and warehouse choice of one deployment."""
 
@@ -70,7 +95,9 @@ class Settings:
     staging_dir: Path
     duckdb_path: Path
     warehouse: str
+    reports_dir: Path
     snowflake: SnowflakeSettings | None = None
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     metrics_dir: Path | None = None  # where `<dataset>.prom` textfiles go (metrics.py)
     ingest_workers: int | None = None  # blocks validated at once; None: the cores available
     pushgateway_url: str | None = None
@@ -95,7 +122,9 @@ class Settings:
             staging_dir=path("PIPELINE_STAGING_DIR", "data/staging"),
             duckdb_path=path("PIPELINE_DUCKDB_PATH", "data/warehouse.duckdb"),
             warehouse=warehouse,
+            reports_dir=path("PIPELINE_REPORTS_DIR", "data/reports"),
             snowflake=SnowflakeSettings.from_env() if warehouse == "snowflake" else None,
+            alerts=AlertSettings.from_env(),
             metrics_dir=path("PIPELINE_METRICS_DIR", "") if metrics_dir else None,
             pushgateway_url=os.environ.get("PIPELINE_PUSHGATEWAY_URL") or None,
             ingest_workers=_positive_env("PIPELINE_INGEST_WORKERS"),
@@ -130,3 +159,15 @@ def _int_env(name: str) -> int | None:
         return int(value)
     except ValueError:
         raise ValueError(f"{name}={value!r} is not a whole number") from None
+
+
+def _bool_env(name: str, default: bool) -> bool:
+    """An optional true/false variable; anything else is an error that names the variable."""
+    value = (os.environ.get(name) or "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r} is not true or false")

@@ -209,6 +209,14 @@ class RuleSpec(_Strict):
         return "rule_" + re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")
 
 
+class AlertsSpec(_Strict):
+    """Who hears about a month's findings besides PIPELINE_ALERT_TO, and which verdicts they hear
+    about: a failed load and a late month always alert; failed checks of the levels in `on`."""
+
+    email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = []
+    on: Annotated[list[Literal["ERROR", "WARN"]], Field(min_length=1)] = ["ERROR"]
+
+
 class DatasetSpec(_Strict):
     """A dataset: where its monthly files are and what a valid row looks like."""
 
@@ -230,6 +238,7 @@ class DatasetSpec(_Strict):
     checks: ChecksSpec = ChecksSpec()
     rules: list[RuleSpec] = []
     fiscal: FiscalSpec | None = None
+    alerts: AlertsSpec = AlertsSpec()
 
     @field_validator("file_pattern")
     @classmethod

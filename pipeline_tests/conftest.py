@@ -1,8 +1,13 @@
 """Fixtures that create real things: a temp landing folder, a DuckDB file, a Snowflake-protocol
-server on 127.0.0.1 (fakesnow) and a Dagster instance."""
+server on 127.0.0.1 (fakesnow), a PostgreSQL server and a Dagster instance."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -21,6 +26,9 @@ from pipeline.warehouse.base import Warehouse
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+REPO = Path(__file__).resolve().parent.parent
+# Where Debian's `postgresql` package (make system-packages) keeps its programs.
+POSTGRES_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
 
 
 @pytest.fixture
@@ -108,3 +116,69 @@ def warehouse(deployment: Settings) -> Iterator[Warehouse]:
 def flights() -> DatasetSpec:
     """The bundled example spec."""
     return load_specs(BUNDLED_DATASETS_DIR)["flights"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[dict[str, str]]:
+    """A PostgreSQL server for the session, in a temp folder, on 127.0.0.1, trusting local logins.
+
+    PostgreSQL will not run as root: as root, its folder belongs to, and it runs as, the
+    `postgres` user that Debian's package creates. Durability is off: the data is thrown away.
+    """
+    if not POSTGRES_BIN:
+        pytest.fail("PostgreSQL is not installed: run `make system-packages`")
+    folder = Path(tempfile.mkdtemp(prefix="pipeline-postgres-"))
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_owner:
+        shutil.chown(folder, "postgres")
+    data, port = folder / "data", str(_free_port())
+    programs = POSTGRES_BIN[-1]
+
+    def postgres(program: str, *args: str) -> None:
+        subprocess.run([*as_owner, str(programs / program), *args], check=True, capture_output=True)
+
+    postgres("initdb", "-D", str(data), "-U", "dagster", "--auth=trust", "--no-sync")
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off"
+    postgres("pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
+    try:
+        yield {"host": "127.0.0.1", "port": port, "username": "dagster", "programs": str(programs)}
+    finally:
+        postgres("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_instance(
+    settings: Settings, postgres_server: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dg.DagsterInstance]:
+    """The shared deployment's instance (deploy/dagster.yaml): a database of its own on the
+    PostgreSQL server, found through the variables the deployment sets."""
+    database = f"dagster_{uuid.uuid4().hex[:10]}"
+    subprocess.run(
+        [
+            f"{postgres_server['programs']}/createdb",
+            *("-h", postgres_server["host"], "-p", postgres_server["port"]),
+            *("-U", postgres_server["username"], database),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    for name, value in {
+        "DAGSTER_PG_HOST": postgres_server["host"],
+        "DAGSTER_PG_PORT": postgres_server["port"],
+        "DAGSTER_PG_DB": database,
+        "DAGSTER_PG_USERNAME": postgres_server["username"],
+        "DAGSTER_PG_PASSWORD": "unused",  # the test server trusts local logins
+    }.items():
+        monkeypatch.setenv(name, value)
+    shutil.copyfile(
+        REPO / "deploy" / "dagster.yaml", Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    )
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

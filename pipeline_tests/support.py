@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 
 from pipeline.checks.scope import MonthUnderCheck
@@ -18,6 +22,9 @@ from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import Warehouse, statement_context
 
 PIPELINE = str(Path(sys.executable).with_name("pipeline"))
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+WORKSPACE = ("-w", str(REPO / "workspace.yaml"))
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -57,3 +64,43 @@ def candidate_month(
     staged = stage_month(settings, spec, month, frame)
     with statement_context(spec.name, month, "test"):
         return MonthUnderCheck(warehouse, staged, warehouse.stage_candidate(staged, new_load_id()))
+
+
+def dagster(*args: str) -> subprocess.CompletedProcess[str]:
+    """`dagster ARGS` from the repository, with the test's environment (DAGSTER_HOME...)."""
+    return subprocess.run(
+        [BIN / "dagster", *args], cwd=REPO, check=True, capture_output=True, text=True
+    )
+
+
+@contextmanager
+def daemon_running(*sensors: str) -> Iterator[subprocess.Popen]:
+    """The real Dagster daemon on the workspace, with `sensors` turned on, until the block ends."""
+    for sensor in sensors:
+        dagster("sensor", "start", sensor, *WORKSPACE)
+    daemon = subprocess.Popen(
+        [BIN / "dagster-daemon", "run", *WORKSPACE],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield daemon
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+
+
+def finished_runs(
+    instance: dg.DagsterInstance, count: int, timeout_seconds: float = 240
+) -> list[dg.DagsterRun]:
+    """The first `count` runs of the instance to finish, oldest first, waiting for them."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        finished = [run for run in instance.get_runs() if run.is_finished]
+        if len(finished) >= count:
+            return finished[::-1][:count]
+        time.sleep(2)
+    raise AssertionError(
+        f"{count} run(s) did not finish in {timeout_seconds}s: {instance.get_runs()}"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -96,6 +97,24 @@ def test_every_event_is_one_chained_entry_and_the_untouched_log_verifies(
     assert result.ok, result.problem
     assert (result.entries, result.head.seq, result.anchors) == (7, 7, 1)
     assert verdict(warehouse, anchors, from_seq=4).entries == 4
+
+
+def test_appends_at_once_take_turns_and_stay_one_chain(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    # Regression: appends at once read the same head and forked the chain (`entry 2:
+    # duplicated`); each now takes the log's lock first. Threads of one process take the file
+    # lock from separate descriptors, as separate processes do.
+    def alert(number: int) -> int:
+        return record_event(warehouse, "alert_sent", detail=f"alert {number}").seq
+
+    assert warehouse.audit_head() is None  # creates the tables first, as any earlier run has
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        numbers = sorted(pool.map(alert, range(8)))
+
+    assert numbers == list(range(1, 9))
+    result = verdict(warehouse, tmp_path / "audit_heads.log")
+    assert result.ok, result.problem
 
 
 def tampered_log(settings: Settings, warehouse: Warehouse, anchors: Path) -> list[dict]:

@@ -270,11 +270,14 @@ def test_a_killed_load_serves_the_old_or_the_new_month_and_the_next_run_complete
     assert served(settings, versions)[0] == versions[0]
 
     outcomes: Counter[str] = Counter()
+    killed: list[str] = []
     for number, (phase, delay) in enumerate(kill_schedule(durations)):
         before = served(settings, versions)
         landed = versions[(number + 1) % 2]
         deliver(landed, settings, flights)
         run, code = load_killed(phase, delay)
+        if code != 0 and run.run_id() is not None:
+            killed.append(run.run_id())
 
         now = served(settings, versions)
         assert now == before or now[0] == landed, f"kill {number} in {phase}: {now}, {before}"
@@ -289,7 +292,13 @@ def test_a_killed_load_serves_the_old_or_the_new_month_and_the_next_run_complete
             "select table_name from information_schema.tables where table_schema = 'candidates'"
         )
     assert candidates == []
-    # Killed runs stay STARTED in the instance (nothing marks them failed); the runs after work.
+    # The killed runs read as failed, saying why, once the next `pipeline load` opened the instance.
     with dg.DagsterInstance.get() as instance:
         runs = Counter(run.status.value for run in instance.get_runs())
+        assert set(runs) <= {"SUCCESS", "FAILURE"}, runs
+        for run_id in killed:
+            (run,) = instance.get_runs(filters=dg.RunsFilter(run_ids=[run_id]))
+            assert run.status == dg.DagsterRunStatus.FAILURE, run_id
+            (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            assert "killed or crashed" in failure.message, failure.message
     print(f"phases (s): {durations}; kills: {dict(outcomes)}; runs: {dict(runs)}")

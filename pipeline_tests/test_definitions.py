@@ -23,7 +23,10 @@ def test_definitions_load_and_the_load_job_resolves(settings: Settings) -> None:
     assert job.partitions_def is not None
     assert job.partitions_def.get_partition_keys()[:2] == ["2024-01", "2024-02"]
     downstream = {key.to_user_string() for key in graph.get(raw).child_keys}
-    assert {"stg_flights", "dq_load_history"} <= downstream
+    assert {"stg_flights", "dq_load_history", "reports/flights"} <= downstream
+    assert dg.AssetKey(["reports", "flights"]) in job.asset_layer.selected_asset_keys
+    schedule = defs.resolve_schedule_def("weekly_reports")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     schema_check = graph.get_check_spec(dg.AssetCheckKey(raw, "schema"))
     assert schema_check.blocking
 
@@ -108,3 +111,20 @@ def test_ingest_workers_come_from_the_environment_and_default_to_the_cores(
     monkeypatch.setenv("PIPELINE_INGEST_WORKERS", "0")
     with pytest.raises(ValueError, match="PIPELINE_INGEST_WORKERS=0 must be at least 1"):
         Settings.from_env()
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "snowflake"])
+def test_every_step_of_a_load_is_in_the_pool_of_its_warehouse(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, warehouse: str
+) -> None:
+    # Queued runs start when the warehouse's pool has room (pipeline/dagster.yaml): a step left
+    # out of the pool would write DuckDB beside another run's.
+    monkeypatch.setenv("PIPELINE_WAREHOUSE", warehouse)
+    for name in ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE", "SNOWFLAKE_PASSWORD"):
+        monkeypatch.setenv(name, "x")
+    defs = build_definitions(Settings.from_env())
+
+    job = defs.resolve_job_def(load_job_name("flights"))
+
+    pools = {node.name: node.definition.pool for node in job.graph.node_dict.values()}
+    assert set(pools.values()) == {warehouse}, pools

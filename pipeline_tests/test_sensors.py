@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from pipeline.resources import LandingFiles
 from pipeline.sensors import build_landing_sensor
 from pipeline.settings import Settings
+from pipeline.sizing import GB, pod_size
 from pipeline.specs import DatasetSpec
 
 
@@ -101,3 +103,22 @@ def test_a_ready_marker_when_the_spec_asks_for_one(
     assert ticks.tick() == [] and ticks.tick() == []
     land(settings, "flights_2024-03.tsv.done", "")
     assert len(ticks.tick()) == 1
+
+
+def test_the_month_pod_is_sized_from_its_file(ticks: Ticks, settings: Settings) -> None:
+    land(settings, "flights_2024-03.tsv", "header\nrow\n")
+    ticks.tick()
+    (request,) = ticks.tick()
+
+    config = json.loads(request.tags["dagster-k8s/config"])["container_config"]
+    assert config["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
+    assert config["env"] == [{"name": "PIPELINE_INGEST_WORKERS", "value": "1"}]
+
+
+@pytest.mark.parametrize(
+    ("gigabytes", "cores", "memory"),
+    [(0.5, 1, "2Gi"), (5, 2, "3Gi"), (100, 4, "6Gi"), (400, 8, "10Gi")],
+)
+def test_bigger_months_get_bigger_pods(gigabytes: float, cores: int, memory: str) -> None:
+    size = pod_size(int(gigabytes * GB))
+    assert (size.cores, size.memory) == (cores, memory)

@@ -87,8 +87,9 @@ class ReportingTranslator(DagsterDbtTranslator):
         return spec
 
 
-def build_dbt_assets(specs: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
-    """Per dataset with models: its monthly models; then the ledger models, if any."""
+def build_dbt_assets(specs: Sequence[DatasetSpec], pool: str) -> list[dg.AssetsDefinition]:
+    """Per dataset with models: its monthly models; then the ledger models, if any. They write
+    the warehouse, so they are in its `pool`, as the loads are."""
     manifest_path = ensure_manifest()
     children = json.loads(manifest_path.read_text())["child_map"]
     translator = ReportingTranslator([raw_asset_key(spec) for spec in specs])
@@ -101,6 +102,7 @@ def build_dbt_assets(specs: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
             translator=translator,
             partitions_def=dataset_partitions(spec),
             fiscal=spec.fiscal,
+            pool=pool,
         )
         for spec in specs
         if children.get(_source(f"raw.{spec.name}"))
@@ -113,6 +115,7 @@ def build_dbt_assets(specs: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
                 dataset="all",
                 select=LEDGER_SELECTION,
                 translator=translator,
+                pool=pool,
             )
         )
     return assets
@@ -125,6 +128,7 @@ def _dbt_assets(
     dataset: str,
     select: str,
     translator: DagsterDbtTranslator,
+    pool: str,
     partitions_def: dg.TimeWindowPartitionsDefinition | None = None,
     fiscal: FiscalSpec | None = None,
 ) -> dg.AssetsDefinition:
@@ -139,6 +143,7 @@ def _dbt_assets(
         partitions_def=partitions_def,
         # One month per run, so each month's models run after that month's blocking check.
         backfill_policy=dg.BackfillPolicy.multi_run(1) if partitions_def else None,
+        pool=pool,
     )
     def reports(
         context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse

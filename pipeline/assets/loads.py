@@ -21,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 
+from pipeline.alerts.channels import Alerts
 from pipeline.assets.catalog import column_schema
 from pipeline.assets.checks import MonthCheck, check_specs, month_checks, to_check_result
 from pipeline.audit import anchor, anchors_file, record_spec, run_actor
@@ -60,7 +61,8 @@ def raw_asset_key(spec: DatasetSpec) -> dg.AssetKey:
 
 def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.AssetsDefinition:
     """The asset that loads `spec`'s monthly files, with the month's checks as its check specs;
-    `warehouse_name` (PIPELINE_WAREHOUSE) is shown among its kinds."""
+    `warehouse_name` (PIPELINE_WAREHOUSE) is shown among its kinds and names its pool: a queued
+    run starts when the warehouse's pool has room (README, "Scaling out")."""
     key = raw_asset_key(spec)
     partitions_def = dataset_partitions(spec)
     checks = month_checks(spec)
@@ -77,6 +79,7 @@ def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.As
         # One month per run: each month gets its own check results and status (see the README).
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         retry_policy=LOAD_RETRY_POLICY,
+        pool=warehouse_name,
         metadata={
             "file_pattern": spec.file_pattern,
             "dagster/column_schema": column_schema(spec),
@@ -87,7 +90,10 @@ def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.As
         files: LandingFiles,
         warehouse: Warehouse,
         metrics: MetricsExport,
+        alerts: Alerts,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        from pipeline.assets.reports import close_month  # it imports this module
+
         month = context.partition_key
         progress = MonthProgress(f"{spec.name} {month}", context.log.info)
         with (
@@ -96,8 +102,13 @@ def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.As
         ):
             try:
                 yield from load_month(context, spec, checks, files, warehouse, progress)
+            except Exception as error:
+                if _final(context, error):
+                    close_month(context, spec, files, warehouse, alerts, published=False)
+                raise
             finally:
                 _account(context, spec, warehouse, metrics, progress)
+            close_month(context, spec, files, warehouse, alerts, published=True)
 
     return load
 
@@ -258,6 +269,14 @@ class _Attempt:
                 self.staged, self.load_id, self.run_id, "failed", error=error
             )
         self.warehouse.record_load(entry)
+
+
+def _final(context: dg.AssetExecutionContext, error: Exception) -> bool:
+    """Whether this failure ends the month's run: a refusal or a bad file (no retries), or the
+    last retry of the step's policy. Alerts wait for it, so a retried blip sends nothing."""
+    if isinstance(error, dg.Failure) and not error.allow_retries:
+        return True
+    return context.retry_number >= LOAD_RETRY_POLICY.max_retries
 
 
 def _refuses(outcome: CheckOutcome) -> bool:

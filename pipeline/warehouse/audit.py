@@ -8,27 +8,44 @@ is caught by the heads anchored outside the warehouse (pipeline/audit.py).
 
 An entry is appended inside the transaction of the change it records, so the change and its entry
 commit or roll back together. Its sequence number is the head's plus one, read in that same
-transaction: DuckDB has one writer at a time; on Snowflake two transactions committing at the
-same moment could read the same head, which `pipeline audit verify` would report (README, "Audit
-trail").
+transaction, so two such transactions must not overlap: both would read the same head and fork
+the chain (`pipeline audit verify`: `entry N: duplicated`). Each one therefore first updates the
+one row of `pipeline.audit_lock`. On Snowflake that makes any other transaction's UPDATE of it
+wait until this one commits or rolls back (https://docs.snowflake.com/en/sql-reference/transactions,
+"Resource locking": UPDATE, DELETE and MERGE hold locks that generally keep them from running in
+parallel with each other; a blocked statement waits up to the session's LOCK_TIMEOUT), and its
+read of the head, under read committed, then sees the entry the other added. An INSERT alone
+would not serialize anything: INSERTs can run in parallel.
+
+DuckDB and the Snowflake-protocol test server (DuckDB inside) do not wait: there a conflicting
+UPDATE is an error ("Conflict on update"). So on one machine the same transactions also take an
+OS file lock named after the warehouse (`appending_to`), which serializes `--parallel` months and
+the daemon's runs before they reach the database; the row serializes separate machines.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import getpass
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
-from pipeline.warehouse.ledger import LEDGER_COLUMNS, LedgerEntry
+from pipeline.warehouse.ledger import LEDGER_COLUMNS, AlertRecord, LedgerEntry
 from pipeline.warehouse.sql import Dialect, Run, append
 
 AUDIT_TABLE = "audit_log"
+# One row, updated first by every transaction that appends to the log: the log's lock.
+AUDIT_LOCK_TABLE = "audit_lock"
+AUDIT_LOCK_COLUMNS = {"locked_at": "timestamp"}
 GENESIS_HASH = "0" * 64  # the prev_hash of the first entry
 AUDIT_COLUMNS = {
     "seq": "int",
@@ -81,6 +98,19 @@ class AuditEvent:
         shared = {f.name for f in fields(cls)} & set(LEDGER_COLUMNS)
         return cls(kind=kind, detail=entry.error, **{name: getattr(entry, name) for name in shared})
 
+    @classmethod
+    def for_alert(cls, record: AlertRecord) -> AuditEvent:
+        """The entry of an alert that got through: which finding, by which channel, to whom."""
+        return cls(
+            kind="alert_sent",
+            dataset=record.dataset,
+            month=record.month,
+            run_id=record.run_id,
+            fingerprint=record.fingerprint,
+            detail=f"{record.check_name} {record.verdict} by {record.channel} to "
+            f"{record.recipients}: {record.subject}",
+        )
+
 
 @dataclass(frozen=True)
 class AuditHead:
@@ -113,7 +143,8 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
 
 
 def append_audit(run: Run, dialect: Dialect, schema: str, event: AuditEvent) -> AuditHead:
-    """Append `event` after the current head; call inside the transaction of the change."""
+    """Append `event` after the current head; call inside the transaction of the change, after
+    `lock_log` (Warehouse.audited_transaction does both)."""
     head = read_head(run, dialect, schema)
     entry: dict[str, Any] = {
         "seq": head.seq + 1 if head else 1,
@@ -126,6 +157,38 @@ def append_audit(run: Run, dialect: Dialect, schema: str, event: AuditEvent) -> 
     entry["entry_hash"] = entry_hash(entry)
     append(run, dialect, schema, AUDIT_TABLE, {name: entry[name] for name in AUDIT_COLUMNS})
     return AuditHead(entry["seq"], entry["entry_hash"])
+
+
+def ensure_lock_row(run: Run, dialect: Dialect, schema: str) -> None:
+    """Give the (existing) lock table its row if it has none. Two processes doing this at once
+    may add a row each: harmless, the lock's UPDATE takes every row."""
+    table = dialect.table(schema, AUDIT_LOCK_TABLE)
+    if not run(f"SELECT 1 AS held FROM {table} LIMIT 1", []):
+        append(run, dialect, schema, AUDIT_LOCK_TABLE, {"locked_at": dt.datetime.now(dt.UTC)})
+
+
+def lock_log(run: Run, dialect: Dialect, schema: str) -> None:
+    """Update the lock row: call first in a transaction that will append, before the head is
+    read; on Snowflake a concurrent one waits here until this transaction ends."""
+    run(
+        f"UPDATE {dialect.table(schema, AUDIT_LOCK_TABLE)} SET {dialect.quote('locked_at')} = ?",
+        [dt.datetime.now(dt.UTC)],
+    )
+
+
+@contextmanager
+def appending_to(location: str) -> Iterator[None]:
+    """Hold this machine's lock on the audit log of the warehouse at `location` (an exclusive
+    `flock` on a file in the temp folder named after it) until the block ends; the kernel drops
+    it if the process dies."""
+    digest = hashlib.sha256(location.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"pipeline-audit-{digest}.lock"
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def read_head(run: Run, dialect: Dialect, schema: str) -> AuditHead | None:

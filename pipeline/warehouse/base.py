@@ -24,19 +24,27 @@ from pipeline.ingest.stream import ReconciliationError, StagedLoad, new_load_id
 from pipeline.specs import ColumnSpec, DatasetSpec
 from pipeline.warehouse.audit import (
     AUDIT_COLUMNS,
+    AUDIT_LOCK_COLUMNS,
+    AUDIT_LOCK_TABLE,
     AUDIT_TABLE,
     AuditEvent,
     AuditHead,
     append_audit,
+    appending_to,
+    ensure_lock_row,
+    lock_log,
     read_head,
 )
 from pipeline.warehouse.ledger import (
+    ALERT_COLUMNS,
+    ALERTS_TABLE,
     CHECK_RESULT_COLUMNS,
     CHECK_RESULTS_TABLE,
     LEDGER_COLUMNS,
     LEDGER_TABLE,
     PHASE_COLUMNS,
     PHASES_TABLE,
+    AlertRecord,
     CheckRecord,
     LedgerEntry,
     PhaseRecord,
@@ -80,8 +88,10 @@ REJECT_COLUMNS = {
 }
 LEDGER_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in LEDGER_COLUMNS.items()}
 CHECK_RESULTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in CHECK_RESULT_COLUMNS.items()}
+ALERTS_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in ALERT_COLUMNS.items()}
 PHASES_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in PHASE_COLUMNS.items()}
 AUDIT_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in AUDIT_COLUMNS.items()}
+AUDIT_LOCK_LAYOUT = {name: ColumnSpec(type=kind) for name, kind in AUDIT_LOCK_COLUMNS.items()}
 T = TypeVar("T")
 _META_READY: set[tuple[object, ...]] = set()
 
@@ -188,6 +198,12 @@ class Warehouse(dg.ConfigurableResource):
         """The Parquet part size the bulk path wants; 0 for one part per block."""
         return 0
 
+    @property
+    def parallel_months(self) -> bool:
+        """Whether several processes may load months into it at once (`pipeline load
+        --parallel`, the pool limit of UI backfills)."""
+        return True
+
     @abstractmethod
     def session(self) -> AbstractContextManager[Run]:
         """A connection for one operation, as a function that runs a statement."""
@@ -273,7 +289,7 @@ class Warehouse(dg.ConfigurableResource):
             self._ensure_meta(run)
             if self._ledger_rows(run, entry.load_id):
                 return
-            with transaction(run):
+            with self.audited_transaction(run):
                 for table, target in candidate.tables.items():
                     delete_month(run, self.dialect, RAW_SCHEMA, table, "_month", staged.month)
                     self._insert_candidate(run, staged, table, target, entry)
@@ -385,7 +401,7 @@ class Warehouse(dg.ConfigurableResource):
                 (REPORT_SCHEMA, table, "month")
                 for table in month_tables(run, self.dialect, REPORT_SCHEMA, report_tables, "month")
             ]
-            with transaction(run):
+            with self.audited_transaction(run):
                 deleted = {
                     f"{schema}.{table}": delete_month(
                         run, self.dialect, schema, table, column, month
@@ -405,18 +421,40 @@ class Warehouse(dg.ConfigurableResource):
         """Append one check verdict to pipeline.check_results."""
         self._record(CHECK_RESULTS_TABLE, record.row())
 
+    def record_alert(self, record: AlertRecord) -> None:
+        """Append one announced finding to pipeline.alerts and, when it got through, its
+        `alert_sent` audit entry, in one transaction."""
+
+        def write(run: Run) -> None:
+            self._ensure_meta(run)
+            with transaction(run):
+                append(run, self.dialect, META_SCHEMA, ALERTS_TABLE, record.row())
+                if record.status == "sent":
+                    append_audit(run, self.dialect, META_SCHEMA, AuditEvent.for_alert(record))
+
+        self.attempt(f"record {ALERTS_TABLE}", write)
+
     def record_load(self, entry: LedgerEntry) -> None:
         """Append one row to the load ledger, and its audit entry, in their own transaction."""
 
         def record(run: Run) -> None:
             self._ensure_meta(run)
-            with transaction(run):
+            with self.audited_transaction(run):
                 self._append_ledger(run, entry)
 
         self.attempt(f"record {LEDGER_TABLE}", record)
 
+    @contextmanager
+    def audited_transaction(self, run: Run) -> Iterator[None]:
+        """A transaction that appends to the audit log, one at a time per warehouse: the head
+        it reads stays the head until it commits (warehouse/audit.py says how). Keep it to the
+        change and its entry: every other month's publish waits for it."""
+        with appending_to(self.location()), transaction(run):
+            lock_log(run, self.dialect, META_SCHEMA)
+            yield
+
     def _append_ledger(self, run: Run, entry: LedgerEntry) -> None:
-        """The ledger row and its audit entry: call inside the transaction of the change."""
+        """The ledger row and its audit entry: call inside the change's audited_transaction."""
         append(run, self.dialect, META_SCHEMA, LEDGER_TABLE, entry.row())
         append_audit(run, self.dialect, META_SCHEMA, AuditEvent.for_ledger(entry))
 
@@ -426,7 +464,7 @@ class Warehouse(dg.ConfigurableResource):
 
         def record(run: Run) -> AuditHead:
             self._ensure_meta(run)
-            with transaction(run):
+            with self.audited_transaction(run):
                 return append_audit(run, self.dialect, META_SCHEMA, event)
 
         return self.attempt(f"record {AUDIT_TABLE}", record)
@@ -501,8 +539,11 @@ class Warehouse(dg.ConfigurableResource):
             return
         ensure_table(run, self.dialect, META_SCHEMA, LEDGER_TABLE, LEDGER_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, CHECK_RESULTS_TABLE, CHECK_RESULTS_LAYOUT)
+        ensure_table(run, self.dialect, META_SCHEMA, ALERTS_TABLE, ALERTS_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, PHASES_TABLE, PHASES_LAYOUT)
         ensure_table(run, self.dialect, META_SCHEMA, AUDIT_TABLE, AUDIT_LAYOUT)
+        ensure_table(run, self.dialect, META_SCHEMA, AUDIT_LOCK_TABLE, AUDIT_LOCK_LAYOUT)
+        ensure_lock_row(run, self.dialect, META_SCHEMA)
         _META_READY.add(key)
 
 

@@ -60,6 +60,11 @@ class DuckDBWarehouse(Warehouse):
     memory_limit: str = "512MB"
 
     @property
+    def parallel_months(self) -> bool:
+        """No: a second process writing the file would fail on its lock (dagster issue 16248)."""
+        return False
+
+    @property
     def dialect(self) -> Dialect:
         return DIALECT
 

@@ -169,6 +169,24 @@ class CheckRecord:
         return {name: values[name] for name in CHECK_RESULT_COLUMNS}
 
 
+ALERTS_TABLE = "alerts"
+ALERT_COLUMNS = {
+    "alert_id": "string",
+    "dataset": "string",
+    "month": "string",
+    "check_name": "string",
+    "verdict": "string",
+    "fingerprint": "string",
+    "channel": "string",
+    "recipients": "string",
+    "subject": "string",
+    "status": "string",
+    "attempts": "int",
+    "error": "string",
+    "run_id": "string",
+    "sent_at": "timestamp",
+}
+
 PHASES_TABLE = "load_phases"
 PHASE_COLUMNS = {
     "dataset": "string",
@@ -178,6 +196,36 @@ PHASE_COLUMNS = {
     "seconds": "float",
     "recorded_at": "timestamp",
 }
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One finding announced on one channel: what was said about which month, to whom, and
+    whether it got through.
+
+    `verdict` is the finding's (ERROR, WARN, FAILED) or RESOLVED; `fingerprint` the file it was
+    about, so the same finding on the same file is announced once. `status` is `sent` or
+    `failed` (delivery gave up after its retries: the next run of the month tries again).
+    """
+
+    alert_id: str
+    dataset: str
+    month: str
+    check_name: str
+    verdict: str
+    fingerprint: str
+    channel: str
+    recipients: str
+    subject: str
+    status: str
+    attempts: int
+    error: str | None
+    run_id: str
+    sent_at: dt.datetime
+
+    def row(self) -> dict[str, object]:
+        values = asdict(self)
+        return {name: values[name] for name in ALERT_COLUMNS}
 
 
 @dataclass(frozen=True)

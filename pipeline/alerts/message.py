@@ -1,0 +1,194 @@
+"""What an alert says: a mail (plain text, HTML with an inline chart, a CSV of the findings and
+sample rejects) and the same words as a webhook's JSON.
+
+The chart is drawn with matplotlib's Agg backend into a PNG in memory: Plotly's own image export
+(kaleido) needs a browser of its own, and a mail reader runs no JavaScript anyway.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from pipeline.reports.advice import Finding, reload_command, verdict
+from pipeline.reports.data import DatasetView, MonthView
+from pipeline.reports.html import templates
+
+CHART_SIZE_INCHES = (7.0, 3.2)
+CSV_FIELDS = (
+    "kind",
+    "dataset",
+    "month",
+    "check",
+    "verdict",
+    "summary",
+    "recommendation",
+    "line",
+    "column",
+    "value",
+    "rule",
+)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What to say about one month of a dataset: new findings, or checks that passed again."""
+
+    view: DatasetView  # the month last, after the trailing months its chart compares it with
+    findings: Sequence[Finding]
+    resolved: Sequence[str] = ()  # checks whose earlier finding the latest load no longer has
+    report: Path | None = None
+
+    @property
+    def month(self) -> MonthView:
+        return self.view.months[-1]
+
+    @property
+    def subject(self) -> str:
+        """`[pipeline] flights 2024-08: schema FAILED (ERROR)` (or `resolved: schema`)."""
+        head = f"[pipeline] {self.view.name} {self.month.month}: "
+        if self.findings:
+            return head + ", ".join(finding.title for finding in self.findings)
+        return head + f"resolved: {', '.join(self.resolved)}"
+
+    @property
+    def report_link(self) -> str | None:
+        """The report, opened on this month."""
+        if self.report is None:
+            return None
+        return f"{self.report.resolve().as_uri()}#{self.view.name}={self.month.month}"
+
+    def text(self) -> str:
+        """The plain-text part, also the webhook's `text`."""
+        lines = [self.subject.removeprefix("[pipeline] "), "", verdict(self.view.spec, self.month)]
+        if self.findings:
+            lines += ["", *(f"- {finding.advice}" for finding in self.findings)]
+        else:
+            lines += [
+                "",
+                f"The latest load passes {', '.join(self.resolved)} again; nothing to do.",
+            ]
+        if self.report_link:
+            lines += ["", f"Report: {self.report_link}"]
+        return "\n".join(lines)
+
+
+def email(alert: Alert, sender: str, recipients: Sequence[str]) -> EmailMessage:
+    """The mail: text, HTML with the chart inline (`cid:`), and the findings as CSV."""
+    message = EmailMessage()
+    message["Subject"] = alert.subject
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message.set_content(alert.text())
+    chart_id = make_msgid(domain="pipeline.local")
+    html = _template().render(
+        alert=alert,
+        verdict=verdict(alert.view.spec, alert.month),
+        reload=reload_command(alert.view.name, alert.month.month),
+        chart_cid=chart_id[1:-1],
+    )
+    message.add_alternative(html, subtype="html")
+    message.get_payload()[1].add_related(
+        chart_png(alert.view), maintype="image", subtype="png", cid=chart_id, filename="chart.png"
+    )
+    if alert.findings:
+        message.add_attachment(
+            findings_csv(alert).encode(),
+            maintype="text",
+            subtype="csv",
+            filename=f"{alert.view.name}-{alert.month.month}-findings.csv",
+        )
+    return message
+
+
+def webhook_payload(alert: Alert) -> dict[str, object]:
+    """Slack-compatible (`text`), with the findings as fields for other consumers."""
+    return {
+        "text": alert.text(),
+        "dataset": alert.view.name,
+        "month": alert.month.month,
+        "findings": [
+            {
+                "check": f.check,
+                "verdict": f.verdict,
+                "summary": f.summary,
+                "recommendation": f.advice,
+            }
+            for f in alert.findings
+        ],
+        "resolved": list(alert.resolved),
+        "report": alert.report_link,
+    }
+
+
+def findings_csv(alert: Alert) -> str:
+    """One row per finding, then the month's first rejected lines (the report's sample)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    base = {"dataset": alert.view.name, "month": alert.month.month}
+    for finding in alert.findings:
+        writer.writerow(
+            base
+            | {
+                "kind": "finding",
+                "check": finding.check,
+                "verdict": finding.verdict,
+                "summary": finding.summary,
+                "recommendation": finding.advice,
+            }
+        )
+    for sample in alert.month.samples:
+        writer.writerow(
+            base
+            | {
+                "kind": "rejected line",
+                "line": sample["line"],
+                "column": sample["column_name"],
+                "value": sample["value"],
+                "rule": sample["rule"],
+            }
+        )
+    return out.getvalue()
+
+
+def chart_png(view: DatasetView) -> bytes:
+    """Rows loaded and rejected per month, and the reject rate, the alerted month highlighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display, no browser: a PNG in memory
+    from matplotlib.figure import Figure
+
+    months = [m.month for m in view.months]
+    loaded = [m.figure("rows_loaded") or 0 for m in view.months]
+    rejected = [m.figure("rows_rejected") or 0 for m in view.months]
+    figure = Figure(figsize=CHART_SIZE_INCHES, dpi=100)
+    rows, rate = figure.subplots(1, 2)
+    edge = ["#1f2933" if month == months[-1] else "none" for month in months]
+    rows.bar(months, loaded, color="#5b8def", edgecolor=edge, linewidth=1.5, label="loaded")
+    rows.bar(months, rejected, bottom=loaded, color="#d64545", label="rejected")
+    rows.set_title("Rows per month", fontsize=10)
+    rows.legend(fontsize=8)
+    rate.plot(months, [100 * (m.reject_rate or 0) for m in view.months], "o-", color="#d64545")
+    rate.axhline(100 * view.spec.checks.max_reject_ratio, color="#9aa5b1", linestyle="--")
+    rate.set_title("Reject rate (%)", fontsize=10)
+    for axes in (rows, rate):
+        axes.tick_params(axis="x", labelrotation=45, labelsize=7)
+        axes.tick_params(axis="y", labelsize=7)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+@cache
+def _template() -> jinja2.Template:
+    return templates("pipeline.alerts").get_template("alert.html.j2")

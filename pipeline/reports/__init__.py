@@ -1,0 +1,1 @@
+"""Reports for the people who own the data: one offline HTML file (or PDF) per request."""

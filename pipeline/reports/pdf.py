@@ -1,0 +1,72 @@
+"""The report as PDF: the same HTML printed by headless Chromium, charts included.
+
+WeasyPrint and similar HTML-to-PDF libraries run no JavaScript, so Plotly's charts would be
+missing; Chromium (Debian's `chromium` package) runs the page as a browser does, with every
+month shown (`#print`), then prints it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# Long enough for plotly.js to draw every month's charts of a large report.
+RENDER_BUDGET_MS = 60_000
+TIMEOUT_SECONDS = 300
+
+
+class BrowserMissing(RuntimeError):
+    """No headless browser to print or render a report with."""
+
+
+def find_browser() -> str:
+    """The Chromium to print with: PIPELINE_CHROMIUM, else the first of BROWSERS on PATH."""
+    configured = os.environ.get("PIPELINE_CHROMIUM")
+    for name in ([configured] if configured else []) + list(BROWSERS):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise BrowserMissing(
+        f"a PDF needs headless Chromium, and none was found ({configured or ', '.join(BROWSERS)} "
+        "not on PATH): install Debian's `chromium` package (`make system-packages`), set "
+        "PIPELINE_CHROMIUM to a Chrome binary, or write .html instead"
+    )
+
+
+def headless(browser: str, *arguments: str) -> list[str]:
+    """A headless Chromium command line that reaches no network: a proxy nobody listens on."""
+    return [
+        browser,
+        "--headless",
+        "--no-sandbox",  # runs as root in containers and CI
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--proxy-server=127.0.0.1:9",
+        "--proxy-bypass-list=<-loopback>",
+        *arguments,
+    ]
+
+
+def print_pdf(html: str, path: Path) -> Path:
+    """Write `html` to a temporary file and print it, every month shown, to `path`."""
+    browser = find_browser()
+    with tempfile.TemporaryDirectory(prefix="pipeline-report-") as folder:
+        page = Path(folder) / "report.html"
+        page.write_text(html, encoding="utf-8")
+        command = headless(
+            browser,
+            f"--user-data-dir={folder}/profile",
+            "--no-pdf-header-footer",
+            f"--virtual-time-budget={RENDER_BUDGET_MS}",
+            f"--print-to-pdf={path}",
+            page.as_uri() + "#print",
+        )
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+    if done.returncode != 0 or not path.is_file():
+        raise RuntimeError(f"{browser} could not print {path}: {done.stderr.strip()[-500:]}")
+    return path

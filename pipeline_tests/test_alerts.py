@@ -1,0 +1,254 @@
+"""Alerts through a real SMTP server (aiosmtpd on 127.0.0.1) and a local webhook: one mail for a
+failing month, none for a clean one or a re-run, a resolved mail after a good reload."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from pipeline.alerts.channels import Alerts
+from pipeline.assets.loads import build_load_asset
+from pipeline.assets.reports import build_report_asset
+from pipeline.definitions import build_resources
+from pipeline.doctor import examine_smtp
+from pipeline.sample_data import month_frame, write_tsv
+from pipeline.settings import AlertSettings, Settings
+from pipeline.specs import DatasetSpec
+from pipeline_tests.support import scalar
+
+USER, PASSWORD = "pipeline", "smtp-secret-3f9a"
+TOKEN = "hook-token-77c1"
+
+
+class Inbox:
+    """aiosmtpd handler that keeps every message; login only with USER and PASSWORD."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.logins: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(message)
+        return "250 OK"
+
+    def authenticate(self, server, session, envelope, mechanism, data) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            USER.encode(),
+            PASSWORD.encode(),
+        )
+        self.logins.append(mechanism)
+        return AuthResult(success=ok)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=inbox.authenticate,
+        auth_require_tls=False,
+    )
+    controller.start()
+    for name, value in {
+        "PIPELINE_SMTP_HOST": "127.0.0.1",
+        "PIPELINE_SMTP_PORT": str(port),
+        "PIPELINE_SMTP_USER": USER,
+        "PIPELINE_SMTP_PASSWORD": PASSWORD,
+        "PIPELINE_SMTP_STARTTLS": "false",
+        "PIPELINE_ALERT_FROM": "pipeline@example.test",
+        "PIPELINE_ALERT_TO": "data-owner@example.test, ops@example.test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict]]:
+    posts: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            assert self.path == f"/hooks/{TOKEN}"
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(
+        "PIPELINE_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hooks/{TOKEN}"
+    )
+    yield posts
+    server.shutdown()
+
+
+def run_month(
+    settings: Settings,
+    spec: DatasetSpec,
+    month: str,
+    instance: dg.DagsterInstance,
+    defects: float | None,
+) -> dg.ExecuteInProcessResult:
+    """Land the month's file (unless `defects` is None: the same file again) and run its load
+    and report, as the month's job does (without dbt)."""
+    if defects is not None:
+        frame = month_frame(month, rows_per_day=12, seed=int(month[-2:]), defect_ratio=defects)
+        write_tsv(frame, settings.landing_dir / spec.file_name(month))
+    return dg.materialize(
+        [build_load_asset(spec), build_report_asset(spec)],
+        partition_key=month,
+        resources=build_resources(Settings.from_env()),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def parts(message: EmailMessage) -> dict[str, list[EmailMessage]]:
+    found: dict[str, list[EmailMessage]] = {}
+    for part in message.walk():
+        found.setdefault(part.get_content_type(), []).append(part)
+    return found
+
+
+def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    flights: DatasetSpec,
+    inbox: Inbox,
+    webhook: list[dict],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    clean = run_month(settings, flights, "2024-01", instance, defects=0.0)
+    assert clean.success and inbox.messages == [] and webhook == []
+
+    refused = run_month(settings, flights, "2024-02", instance, defects=0.05)
+    assert not refused.success
+    (mail,) = inbox.messages
+    assert mail["Subject"] == "[pipeline] flights 2024-02: schema FAILED (ERROR)"
+    assert mail["To"] == "data-owner@example.test, ops@example.test"
+    found = parts(mail)
+    html = found["text/html"][0].get_content()
+    (image,) = found["image/png"]
+    assert f'src="cid:{image["Content-ID"][1:-1]}"' in html
+    assert image.get_content()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "pipeline load flights --from 2024-02 --to 2024-02" in html
+    (attachment,) = found["text/csv"]
+    rows = attachment.get_content().splitlines()
+    assert rows[0].startswith("kind,dataset,month,check,verdict")
+    assert rows[1].startswith("finding,flights,2024-02,schema,ERROR")
+    assert sum(row.startswith("rejected line,flights,2024-02") for row in rows) == 10
+    assert "ask the sender to re-export column" in found["text/plain"][0].get_content()
+    report = settings.reports_dir / "flights.html"
+    assert f"{report.as_uri()}#flights=2024-02" in html and report.is_file()
+    # The refused month's report was written by its load step, its own step being skipped.
+    assert instance.get_latest_materialization_event(dg.AssetKey(["reports", "flights"]))
+    (post,) = webhook
+    assert post["text"].startswith("flights 2024-02: schema FAILED (ERROR)")
+    assert post["findings"][0]["check"] == "schema"
+
+    run_month(settings, flights, "2024-02", instance, defects=None)  # the same file again
+    assert len(inbox.messages) == 1 and len(webhook) == 1
+
+    fixed = run_month(settings, flights, "2024-02", instance, defects=0.0)
+    assert fixed.success
+    resolved = inbox.messages[-1]
+    assert len(inbox.messages) == 2
+    assert resolved["Subject"] == "[pipeline] flights 2024-02: resolved: schema"
+    assert "text/csv" not in parts(resolved)
+    assert webhook[-1]["resolved"] == ["schema"] and len(webhook) == 2
+    run_month(settings, flights, "2024-02", instance, defects=None)
+    assert len(inbox.messages) == 2  # resolved once
+
+    sent = scalar(settings, "select count(*) from pipeline.alerts where status = 'sent'")
+    assert sent == 4  # ERROR and RESOLVED, by email and by webhook
+    audited = scalar(
+        settings,
+        "select count(*) from pipeline.audit_log where kind = 'alert_sent' and month = '2024-02'",
+    )
+    assert audited == sent  # each alert that got through is an entry of the audit log
+    assert set(inbox.logins) == {"PLAIN"} or set(inbox.logins) == {"LOGIN"}
+    # The password and the webhook token are in no output, instance file or alert record.
+    output = capfd.readouterr()
+    records = str(instance_files_text(tmp_path)) + output.out + output.err
+    assert PASSWORD not in records and TOKEN not in records
+    ledger = scalar(
+        settings,
+        "select string_agg(recipients || subject || coalesce(error, ''), ' ') from pipeline.alerts",
+    )
+    assert PASSWORD not in str(ledger) and TOKEN not in str(ledger)
+
+
+def instance_files_text(root: Path) -> list[str]:
+    """Every file under the test's folder (DAGSTER_HOME, the reports, the warehouse) as text."""
+    return [
+        path.read_bytes().decode("latin-1")
+        for path in root.rglob("*")
+        if path.is_file() and path.suffix != ".duckdb"
+    ] + [path.read_bytes().decode("latin-1") for path in root.rglob("*.duckdb")]
+
+
+def test_a_failed_delivery_is_retried_recorded_and_never_fails_the_load(
+    settings: Settings, flights: DatasetSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPELINE_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("PIPELINE_SMTP_PORT", str(free_port()))  # nobody listens
+    monkeypatch.setenv("PIPELINE_ALERT_FROM", "pipeline@example.test")
+    monkeypatch.setenv("PIPELINE_ALERT_TO", "data-owner@example.test")
+    frame = month_frame("2024-02", rows_per_day=12, seed=2, defect_ratio=0.05)
+    write_tsv(frame, settings.landing_dir / flights.file_name("2024-02"))
+    resources = build_resources(Settings.from_env())
+    resources["alerts"] = Alerts(
+        **(resources["alerts"].model_dump() | {"retry_delay_seconds": 0.05})
+    )
+    result = dg.materialize(
+        [build_load_asset(flights)],
+        partition_key="2024-02",
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+    (failure,) = result.get_step_failure_events()
+    assert "not published, check schema" in failure.step_failure_data.error.message
+    row = scalar(settings, "select status || ' ' || attempts || ' ' || error from pipeline.alerts")
+    assert str(row).startswith("failed 3 ConnectionRefusedError")
+    audited = scalar(settings, "select count(*) from pipeline.audit_log where kind = 'alert_sent'")
+    assert audited == 0  # an alert that did not get through was not sent
+
+
+def test_doctor_says_hello_to_the_smtp_server_and_sends_nothing(
+    settings: Settings, inbox: Inbox
+) -> None:
+    finding = examine_smtp(AlertSettings.from_env())
+    assert finding is not None and finding.ok
+    assert str(finding).startswith("OK      smtp: 127.0.0.1:") and "answers EHLO (250)" in str(
+        finding
+    )
+    assert inbox.messages == [] and PASSWORD not in str(finding)

@@ -1,0 +1,230 @@
+"""The report as a person sees it: rendered by headless Chromium without a network, its numbers
+checked against the warehouse; the PDF read back with pdftotext; the size of a large report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipeline.assets.loads import build_load_asset
+from pipeline.audit import anchors_file
+from pipeline.definitions import build_resources, open_warehouse
+from pipeline.partitions import month_days, month_range
+from pipeline.reports.build import write_report
+from pipeline.reports.data import (
+    PUBLISHED,
+    REFUSED,
+    CheckView,
+    DatasetView,
+    DayView,
+    MonthView,
+    RejectGroup,
+)
+from pipeline.reports.html import render_report
+from pipeline.reports.pdf import BrowserMissing, find_browser
+from pipeline.sample_data import month_frame, write_tsv
+from pipeline.settings import Settings
+from pipeline.specs import DatasetSpec
+from pipeline_tests.browser import rendered_dom, screenshot
+from pipeline_tests.support import scalar
+
+MONTHS = ("2024-01", "2024-02", "2024-03")
+REFUSED_MONTH = "2024-03"  # 5% bad lines: the schema check (ERROR) refuses it
+
+
+def load(settings: Settings, spec: DatasetSpec, months: tuple[str, ...] = MONTHS) -> None:
+    """Land and run each month through the load asset (write, audit, publish), as a run does."""
+    with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME: where the audit anchors go
+        for month in months:
+            defects = 0.05 if month == REFUSED_MONTH else 0.0
+            frame = month_frame(month, rows_per_day=12, seed=int(month[-2:]), defect_ratio=defects)
+            write_tsv(frame, settings.landing_dir / spec.file_name(month))
+            dg.materialize(
+                [build_load_asset(spec)],
+                partition_key=month,
+                resources=build_resources(settings),
+                instance=instance,
+                raise_on_error=False,
+            )
+
+
+def shown_months(dom: str, opening: str) -> list[str]:
+    """The months whose technical section is shown (not hidden)."""
+    blocks = re.finditer(opening.format(r"([-\d]+)"), dom)
+    return [block.group(1) for block in blocks if "hidden" not in block.group(0)]
+
+
+class _Links(HTMLParser):
+    """Every src and href in the page's markup (scripts' text is not markup)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.links += [value or "" for name, value in attrs if name in ("src", "href")]
+
+
+def test_the_report_renders_offline_with_the_warehouse_numbers(
+    deployment: Settings, flights: DatasetSpec, tmp_path: Path
+) -> None:
+    load(deployment, flights)
+    with open_warehouse(deployment) as warehouse:
+        page = write_report(warehouse, [flights], tmp_path / "flights", anchors())
+    html = page.read_text()
+    dom, log = rendered_dom(page, tmp_path / "profile")
+
+    assert page.name == "flights.html"
+    # Self-contained: plotly.js inlined once, nothing linked, nothing requested.
+    assert html.count("Plotly.newPlot") == 1 and html.count("<script>") == 2
+    links = _Links()
+    links.feed(html)
+    assert [link for link in links.links if not link.startswith("#")] == []
+    assert "Content-Security-Policy" in html
+    assert "violates the following Content Security Policy" not in log, log
+    assert not re.search(r"CONSOLE.*https?://", log), log
+    # The executive charts and the selected month's were drawn by plotly.js.
+    assert dom.count('class="main-svg"') >= 2 * 4
+    assert 'data-rendered="1"' in dom
+    # The refused month and its check are named, and the month opens on it.
+    assert "not published: schema FAILED (ERROR)" in dom
+    grid_row = re.search(r'<tr data-month="2024-03">\s*<th>2024-03</th>(.*?)</tr>', dom, re.S)
+    assert grid_row and grid_row.group(1).count("cell-ERROR") == 1
+    opening = r'<div class="month" data-dataset="flights" data-month="{}"[^>]*>'
+    assert shown_months(dom, opening) == [REFUSED_MONTH]
+    assert f"pipeline load flights --from {REFUSED_MONTH} --to {REFUSED_MONTH}" in dom
+    # Numbers are the warehouse's: rows of a published month, rejects of the refused one.
+    rows = scalar(deployment, "select count(*) from raw.flights where _month = '2024-01'")
+    rejected = scalar(
+        deployment,
+        "select rows_rejected from pipeline.load_ledger where month = '2024-03' "
+        "and status = 'failed'",
+    )
+    figures = re.search(r'<tr data-month="2024-01"><th>2024-01</th>(.*?)</tr>', dom, re.S)
+    assert figures and f">{rows:,}<" in figures.group(1)
+    assert rejected and f"{rejected:,} of" in dom
+    assert "Rejects by column and rule" in dom and "Audit trail" in dom
+    # The tamper-evident log was verified for the report, and the report is an entry in it.
+    assert "Tamper-evident log: verified." in dom and "anchored head(s) agree" in dom
+    written = scalar(
+        deployment,
+        "select count(*) from pipeline.audit_log where kind = 'report_written' "
+        f"and dataset = 'flights' and source_file = '{page}'",
+    )
+    assert written == 1
+
+    # Drill-down works offline: the fragment opens another month and draws its chart.
+    other, _ = rendered_dom(page, tmp_path / "profile", "#flights=2024-02")
+    assert shown_months(other, opening) == ["2024-02"]
+    assert 'data-figure="flights:2024-02:volume" data-drawn="1"' in other
+
+    if deployment.warehouse == "duckdb":
+        assert screenshot(page, tmp_path / "profile", "report-flights.png").stat().st_size > 10_000
+
+
+def test_the_pdf_has_the_same_content(
+    settings: Settings, flights: DatasetSpec, tmp_path: Path
+) -> None:
+    load(settings, flights, MONTHS[1:])
+    with open_warehouse(settings) as warehouse:
+        pdf = write_report(warehouse, [flights], tmp_path / "flights.pdf", anchors(), "2024-02")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True)
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
+    pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
+    assert pages >= 3  # the summary, then one page per month
+    assert "Executive summary" in text.stdout and "Audit trail" in text.stdout
+    assert "flights 2024-03: not published: schema FAILED (ERROR)" in text.stdout
+    assert "flights 2024-02: published" in text.stdout
+
+
+def test_a_pdf_without_a_browser_names_the_browser(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("PIPELINE_CHROMIUM", "chromium")
+    with pytest.raises(BrowserMissing, match="install Debian's `chromium` package"):
+        find_browser()
+
+
+def test_ten_datasets_of_three_years_stay_under_ten_megabytes(flights: DatasetSpec) -> None:
+    """Aggregates, not rows: every month with findings, rejects, samples, a volume band and
+    ledger rows, as large as a month of the report gets."""
+    months = month_range("2022-01", "2024-12")
+    views = []
+    for index in range(10):
+        spec = flights.model_copy(update={"name": f"dataset_{index}"})
+        views.append(
+            DatasetView(
+                spec=spec,
+                months=[_busy_month(month, refused=n % 5 == 0) for n, month in enumerate(months)],
+                audit=[
+                    _ledger_row(spec.name, month, "loaded") for month in months for _ in range(3)
+                ],
+                check_names=[f"check_{n}" for n in range(8)],
+            )
+        )
+    size = len(render_report(views, "DuckDB").encode())
+    print(f"report of 10 datasets x 36 months: {size / 1e6:.1f} MB")
+    assert size < 10_000_000
+
+
+def _busy_month(month: str, refused: bool) -> MonthView:
+    checks = [
+        CheckView(f"check_{n}", "ERROR" if n == 0 else "WARN", n > 2, 12.0, 0.0, "x" * 120)
+        for n in range(8)
+    ]
+    days = [DayView(day, 600 + n, n % 7 != 3, 500, 700) for n, day in enumerate(month_days(month))]
+    view = MonthView(
+        month=month,
+        state=REFUSED if refused else PUBLISHED,
+        attempt=_ledger_row("dataset", month, "failed" if refused else "loaded"),
+        due=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+        arrived=dt.datetime(2029, 12, 30, tzinfo=dt.UTC),
+        checks=checks,
+        reject_groups=[
+            RejectGroup(f"column_{n}", "is not a number", 300, 21, 17_000) for n in range(5)
+        ],
+        samples=[
+            {"line": 21 + n, "column_name": "distance", "value": "12,5x", "rule": "is not a number"}
+            for n in range(10)
+        ],
+        days=days,
+        header=[f"column_{n}" for n in range(12)],
+        extra_columns=["column_11"],
+    )
+    return view
+
+
+def _ledger_row(dataset: str, month: str, status: str) -> dict[str, object]:
+    return {
+        "load_id": "0" * 32,
+        "dataset": dataset,
+        "month": month,
+        "source_file": f"/data/landing/{dataset}_{month}.tsv",
+        "file_size": 1_188_522_000,
+        "fingerprint": "1188522-1796-" + "f" * 40,
+        "rows_read": 17_286,
+        "rows_loaded": 16_940,
+        "rows_rejected": 346,
+        "started_at": dt.datetime(2029, 12, 30, tzinfo=dt.UTC),
+        "finished_at": dt.datetime(2029, 12, 30, 0, 5, tzinfo=dt.UTC),
+        "run_id": "3a2624f2-0000-0000-0000-000000000000",
+        "status": status,
+        "error": "refused by check schema: 346 of 17286 lines rejected"
+        if status == "failed"
+        else None,
+        "header": None,
+        "candidate": "candidates.x__202403__abc, candidates.x__202403__abc_rejects"
+        if status == "failed"
+        else None,
+    }
+
+
+def anchors() -> Path:
+    """The audit anchors file of the tests' Dagster instance (DAGSTER_HOME)."""
+    with dg.DagsterInstance.get() as instance:
+        return anchors_file(instance)

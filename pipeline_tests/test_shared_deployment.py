@@ -1,0 +1,88 @@
+"""The shared deployment, as far as it runs here: the instance in PostgreSQL (deploy/dagster.yaml),
+the daemon's queued run coordinator launching each run in a process of its own, a landed month
+loaded by its sensor, then two months at once on the Snowflake-protocol server."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+import pytest
+import yaml
+
+from pipeline.sample_data import month_frame, write_tsv
+from pipeline.settings import Settings
+from pipeline_tests.support import REPO, daemon_running, dagster, finished_runs, scalar
+
+DEPLOY = REPO / "deploy"
+
+
+def test_on_postgres_the_daemon_loads_a_landed_month_then_two_at_once_on_snowflake(
+    snowflake_deployment: Settings,
+    postgres_instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings, instance = snowflake_deployment, postgres_instance
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    monkeypatch.setenv("PIPELINE_SENSOR_INTERVAL_SECONDS", "1")
+    # The deployment's one step to run Snowflake months side by side (README, "Scaling out").
+    dagster("instance", "concurrency", "set", "snowflake", "2")
+    frames = {
+        month: month_frame(month, 3, seed=n)
+        for n, month in enumerate(["2024-01", "2024-02", "2024-03"])
+    }
+
+    with daemon_running("flights_landing") as daemon:
+        write_tsv(frames["2024-01"], settings.landing_dir / "flights_2024-01.tsv")
+        (first,) = finished_runs(instance, 1)
+        # Landed together, seen on the same tick: two runs the pool lets start together.
+        for month in ("2024-02", "2024-03"):
+            write_tsv(frames[month], settings.landing_dir / f"flights_{month}.tsv")
+        together = finished_runs(instance, 3)[1:]
+
+    runs = [first, *together]
+    assert [run.status for run in runs] == [dg.DagsterRunStatus.SUCCESS] * 3
+    assert first.tags["dagster/partition"] == "2024-01"
+    assert {run.tags["dagster/partition"] for run in together} == {"2024-02", "2024-03"}
+    assert {run.tags["dagster/sensor_name"] for run in runs} == {"flights_landing"}
+    # Queued, then launched by the daemon, each in a run worker process of its own.
+    workers = {_worker_pid(instance, run) for run in runs}
+    assert len(workers) == 3 and not workers & {daemon.pid, os.getpid()}
+    records = instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id for run in together]))
+    assert max(r.start_time or 0 for r in records) < min(r.end_time or 0 for r in records)
+    for month, frame in frames.items():
+        loaded = f"select count(*) from raw.flights where _month = '{month}'"
+        assert scalar(settings, loaded) == frame.height
+        monthly = f"select flights from analytics.flights_monthly where month = '{month}'"
+        assert scalar(settings, monthly) == frame.height
+
+
+def _worker_pid(instance: dg.DagsterInstance, run: dg.DagsterRun) -> int:
+    """The process the run's steps ran in, as its first step event records it."""
+    records = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+    return records[0].dagster_event.pid  # type: ignore[union-attr]
+
+
+def test_the_deployment_files_parse_and_agree_with_the_instance_template() -> None:
+    # They cannot run here (no Docker, no Kubernetes): valid, and in step with what is tested.
+    template = yaml.safe_load((REPO / "pipeline" / "dagster.yaml").read_text())
+    shared = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    helm = yaml.safe_load((DEPLOY / "helm-values.yaml").read_text())
+
+    assert {k: shared[k] for k in ("concurrency", "run_retries")} == {
+        k: template[k] for k in ("concurrency", "run_retries")
+    }
+    assert set(compose["services"]) == {"postgres", "code", "webserver", "daemon"}
+    assert compose["services"]["code"]["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert (REPO / compose["services"]["webserver"]["command"][-1]).is_file()
+    assert helm["runLauncher"]["type"] == "K8sRunLauncher"
+    (code,) = helm["dagster-user-deployments"]["deployments"]
+    assert code["dagsterApiGrpcArgs"][:2] == ["--module-name", "pipeline.definitions"]
+    pools = template["concurrency"]["pools"]
+    assert helm["concurrency"]["pools"] == {
+        "granularity": pools["granularity"],
+        "defaultLimit": pools["default_limit"],
+    }
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "ensure_manifest()" in dockerfile  # the manifest is built into the image

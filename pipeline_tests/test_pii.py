@@ -230,7 +230,8 @@ def test_no_clear_value_reaches_the_warehouse_dagster_or_dbt(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Through Dagster and dbt, as `pipeline load` runs a month: refused without the key, then
-    loaded; the bytes of the warehouse, the instance and dbt's logs hold no clear address."""
+    loaded; the bytes of the warehouse, the instance, dbt's logs and the report hold no clear
+    address."""
     document = yaml.safe_load((BUNDLED_DATASETS_DIR / "flights.yaml").read_text())
     document["columns"]["passenger_email"] = EMAIL
     document["checks"]["max_reject_ratio"] = 0.05
@@ -255,24 +256,30 @@ def test_no_clear_value_reaches_the_warehouse_dagster_or_dbt(
     with open_warehouse(settings) as warehouse:
         assert MARKER not in every_value(warehouse)
         distinct = warehouse.query("select count(distinct passenger_email) as n from raw.flights")
-        kinds = [r["kind"] for r in warehouse.query("select kind from pipeline.audit_log")]
-        logged = verify(
-            warehouse.query("select * from pipeline.audit_log"),
-            read_anchors(anchors_file(instance), warehouse.location()),
-        )
+        rows = warehouse.query("select * from pipeline.audit_log order by seq")
+        kinds = [row["kind"] for row in rows]
+        logged = verify(rows, read_anchors(anchors_file(instance), warehouse.location()))
     assert distinct == [{"n": frame["passenger_email"].n_unique()}]
     # Both runs anchored the head they left, in the anchors file and in their metadata.
-    assert sorted(kinds) == ["load_failed", "published", "spec_seen"]
-    assert logged.ok and (logged.head.seq, logged.anchors) == (3, 2), logged
+    # Each run also wrote the dataset's report, itself an audit entry anchored as it was written.
+    assert kinds == ["spec_seen", "load_failed", "report_written", "published", "report_written"]
+    assert logged.ok and (logged.head.seq, logged.anchors) == (5, 4), logged
     published = instance.fetch_materializations(dg.AssetKey(["raw", "flights"]), limit=1)
     metadata = published.records[0].asset_materialization.metadata
-    assert metadata["audit_head_seq"].value == 3
-    assert metadata["audit_head_hash"].value == logged.head.entry_hash
+    assert metadata["audit_head_seq"].value == 4
+    (entry,) = [r for r in rows if r["seq"] == 4]
+    assert metadata["audit_head_hash"].value == entry["entry_hash"]
     home = Path(instance.root_directory)
     assert any(home.rglob("*.db")), "the instance's storage is where the search looks"
+    assert (settings.reports_dir / "flights.html").is_file(), "the report is searched too"
     leaks = [
         found
-        for root in (home, DBT_PROJECT_DIR / "logs", DBT_PROJECT_DIR / "target")
+        for root in (
+            home,
+            DBT_PROJECT_DIR / "logs",
+            DBT_PROJECT_DIR / "target",
+            settings.reports_dir,
+        )
         for found in root.rglob("*")
         if found.is_file() and MARKER.encode() in found.read_bytes()
     ]

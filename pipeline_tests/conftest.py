@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -18,11 +17,13 @@ import dagster as dg
 import fakesnow
 import pytest
 import snowflake.connector
+from aiosmtpd.controller import Controller
 
 from pipeline.definitions import open_warehouse
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
 from pipeline.specs import DatasetSpec, load_specs
 from pipeline.warehouse.base import Warehouse
+from pipeline_tests.mailserver import PASSWORD, USER, Inbox, free_port
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -131,7 +132,7 @@ def postgres_server() -> Iterator[dict[str, str]]:
     as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if as_owner:
         shutil.chown(folder, "postgres")
-    data, port = folder / "data", str(_free_port())
+    data, port = folder / "data", str(free_port())
     programs = POSTGRES_BIN[-1]
 
     def postgres(program: str, *args: str) -> None:
@@ -178,7 +179,28 @@ def postgres_instance(
         yield instance
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@pytest.fixture
+def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
+    """An SMTP server on 127.0.0.1 for alerts, and the PIPELINE_SMTP_* settings that reach it."""
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=inbox.authenticate,
+        auth_require_tls=False,
+    )
+    controller.start()
+    for name, value in {
+        "PIPELINE_SMTP_HOST": "127.0.0.1",
+        "PIPELINE_SMTP_PORT": str(port),
+        "PIPELINE_SMTP_USER": USER,
+        "PIPELINE_SMTP_PASSWORD": PASSWORD,
+        "PIPELINE_SMTP_STARTTLS": "false",
+        "PIPELINE_ALERT_FROM": "pipeline@example.test",
+        "PIPELINE_ALERT_TO": "data-owner@example.test, ops@example.test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    yield inbox
+    controller.stop()

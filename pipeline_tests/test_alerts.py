@@ -3,10 +3,7 @@ failing month, none for a clean one or a re-run, a resolved mail after a good re
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -15,8 +12,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from pipeline.alerts.channels import Alerts
 from pipeline.assets.loads import build_load_asset
@@ -26,63 +21,10 @@ from pipeline.doctor import examine_smtp
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import AlertSettings, Settings
 from pipeline.specs import DatasetSpec
+from pipeline_tests.mailserver import PASSWORD, Inbox, free_port
 from pipeline_tests.support import scalar
 
-USER, PASSWORD = "pipeline", "smtp-secret-3f9a"
 TOKEN = "hook-token-77c1"
-
-
-class Inbox:
-    """aiosmtpd handler that keeps every message; login only with USER and PASSWORD."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.logins: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append(message)
-        return "250 OK"
-
-    def authenticate(self, server, session, envelope, mechanism, data) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
-            USER.encode(),
-            PASSWORD.encode(),
-        )
-        self.logins.append(mechanism)
-        return AuthResult(success=ok)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=inbox.authenticate,
-        auth_require_tls=False,
-    )
-    controller.start()
-    for name, value in {
-        "PIPELINE_SMTP_HOST": "127.0.0.1",
-        "PIPELINE_SMTP_PORT": str(port),
-        "PIPELINE_SMTP_USER": USER,
-        "PIPELINE_SMTP_PASSWORD": PASSWORD,
-        "PIPELINE_SMTP_STARTTLS": "false",
-        "PIPELINE_ALERT_FROM": "pipeline@example.test",
-        "PIPELINE_ALERT_TO": "data-owner@example.test, ops@example.test",
-    }.items():
-        monkeypatch.setenv(name, value)
-    yield inbox
-    controller.stop()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Sensitive columns: `pii: hash` and `pii: redact` values never land in clear, anywhere a load
-writes; `pii: mask` is Snowflake's masking policy, and refused where there is none."""
+writes or sends; `pii: mask` is Snowflake's masking policy, and refused where there is none."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 import yaml
 from snowflake.connector.cursor import SnowflakeCursorBase as SnowflakeCursor
 
+from pipeline.assets.loads import build_load_asset
+from pipeline.assets.reports import build_report_asset
 from pipeline.audit import anchors_file, read_anchors, verify
-from pipeline.definitions import build_definitions, open_warehouse
+from pipeline.definitions import build_definitions, build_resources, open_warehouse
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.pii import KEY_VARIABLE, keyed_hash
 from pipeline.ingest.stream import StagedLoad, ingest_file
@@ -25,6 +27,7 @@ from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
 from pipeline.specs import DatasetSpec, load_specs
 from pipeline.warehouse.base import Warehouse
 from pipeline.warehouse.snowflake import REJECT_VALUE_COLUMNS
+from pipeline_tests.mailserver import Inbox
 from pipeline_tests.test_ingest import HEADER, SPEC
 
 KEY = "test-key-not-a-secret"
@@ -287,3 +290,37 @@ def test_no_clear_value_reaches_the_warehouse_dagster_or_dbt(
     # The search does look where values go: the rejects sample shows the broken address hashed.
     digest = keyed_hash(KEY.encode(), broken.split("\t")[-1]).encode()
     assert any(digest in found.read_bytes() for found in home.rglob("*") if found.is_file())
+
+
+def test_no_clear_value_reaches_an_alert(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    flights: DatasetSpec,
+    inbox: Inbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refused month's mail carries findings and sample rejected lines: with the address hashed,
+    in every part (text, HTML, the CSV attachment)."""
+    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    spec = with_column(flights, "passenger_email", EMAIL)
+    flights_with_email(settings.landing_dir, "2024-01", 1, defects=0.05)
+    path = settings.landing_dir / "flights_2024-01.tsv"
+    header, first, *rest = path.read_text().splitlines()
+    broken = first.replace("@", "-at-")  # an address that breaks the pattern: the first reject
+    path.write_text("\n".join([header, broken, first, *rest]) + "\n")
+
+    result = dg.materialize(
+        [build_load_asset(spec), build_report_asset(spec)],
+        partition_key="2024-01",
+        resources=build_resources(Settings.from_env()),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    (mail,) = inbox.messages
+    contents = [part.get_content() for part in mail.walk() if not part.is_multipart()]
+    text = "\n".join(c if isinstance(c, str) else c.decode("latin-1") for c in contents)
+    assert "rejected line" in text  # the CSV's sample of rejected lines is there
+    assert keyed_hash(KEY.encode(), broken.split("\t")[-1]) in text
+    assert MARKER not in text

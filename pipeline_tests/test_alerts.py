@@ -89,6 +89,11 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
 ) -> None:
     clean = run_month(settings, flights, "2024-01", instance, defects=0.0)
     assert clean.success and inbox.messages == [] and webhook == []
+    # The month's page in the UI links to its section of the report the run wrote.
+    raw = instance.fetch_materializations(dg.AssetKey(["raw", "flights"]), limit=1).records[0]
+    link = raw.asset_materialization.metadata["report"].value
+    report = settings.reports_dir / "flights.html"
+    assert link == f"{report.resolve().as_uri()}#flights=2024-01" and report.is_file()
 
     refused = run_month(settings, flights, "2024-02", instance, defects=0.05)
     assert not refused.success

@@ -34,6 +34,7 @@ from pipeline.ingest.stream import StagedLoad, new_load_id, require_file, stage_
 from pipeline.metrics import MetricsExport
 from pipeline.partitions import dataset_partitions
 from pipeline.progress import CHECKS, PUBLISH, READ, STAGE, MonthProgress
+from pipeline.reports.build import report_path
 from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.audit import acting_as
@@ -167,7 +168,9 @@ def load_month(
             raise dg.Failure(
                 description=_refusal(staged, candidate, refused),
                 allow_retries=False,
-                metadata=_figures(staged, candidate) | attempt.anchored(),
+                metadata=_figures(staged, candidate)
+                | attempt.anchored()
+                | _report_link(files, spec, month),
             )
         entry = LedgerEntry.for_staged(
             staged, attempt.load_id, attempt.run_id, "loaded", candidate.counts
@@ -179,7 +182,11 @@ def load_month(
         f"{spec.name} {month}: published {candidate.rows:,} rows and {candidate.rejects:,} "
         f"rejects from {staged.source_file}"
     )
-    yield dg.MaterializeResult(metadata=_published_metadata(staged, candidate) | attempt.anchored())
+    yield dg.MaterializeResult(
+        metadata=_published_metadata(staged, candidate)
+        | attempt.anchored()
+        | _report_link(files, spec, month)
+    )
     yield from _results(outcomes, {"load_id": attempt.load_id})
 
 
@@ -205,6 +212,13 @@ def _account(
             context.log.info(f"{spec.name}: metrics of every month sent to {destination}")
     except Exception as exc:
         context.log.warning(f"{spec.name} {month}: timings or metrics not updated: {exc}")
+
+
+def _report_link(files: LandingFiles, spec: DatasetSpec, month: str) -> dict[str, Any]:
+    """A link from the month's materialization (or refusal) to its section of the dataset's
+    report, which the run writes (reports/<dataset>) after this step."""
+    path = report_path(files.reports_path, [spec.name]).resolve()
+    return {"report": dg.MetadataValue.url(f"{path.as_uri()}#{spec.name}={month}")}
 
 
 @dataclass

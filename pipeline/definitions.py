@@ -20,7 +20,11 @@ from pipeline.jobs import build_freshness_job, build_load_job
 from pipeline.metrics import MetricsExport
 from pipeline.project import DBT_EXECUTABLE, dbt_project
 from pipeline.resources import LandingFiles
-from pipeline.sensors import build_freshness_sensor, build_landing_sensor
+from pipeline.sensors import (
+    build_freshness_alerts_sensor,
+    build_freshness_sensor,
+    build_landing_sensor,
+)
 from pipeline.settings import AlertSettings, Settings, SnowflakeSettings
 from pipeline.specs import load_specs
 from pipeline.warehouse.base import Warehouse
@@ -127,15 +131,22 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     settings.export_for_subprocesses()
     specs = list(load_specs(settings.datasets_dir).values())
     freshness = build_freshness_checks(specs)
+    # A late month: the freshness sensor runs the check job, the alerts sensor announces it.
+    late_jobs: list[dg.UnresolvedAssetJobDefinition] = []
+    late_sensors: list[dg.SensorDefinition] = []
+    if freshness:
+        late_jobs.append(build_freshness_job(freshness))
+        late_sensors += [
+            build_freshness_sensor(freshness),
+            build_freshness_alerts_sensor(specs, late_jobs[0]),
+        ]
     return dg.Definitions(
         assets=[build_load_asset(spec, settings.warehouse) for spec in specs]
         + [build_report_asset(spec, settings.warehouse) for spec in specs]
         + build_dbt_assets(specs, pool=settings.warehouse),
         asset_checks=freshness,
-        jobs=[build_load_job(spec) for spec in specs]
-        + ([build_freshness_job(freshness)] if freshness else []),
-        sensors=[build_landing_sensor(spec) for spec in specs]
-        + ([build_freshness_sensor(freshness)] if freshness else []),
+        jobs=[build_load_job(spec) for spec in specs] + late_jobs,
+        sensors=[build_landing_sensor(spec) for spec in specs] + late_sensors,
         schedules=[build_report_schedule(specs)] if specs else [],
         resources=build_resources(settings),
     )

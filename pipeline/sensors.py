@@ -16,16 +16,21 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipeline.alerts.channels import Alerts
+from pipeline.alerts.notify import notify_late
 from pipeline.assets.freshness import superseded_freshness_api
 from pipeline.ingest.files import fingerprint
 from pipeline.jobs import load_job_name
 from pipeline.partitions import dataset_partitions
+from pipeline.reports.build import report_path
 from pipeline.resources import LandingFiles
 from pipeline.sizing import k8s_run_tags
 from pipeline.specs import MONTH_PLACEHOLDER, DatasetSpec
+from pipeline.warehouse.base import Warehouse
 
 DEFAULT_INTERVAL_SECONDS = 60
 FRESHNESS_SENSOR = "freshness"
+FRESHNESS_ALERTS_SENSOR = "freshness_alerts"
 
 
 def tick_interval() -> int:
@@ -116,3 +121,48 @@ def build_freshness_sensor(checks: Sequence[dg.AssetChecksDefinition]) -> dg.Sen
             name=FRESHNESS_SENSOR,
             minimum_interval_seconds=tick_interval(),
         )
+
+
+def build_freshness_alerts_sensor(
+    specs: Sequence[DatasetSpec], job: dg.UnresolvedAssetJobDefinition
+) -> dg.SensorDefinition:
+    """Alerts for the failed freshness checks of each finished run of `job`, `check_freshness`
+    (the freshness sensor's, or one started by hand): a month that did not arrive is announced once,
+    like a month's findings. On by default: it does nothing until such a run ends."""
+    by_key = {dg.AssetKey(["raw", spec.name]): spec for spec in specs}
+
+    @dg.run_status_sensor(
+        name=FRESHNESS_ALERTS_SENSOR,
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[job],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=tick_interval(),
+    )
+    def freshness_alerts(
+        context: dg.RunStatusSensorContext,
+        warehouse: Warehouse,
+        alerts: Alerts,
+        files: LandingFiles,
+    ) -> None:
+        run_id = context.dagster_run.run_id
+        records = context.instance.all_logs(
+            run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+        for record in records:
+            evaluation = record.dagster_event.asset_check_evaluation_data
+            spec = by_key.get(evaluation.asset_key)
+            if spec is None or evaluation.passed:
+                continue
+            report = report_path(files.reports_path, [spec.name])
+            for sent in notify_late(
+                warehouse,
+                alerts,
+                spec,
+                evaluation.description or "",
+                evaluation.severity.value,
+                run_id,
+                report,
+            ):
+                context.log.info(f"{spec.name} {sent.month}: freshness alert by {sent.channel}")
+
+    return freshness_alerts

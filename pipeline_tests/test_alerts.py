@@ -4,6 +4,7 @@ failing month, none for a clean one or a re-run, a resolved mail after a good re
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -16,9 +17,11 @@ import pytest
 from pipeline.alerts.channels import Alerts
 from pipeline.assets.loads import build_load_asset
 from pipeline.assets.reports import build_report_asset
-from pipeline.definitions import build_resources
+from pipeline.definitions import build_definitions, build_resources
 from pipeline.doctor import examine_smtp
+from pipeline.jobs import FRESHNESS_JOB
 from pipeline.sample_data import month_frame, write_tsv
+from pipeline.sensors import FRESHNESS_ALERTS_SENSOR
 from pipeline.settings import AlertSettings, Settings
 from pipeline.specs import DatasetSpec
 from pipeline_tests.mailserver import PASSWORD, Inbox, free_port
@@ -199,3 +202,39 @@ def test_doctor_says_hello_to_the_smtp_server_and_sends_nothing(
         finding
     )
     assert inbox.messages == [] and PASSWORD not in str(finding)
+
+
+def test_a_month_that_did_not_arrive_is_announced_once_and_resolved_when_it_loads(
+    settings: Settings, instance: dg.DagsterInstance, flights: DatasetSpec, inbox: Inbox
+) -> None:
+    defs = build_definitions(Settings.from_env())
+    sensor = defs.resolve_sensor_def(FRESHNESS_ALERTS_SENSOR)
+
+    def check_and_alert() -> None:
+        """The freshness job's run, then the alerts sensor's tick for it, as the daemon does."""
+        run = defs.resolve_job_def(FRESHNESS_JOB).execute_in_process(instance=instance)
+        success = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)[0]
+        context = dg.build_run_status_sensor_context(
+            sensor_name=FRESHNESS_ALERTS_SENSOR,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(run.run_id),
+            dagster_event=success.dagster_event,
+            resources=defs.resources,
+        )
+        sensor(context)
+
+    check_and_alert()
+    # Both bundled datasets are late (their sample months are 2024's): one mail each.
+    subjects = sorted(mail["Subject"] for mail in inbox.messages)
+    assert len(subjects) == 2 and "settlements" in subjects[1], subjects
+    month = re.search(r"flights (\d{4}-\d{2}): freshness FAILED \(WARN\)", subjects[0])
+    assert month, subjects
+    (mail,) = [mail for mail in inbox.messages if mail["Subject"] == subjects[0]]
+    body = parts(mail)["text/plain"][0].get_content()
+    assert f"pipeline load flights --from {month[1]} --to {month[1]}" in body
+    check_and_alert()  # still late: nothing new to say
+    assert len(inbox.messages) == 2
+
+    run_month(settings, flights, month[1], instance, defects=0.0)
+    assert inbox.messages[-1]["Subject"] == f"[pipeline] flights {month[1]}: resolved: freshness"
+    assert len(inbox.messages) == 3

@@ -13,6 +13,7 @@ finding that was announced, a short "resolved" message goes out, once.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,13 +22,16 @@ from typing import Any
 from pipeline.alerts.channels import Alerts, Delivery
 from pipeline.alerts.message import Alert, email, webhook_payload
 from pipeline.partitions import months_before
-from pipeline.reports.advice import Finding, findings
+from pipeline.reports.advice import Finding, findings, reload_command
 from pipeline.reports.data import PUBLISHED, DatasetView, read_dataset
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import META_SCHEMA, Warehouse, now
 from pipeline.warehouse.ledger import ALERTS_TABLE, AlertRecord
 
 RESOLVED = "RESOLVED"
+FRESHNESS = "freshness"
+# Dagster's time-partition freshness check names the month it waited for in its description.
+EXPECTED_MONTH = re.compile(r"partition (\d{4}-\d{2}) to have arrived")
 TRAILING_MONTHS = 6  # the chart compares the month with this many before it
 ALWAYS = ("FAILED",)  # a load that failed is announced whatever the spec's `alerts.on` says
 
@@ -55,6 +59,35 @@ def notify_month(
     return announce(
         warehouse, alerts, view, wanted, fingerprint, run_id, report, resolvable=resolvable
     )
+
+
+def notify_late(
+    warehouse: Warehouse,
+    alerts: Alerts,
+    spec: DatasetSpec,
+    description: str,
+    severity: str,
+    run_id: str,
+    report: Path | None = None,
+) -> list[AlertRecord]:
+    """Announce a failed freshness check: the month it expected has not arrived. Announced
+    whatever the spec's `alerts.on` says (a month that never came is no finding of a load), once
+    per month; the month's first good load resolves it."""
+    found = EXPECTED_MONTH.search(description)
+    if found is None or not (alerts.email_on or alerts.webhook_on):
+        return []
+    month = found.group(1)
+    late = Finding(
+        month,
+        FRESHNESS,
+        severity,
+        description,
+        f"{month}: the file ({spec.file_name(month)}) has not arrived; ask the sender for it, "
+        f"then {reload_command(spec.name, month)} once it has landed (or let the landing sensor "
+        "load it)",
+    )
+    view = _trailing(warehouse, spec, month)
+    return announce(warehouse, alerts, view, [late], "", run_id, report, resolvable=False)
 
 
 def announce(

@@ -10,6 +10,7 @@ import pytest
 from pipeline.project import DBT_PROJECT_DIR
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
+from pipeline_tests.mailserver import Inbox
 from pipeline_tests.support import run
 
 
@@ -106,7 +107,7 @@ def test_a_broken_spec_is_reported_with_its_file(
 
 
 def test_a_report_model_that_fails_names_itself_and_the_missing_column(
-    deployment: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    deployment: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inbox: Inbox
 ) -> None:
     # A user's own `flights` spec without `fare` gets the bundled stg_flights, which reads it: the
     # summary used to say only "The dbt CLI process with command ...".
@@ -128,3 +129,7 @@ def test_a_report_model_that_fails_names_itself_and_the_missing_column(
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
     assert rows["2024-01"][1] == "failed"  # the raw rows loaded; the month's reports did not
     assert f"flights_reports: {reason}" in status.stdout
+    # The month was published and passed its checks; its failed build is announced, once.
+    (mail,) = inbox.messages
+    assert mail["Subject"] == "[pipeline] flights 2024-01: dbt FAILED"
+    assert reason in mail.get_body(("plain",)).get_content()

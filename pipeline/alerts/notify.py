@@ -30,6 +30,7 @@ from pipeline.warehouse.ledger import ALERTS_TABLE, AlertRecord
 
 RESOLVED = "RESOLVED"
 FRESHNESS = "freshness"
+BUILD = "dbt"  # a month's models and tests, built after its load step published it
 # Dagster's time-partition freshness check names the month it waited for in its description.
 EXPECTED_MONTH = re.compile(r"partition (\d{4}-\d{2}) to have arrived")
 TRAILING_MONTHS = 6  # the chart compares the month with this many before it
@@ -90,6 +91,40 @@ def notify_late(
     return announce(warehouse, alerts, view, [late], "", run_id, report, resolvable=False)
 
 
+def notify_build(
+    warehouse: Warehouse,
+    alerts: Alerts,
+    spec: DatasetSpec,
+    month: str,
+    run_id: str,
+    error: str | None,
+    report: Path | None = None,
+) -> list[AlertRecord]:
+    """Announce that a published month's dbt build failed (`error`), once, or resolve such an
+    announcement when a later build succeeds (`error` None). The load step's own alerts neither
+    send nor resolve this one: it runs before dbt."""
+    if not (alerts.email_on or alerts.webhook_on):
+        return []
+    wanted = []
+    if error is not None:
+        first = error.splitlines()[0]
+        wanted = [
+            Finding(
+                month,
+                BUILD,
+                "FAILED",
+                first,
+                f"{month}: the month was published, but its dbt models and tests did not build "
+                f"({first}). Fix the model or the spec the message names, then "
+                f"{reload_command(spec.name, month)}",
+            )
+        ]
+    view = _trailing(warehouse, spec, month)
+    return announce(
+        warehouse, alerts, view, wanted, "", run_id, report, resolvable=not wanted, resolves=[BUILD]
+    )
+
+
 def announce(
     warehouse: Warehouse,
     alerts: Alerts,
@@ -103,7 +138,8 @@ def announce(
     resolves: Sequence[str] | None = None,
 ) -> list[AlertRecord]:
     """Send what each channel has not announced yet; with `resolvable`, resolve the open
-    findings that `wanted` no longer has (only those of the checks in `resolves`, if given)."""
+    findings that `wanted` no longer has: those of the checks in `resolves`, if given, else all
+    but the dbt build's (resolved by a build, not by a load)."""
     month = view.months[-1].month
     history = _history(warehouse, view.name, month)
     records = []
@@ -116,7 +152,9 @@ def announce(
         gone = [
             check
             for check in announced
-            if resolvable and check not in still and (resolves is None or check in resolves)
+            if resolvable
+            and check not in still
+            and (check != BUILD if resolves is None else check in resolves)
         ]
         for alert in ([Alert(view, new, report=report)] if new else []) + (
             [Alert(view, [], gone, report=report)] if gone else []

@@ -20,6 +20,8 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from pipeline.alerts.channels import Alerts
+from pipeline.alerts.notify import notify_build
 from pipeline.assets.loads import raw_asset_key
 from pipeline.fiscal import fiscal_day
 from pipeline.partitions import MONTH_FORMAT, dataset_partitions, month_days
@@ -103,6 +105,7 @@ def build_dbt_assets(specs: Sequence[DatasetSpec], pool: str) -> list[dg.AssetsD
             partitions_def=dataset_partitions(spec),
             fiscal=spec.fiscal,
             pool=pool,
+            alerting=spec,
         )
         for spec in specs
         if children.get(_source(f"raw.{spec.name}"))
@@ -131,7 +134,11 @@ def _dbt_assets(
     pool: str,
     partitions_def: dg.TimeWindowPartitionsDefinition | None = None,
     fiscal: FiscalSpec | None = None,
+    alerting: DatasetSpec | None = None,
 ) -> dg.AssetsDefinition:
+    """dbt's assets for `select`; a month of `alerting`'s dataset whose build fails (or builds
+    again after a failure) is announced like its load's findings."""
+
     @dbt_assets(
         manifest=manifest_path,
         project=dbt_project,
@@ -146,7 +153,10 @@ def _dbt_assets(
         pool=pool,
     )
     def reports(
-        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
+        context: dg.AssetExecutionContext,
+        dbt: DbtCliResource,
+        warehouse: Warehouse,
+        alerts: Alerts,
     ) -> Iterator[Any]:
         enter_phase(REPORTS)
         # Also fills the query comment of every statement dbt runs (dbt_project.yml).
@@ -164,10 +174,28 @@ def _dbt_assets(
         events = list(invocation.stream())
         with statement_context(dataset, variables.get("month", "all"), context.run.run_id):
             yield from with_row_counts(events, invocation.manifest, warehouse)
-        if not invocation.is_successful():
-            raise dbt_failure(invocation)
+        failure = None if invocation.is_successful() else dbt_failure(invocation)
+        if alerting is not None and context.has_partition_key:
+            _announce(context, alerting, warehouse, alerts, failure)
+        if failure is not None:
+            raise failure
 
     return reports
+
+
+def _announce(
+    context: dg.AssetExecutionContext,
+    spec: DatasetSpec,
+    warehouse: Warehouse,
+    alerts: Alerts,
+    failure: Exception | None,
+) -> None:
+    """The month's dbt build, failed or fine, to its alerts; never the build's outcome."""
+    error = None if failure is None else getattr(failure, "description", None) or str(failure)
+    try:
+        notify_build(warehouse, alerts, spec, context.partition_key, context.run.run_id, error)
+    except Exception as exc:  # alerts never fail a run
+        context.log.warning(f"{spec.name} {context.partition_key}: alerts not sent: {exc}")
 
 
 def with_row_counts(

@@ -152,10 +152,9 @@ def load_month(
         progress.phase(STAGE)
         candidate = warehouse.stage_candidate(staged, attempt.load_id)
         progress.phase(CHECKS)
-        outcomes = {
-            check.name: check.evaluate(MonthUnderCheck(warehouse, staged, candidate))
-            for check in checks
-        }
+        # One scope for every check: figures several use (rows per day) are computed once.
+        under_check = MonthUnderCheck(warehouse, staged, candidate)
+        outcomes = {check.name: check.evaluate(under_check) for check in checks}
         for name, outcome in outcomes.items():
             warehouse.record_check(_check_record(attempt, name, outcome))
         refused = {name: o for name, o in outcomes.items() if _refuses(o)}

@@ -105,6 +105,8 @@ def notify_build(
     send nor resolve this one: it runs before dbt."""
     if not (alerts.email_on or alerts.webhook_on):
         return []
+    if error is None and not _has_open(warehouse, spec.name, month, BUILD):
+        return []  # the usual case: a good build, nothing announced to resolve (no report read)
     wanted = []
     if error is not None:
         first = error.splitlines()[0]
@@ -175,6 +177,13 @@ def _history(warehouse: Warehouse, dataset: str, month: str) -> list[dict[str, A
         "and status = 'sent' order by sent_at",
         [dataset, month],
     )
+
+
+def _has_open(warehouse: Warehouse, dataset: str, month: str, check: str) -> bool:
+    """Whether a finding of `check` for the month was announced on some channel and not yet
+    resolved there."""
+    history = _history(warehouse, dataset, month)
+    return any(check in _open(history, row["channel"]) for row in history)
 
 
 def _open(history: list[dict[str, Any]], channel: str) -> dict[str, set[tuple[str, str]]]:

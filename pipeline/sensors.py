@@ -19,6 +19,7 @@ import dagster as dg
 from pipeline.alerts.channels import Alerts
 from pipeline.alerts.notify import notify_late
 from pipeline.assets.freshness import superseded_freshness_api
+from pipeline.assets.loads import raw_asset_key
 from pipeline.ingest.files import fingerprint
 from pipeline.jobs import load_job_name
 from pipeline.partitions import dataset_partitions
@@ -129,7 +130,7 @@ def build_freshness_alerts_sensor(
     """Alerts for the failed freshness checks of each finished run of `job`, `check_freshness`
     (the freshness sensor's, or one started by hand): a month that did not arrive is announced once,
     like a month's findings. On by default: it does nothing until such a run ends."""
-    by_key = {dg.AssetKey(["raw", spec.name]): spec for spec in specs}
+    by_key = {raw_asset_key(spec): spec for spec in specs}
 
     @dg.run_status_sensor(
         name=FRESHNESS_ALERTS_SENSOR,

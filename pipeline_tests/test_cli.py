@@ -133,3 +133,9 @@ def test_a_report_model_that_fails_names_itself_and_the_missing_column(
     (mail,) = inbox.messages
     assert mail["Subject"] == "[pipeline] flights 2024-01: dbt FAILED"
     assert reason in mail.get_body(("plain",)).get_content()
+
+    # With the column back in the spec, the month's next build succeeds and resolves it, once.
+    monkeypatch.setenv("PIPELINE_DATASETS_DIR", str(BUNDLED_DATASETS_DIR))
+    assert run("load", "flights", "--from", "2024-01", "--to", "2024-01").returncode == 0
+    subjects = [mail["Subject"] for mail in inbox.messages]
+    assert subjects[1:] == ["[pipeline] flights 2024-01: resolved: dbt"], subjects

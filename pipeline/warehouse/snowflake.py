@@ -13,6 +13,7 @@ errors, which is also how a dropped session is reconnected.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import time
 import uuid
@@ -31,6 +32,7 @@ from snowflake.connector import errors as sf_errors
 
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import StagedLoad
+from pipeline.settings import SnowflakeSettings
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import (
     META_SCHEMA,
@@ -302,3 +304,47 @@ def _describe(error: BaseException) -> str:
     errno = getattr(error, "errno", None)
     first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
     return f"{type(error).__name__} {errno}: {first_line}" if errno else first_line
+
+
+def snowflake_warehouse(settings: SnowflakeSettings) -> SnowflakeWarehouse:
+    """The Snowflake warehouse PIPELINE_WAREHOUSE=snowflake asks for, as `settings` configure it."""
+    return SnowflakeWarehouse(
+        snowflake=snowflake_resource(settings),
+        part_mb=settings.part_mb,
+        query_tag="query_tag" not in settings.disabled,
+        stage_cleanup="stage_cleanup" not in settings.disabled,
+        masking_policies="masking_policies" not in settings.disabled,
+        pii_reader_roles=list(settings.pii_reader_roles),
+    )
+
+
+def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
+    """dagster-snowflake's resource; every credential is an EnvVar, read when a run connects.
+
+    Optional variables are passed only when set, so an unset role or key never becomes "".
+    """
+    optional = {
+        "role": "SNOWFLAKE_ROLE",
+        "warehouse": "SNOWFLAKE_WAREHOUSE",
+        "schema_": "SNOWFLAKE_SCHEMA",
+        "password": "SNOWFLAKE_PASSWORD",
+        "private_key_path": "SNOWFLAKE_PRIVATE_KEY_PATH",
+        "private_key_password": "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE",
+    }
+    endpoint = {
+        "host": settings.host,
+        "port": settings.port,
+        "protocol": settings.protocol,
+        "network_timeout": settings.timeout_seconds,
+    }
+    return SnowflakeResource(
+        account=dg.EnvVar("SNOWFLAKE_ACCOUNT"),
+        user=dg.EnvVar("SNOWFLAKE_USER"),
+        database=dg.EnvVar("SNOWFLAKE_DATABASE"),
+        **{field: dg.EnvVar(name) for field, name in optional.items() if os.environ.get(name)},
+        login_timeout=settings.timeout_seconds,
+        # Statements bind parameters server-side, as the checks' qmark SQL is written.
+        paramstyle="qmark",
+        autocommit=True,
+        additional_snowflake_connection_args={k: v for k, v in endpoint.items() if v is not None},
+    )

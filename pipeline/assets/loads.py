@@ -312,6 +312,7 @@ def _refuse(
     refused: dict[str, CheckOutcome],
 ) -> None:
     """Record the refusal with the candidate it left to inspect; drop older candidates."""
+    warehouse.keep_candidate(candidate)
     warehouse.record_load(
         LedgerEntry.for_staged(
             staged,

@@ -127,8 +127,9 @@ def candidate_prefix(dataset: str, month: str) -> str:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A month's new rows and rejects in tables of their own (CANDIDATE_SCHEMA), checked before
-    they are published. `counts` are the rows the warehouse says it inserted, per raw table."""
+    """A month's new rows and rejects in tables (or views over the staged parts) of their own
+    (CANDIDATE_SCHEMA), checked before they are published. `counts` are the rows the warehouse
+    says they hold, per raw table."""
 
     dataset: str
     month: str
@@ -220,8 +221,21 @@ class Warehouse(dg.ConfigurableResource):
     def fill_candidate(
         self, run: Run, staged: StagedLoad, load_id: str, table: str, target: str
     ) -> int:
-        """Bulk-load the staged parts of raw `table` into the empty candidate table `target`
-        (quoted, in CANDIDATE_SCHEMA); return the rows the database says it loaded."""
+        """Make `target` (quoted, in CANDIDATE_SCHEMA) the candidate of raw `table`: the staged
+        parts bulk-loaded into a table (`create_candidate_table`), or a view over them where the
+        database reads them where they are; return the rows the database says it holds."""
+
+    def keep_candidate(self, candidate: Candidate) -> None:
+        """Make a refused candidate outlive its staged parts, which are removed next. Here
+        candidates are tables already; a warehouse whose candidates read the parts copies them."""
+
+    def create_candidate_table(self, run: Run, spec: DatasetSpec, table: str, target: str) -> None:
+        """An empty candidate table `target` with the columns the staged parts of `table` carry."""
+        ddl = ", ".join(
+            f"{self.dialect.quote(name)} {self.dialect.column_type(column)}"
+            for name, column in staged_columns(spec, table).items()
+        )
+        run(f"CREATE OR REPLACE {self.dialect.scratch_table} {target} ({ddl})", [])
 
     @abstractmethod
     def is_statement_error(self, error: Exception) -> bool:
@@ -247,17 +261,12 @@ class Warehouse(dg.ConfigurableResource):
 
         def stage(run: Run) -> dict[str, int]:
             self._ensure_meta(run)
+            run(f"CREATE SCHEMA IF NOT EXISTS {self.dialect.quote(CANDIDATE_SCHEMA)}", [])
             counts = {}
             for table, columns in dataset_tables(spec).items():
                 ensure_table(run, self.dialect, RAW_SCHEMA, table, columns)
                 self.mask_columns(run, spec, table)
                 target = self.dialect.table(CANDIDATE_SCHEMA, tables[table])
-                run(f"CREATE SCHEMA IF NOT EXISTS {self.dialect.quote(CANDIDATE_SCHEMA)}", [])
-                ddl = ", ".join(
-                    f"{self.dialect.quote(name)} {self.dialect.column_type(column)}"
-                    for name, column in staged_columns(spec, table).items()
-                )
-                run(f"CREATE OR REPLACE {self.dialect.scratch_table} {target} ({ddl})", [])
                 counts[table] = self.fill_candidate(run, staged, load_id, table, target)
             return counts
 
@@ -334,17 +343,18 @@ class Warehouse(dg.ConfigurableResource):
         kept = {self.dialect.name(table) for table in keep.tables.values()} if keep else set()
 
         def drop(run: Run) -> list[str]:
-            names = [
-                row["table_name"]
+            found = {
+                row["table_name"]: "VIEW" if row["table_type"] == "VIEW" else "TABLE"
                 for row in run(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+                    "SELECT table_name, table_type FROM information_schema.tables "
+                    "WHERE table_schema = ?",
                     [self.dialect.name(CANDIDATE_SCHEMA)],
                 )
                 if row["table_name"].startswith(prefix) and row["table_name"] not in kept
-            ]
-            for name in names:
-                run(f"DROP TABLE IF EXISTS {self.dialect.table(CANDIDATE_SCHEMA, name)}", [])
-            return names
+            }
+            for name, kind in found.items():
+                run(f"DROP {kind} IF EXISTS {self.dialect.table(CANDIDATE_SCHEMA, name)}", [])
+            return list(found)
 
         return self.attempt(f"drop candidates of {dataset} {month}", drop)
 

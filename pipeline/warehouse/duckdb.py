@@ -11,14 +11,17 @@ import duckdb
 
 from pipeline.ingest.stream import StagedLoad
 from pipeline.warehouse.base import (
+    CANDIDATE_SCHEMA,
     META_SCHEMA,
     RAW_SCHEMA,
     REPORT_SCHEMA,
+    Candidate,
     Warehouse,
     staged_columns,
     staged_parts,
+    transaction,
 )
-from pipeline.warehouse.sql import Dialect, Run, affected
+from pipeline.warehouse.sql import Dialect, Run
 
 DIALECT = Dialect(
     types={
@@ -114,14 +117,49 @@ class DuckDBWarehouse(Warehouse):
     def fill_candidate(
         self, run: Run, staged: StagedLoad, load_id: str, table: str, target: str
     ) -> int:
-        """DuckDB reads the local parts directly; its INSERT answers with the rows it took."""
+        """A view over the staged parts, read where they are: copying a month into a candidate
+        table first and then into the raw table took half the load's time (`make bench`).
+
+        Each column is cast to its raw table's type, so the checks see what would be published.
+        """
         parts = staged_parts(staged)[table]
         if not parts:
+            self.create_candidate_table(run, staged.spec, table, target)
             return 0
-        columns = ", ".join(DIALECT.quote(c) for c in staged_columns(staged.spec, table))
-        return affected(
-            run(
-                f"INSERT INTO {target} ({columns}) SELECT {columns} FROM read_parquet(?)",
-                [list(parts)],
-            )
+        columns = ", ".join(
+            f"CAST({DIALECT.quote(name)} AS {DIALECT.column_type(column)}) AS {DIALECT.quote(name)}"
+            for name, column in staged_columns(staged.spec, table).items()
         )
+        # A view's text cannot take parameters: the part paths are written as literals.
+        files = ", ".join(_string(str(Path(part).resolve())) for part in parts)
+        run(f"CREATE OR REPLACE VIEW {target} AS SELECT {columns} FROM read_parquet([{files}])", [])
+        return int(run(f"SELECT count(*) AS n FROM {target}", [])[0]["n"])
+
+    def keep_candidate(self, candidate: Candidate) -> None:
+        """Copy each candidate view into a table of the same name, in one transaction."""
+
+        def keep(run: Run) -> None:
+            views = {
+                row["table_name"]
+                for row in run(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = ? AND table_type = 'VIEW'",
+                    [CANDIDATE_SCHEMA],
+                )
+            }
+            with transaction(run):
+                for name in candidate.tables.values():
+                    if name not in views:
+                        continue
+                    view = DIALECT.table(CANDIDATE_SCHEMA, name)
+                    copy = DIALECT.table(CANDIDATE_SCHEMA, f"{name}__kept")
+                    run(f"CREATE TABLE {copy} AS SELECT * FROM {view}", [])
+                    run(f"DROP VIEW {view}", [])
+                    run(f"ALTER TABLE {copy} RENAME TO {DIALECT.quote(name)}", [])
+
+        self.attempt(f"keep the candidate of {candidate.dataset} {candidate.month}", keep)
+
+
+def _string(text: str) -> str:
+    """A DuckDB string literal: quotes doubled; a backslash is no escape in DuckDB."""
+    return "'" + text.replace("'", "''") + "'"

@@ -206,13 +206,14 @@ class SnowflakeWarehouse(Warehouse):
     def fill_candidate(
         self, run: Run, staged: StagedLoad, load_id: str, table: str, target: str
     ) -> int:
-        """Upload the table's parts to a stage path of this attempt and COPY them into the
-        candidate; returns the rows the candidate then holds.
+        """Upload the table's parts to a stage path of this attempt and COPY them into a
+        candidate table; returns the rows it then holds.
 
         Counted in the table rather than summed from COPY's answer: when that answer is lost, the
         connector sends the COPY again, and a COPY run again skips the files it already loaded
         (load metadata) and answers 0 rows, though the candidate holds them all.
         """
+        self.create_candidate_table(run, staged.spec, table, target)
         parts = staged_parts(staged)[table]
         if not parts:
             return 0

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from pipeline.alerts.channels import Alerts
 from pipeline.assets.dbt import build_dbt_assets
@@ -17,7 +16,7 @@ from pipeline.assets.reports import build_report_asset, build_report_schedule
 from pipeline.ingest.pii import KEY_VARIABLE
 from pipeline.jobs import build_freshness_job, build_load_job
 from pipeline.metrics import MetricsExport
-from pipeline.project import DBT_EXECUTABLE, dbt_project
+from pipeline.project import DBT_EXECUTABLE, DbtCli, dbt_project
 from pipeline.resources import LandingFiles
 from pipeline.sensors import (
     build_freshness_alerts_sensor,
@@ -81,7 +80,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             pii_key=dg.EnvVar(KEY_VARIABLE) if os.environ.get(KEY_VARIABLE) else None,
         ),
         "alerts": alerts_resource(settings.alerts),
-        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+        "dbt": DbtCli(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
         "metrics": MetricsExport(
             textfile_dir=str(settings.metrics_dir) if settings.metrics_dir else None,
             pushgateway_url=settings.pushgateway_url,

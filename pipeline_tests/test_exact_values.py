@@ -82,6 +82,8 @@ CASES = [
     ("day", "2013-01-31", None),
     ("day", "2013-1-5", "is not a valid date in the format %Y-%m-%d"),
     ("day", "+2013-01-05", "is not a valid date in the format %Y-%m-%d"),
+    # No date at all in a required column: named once, not also as "is required but empty".
+    ("day", "2013-02-30", "is not a valid date in the format %Y-%m-%d"),
     ("booked", "31/01/2013", None),
     ("booked", "5/1/2013", "is not a valid date in the format %d/%m/%Y"),
     ("issued", "05-JAN-2013", None),  # month names in any case

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
+import dagster as dg
+from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject
 from dbt.adapters.base import BaseAdapter
 from packaging.version import Version
 
@@ -22,6 +26,11 @@ DBT_PACKAGE = "pipeline_reports"  # `name` in dbt_project.yml
 DBT_EXECUTABLE = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+# The run's values (month, fiscal days, dataset, run id) as dbt's macros read them (run_var.sql).
+RUN_VARS_ENV = "PIPELINE_DBT_VARS"
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+# dagster-dbt hands dbt this process's environment: one build sets it at a time.
+_ENVIRONMENT = threading.Lock()
 
 
 class DbtCli(DbtCliResource):
@@ -39,6 +48,49 @@ class DbtCli(DbtCliResource):
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> BaseAdapter | None:
         return None
+
+    def build(
+        self, variables: Mapping[str, object], context: dg.AssetExecutionContext
+    ) -> DbtCliInvocation:
+        """`dbt build` of the context's models, with the run's values in the environment.
+
+        Not in `--vars`: dbt keys its saved parse on them, so with a new month in them every
+        run parsed the whole project again (about 2 s a month, `make bench`). The macros read
+        them when a node runs (macros/run_var.sql).
+        """
+        with _ENVIRONMENT, _environment({RUN_VARS_ENV: json.dumps(variables)}):
+            return self.cli(["build"], context=context, raise_on_error=False)
+
+
+def keep_parse(invocation: DbtCliInvocation, project: DbtProject = dbt_project) -> None:
+    """Make a finished build's parse the one the next build starts from.
+
+    dagster-dbt gives every build a folder of its own and copies `target/partial_parse.msgpack`
+    into it; dbt reuses that only if it was parsed with the same profile (the DuckDB file, the
+    Snowflake account), which `dbt parse` at start-up (`ensure_manifest`) may not have had.
+    Replaced whole, so builds running at once each read one complete file.
+    """
+    parsed = invocation.target_path / PARTIAL_PARSE_FILE
+    if not parsed.exists():
+        return
+    kept = project.project_dir / project.target_path / PARTIAL_PARSE_FILE
+    copy = kept.with_name(f"{PARTIAL_PARSE_FILE}.{os.getpid()}-{threading.get_ident()}")
+    shutil.copyfile(parsed, copy)
+    os.replace(copy, kept)
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 DBT_SOURCE_SUFFIXES = (".sql", ".yml", ".yaml", ".csv", ".md")

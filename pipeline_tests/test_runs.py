@@ -3,6 +3,8 @@ instance, real dbt runs, on DuckDB and on the Snowflake-protocol server."""
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
@@ -146,3 +148,34 @@ def test_rerunning_a_month_gives_no_duplicates_and_dbt_tests_pass(
     reconcile.wait()
     (result,) = reconcile.get_artifact("run_results.json")["results"]
     assert (result["status"], result["failures"]) == ("fail", 1)  # failed, not errored
+
+
+def test_a_months_dbt_build_reuses_the_last_parse_and_says_its_month_in_every_statement(
+    settings: Settings, instance: dg.DagsterInstance, flights: DatasetSpec
+) -> None:
+    """The month's values reach dbt outside `--vars`, which dbt keys its saved parse on: the
+    second month's build parses only what changed (nothing), and the values still reach the
+    models (one month in the mart) and the comment on each statement."""
+    defs = build_definitions(settings)
+    for month in ("2024-01", "2024-02"):
+        land(settings, flights, month)
+        (result,) = load_months(defs, flights, [month], instance)
+        assert result.success, result.errors
+
+    (run,) = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "2024-02"}))
+    (log,) = dbt_project.project_dir.glob(f"target/flights_reports-{run.run_id[:7]}-*/dbt.log")
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    names = {event["info"]["name"] for event in events}
+    assert "StateCheckVarsHash" in names  # dbt looked at its saved parse...
+    assert "UnableToPartialParse" not in names  # ...and used it
+    statements = [
+        event["data"]["sql"]
+        for event in events
+        if event["info"]["name"] == "SQLQuery" and event["data"]["sql"] not in ("BEGIN", "COMMIT")
+    ]
+    comment = f"/* pipeline dataset=flights month=2024-02 run_id={run.run_id} node="
+    assert statements and all(sql.startswith(comment) for sql in statements)
+    months = "select string_agg(month, ',' order by month) from analytics.flights_monthly"
+    assert scalar(settings, months) == "2024-01,2024-02"
+    unplaced = "select count(*) from analytics.flights_daily where fiscal_year is null"
+    assert scalar(settings, unplaced) == 0

@@ -1,12 +1,12 @@
 {#
   The days of the month Dagster is building with their fiscal year, quarter and period, as a
-  table to join on the date (--vars '{"fiscal_days": [{"day": "2024-03-01", "fiscal_year": 2024,
-  ...}]}', computed by pipeline/fiscal.py from the dataset's spec). Plain selects joined by
+  table to join on the date (`run_var('fiscal_days')`: [{"day": "2024-03-01", "fiscal_year": 2024,
+  ...}], computed by pipeline/fiscal.py from the dataset's spec). Plain selects joined by
   union all, so every warehouse runs it. Without the var (dbt by hand) the table is empty and the
   fiscal columns are null.
 #}
 {% macro fiscal_days() -%}
-  {%- set days = var('fiscal_days', []) -%}
+  {%- set days = run_var('fiscal_days', []) -%}
   {%- for day in days %}
     select
         cast('{{ day.day }}' as date) as day,

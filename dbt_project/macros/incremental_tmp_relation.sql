@@ -6,6 +6,6 @@
   target schema.
 #}
 {% macro snowflake__resolve_incremental_tmp_relation(tmp_relation) %}
-  {%- set month = var('month', 'all') | replace('-', '') -%}
+  {%- set month = run_var('month', 'all') | replace('-', '') -%}
   {{ return(tmp_relation.incorporate(path={"identifier": tmp_relation.identifier ~ "_" ~ month})) }}
 {% endmacro %}

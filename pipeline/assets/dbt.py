@@ -15,7 +15,6 @@ import dagster as dg
 from dagster_dbt import (
     DagsterDbtTranslator,
     DbtCliInvocation,
-    DbtCliResource,
     DbtProject,
     dbt_assets,
 )
@@ -26,7 +25,7 @@ from pipeline.assets.loads import raw_asset_key
 from pipeline.fiscal import fiscal_day
 from pipeline.partitions import MONTH_FORMAT, dataset_partitions, month_days
 from pipeline.progress import REPORTS, enter_phase
-from pipeline.project import DBT_PACKAGE, dbt_project, ensure_manifest
+from pipeline.project import DBT_PACKAGE, DbtCli, dbt_project, ensure_manifest, keep_parse
 from pipeline.specs import DatasetSpec, FiscalSpec
 from pipeline.warehouse.base import REPORT_SCHEMA, Warehouse, statement_context
 
@@ -40,8 +39,8 @@ DBT_ERROR_HEADER = re.compile(r"^[\w ]*Error in \w+ \S+ \(.*\)$")
 
 
 def partitioned_dbt_vars(time_window: dg.TimeWindow, fiscal: FiscalSpec) -> dict[str, Any]:
-    """The `--vars` for one monthly partition: the month the models filter on, and each of its
-    days with its fiscal year, quarter and period.
+    """The run values for one monthly partition (macros/run_var.sql): the month the models filter
+    on, and each of its days with its fiscal year, quarter and period.
 
     The fiscal calendar is computed here, by `pipeline/fiscal.py`, and joined in the models as a
     small table (macro `fiscal_days`): one definition for checks and reports, and plain SQL that
@@ -154,24 +153,23 @@ def _dbt_assets(
     )
     def reports(
         context: dg.AssetExecutionContext,
-        dbt: DbtCliResource,
+        dbt: DbtCli,
         warehouse: Warehouse,
         alerts: Alerts,
     ) -> Iterator[Any]:
         enter_phase(REPORTS)
-        # Also fills the query comment of every statement dbt runs (dbt_project.yml).
+        # Also fill the query comment of every statement dbt runs (macros/run_comment.sql).
         variables = {"dataset": dataset, "run_id": context.run.run_id}
         if context.has_partition_key:
             window = context.partition_time_window
             # Without a fiscal calendar the fiscal columns hold the calendar year.
             variables |= partitioned_dbt_vars(window, fiscal or FiscalSpec())
-        invocation = dbt.cli(
-            ["build", "--vars", json.dumps(variables)], context=context, raise_on_error=False
-        )
+        invocation = dbt.build(variables, context)
         # dagster-dbt's fetch_row_counts() counts through dbt's adapter while dbt is still
         # running: on DuckDB that meets dbt's lock on the file, and leaves an open connection the
         # next load cannot open. So the tables are counted once dbt is done, by the warehouse.
         events = list(invocation.stream())
+        keep_parse(invocation)
         with statement_context(dataset, variables.get("month", "all"), context.run.run_id):
             yield from with_row_counts(events, invocation.manifest, warehouse)
         failure = None if invocation.is_successful() else dbt_failure(invocation)

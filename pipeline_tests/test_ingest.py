@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from pipeline.ingest.header import LoadError
+from pipeline.ingest.lines import LineTally
 from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.specs import DatasetSpec
 
@@ -122,6 +124,22 @@ def test_format_variations_load_cleanly(tmp_path: Path, spec: DatasetSpec, conte
     assert (staged.rows_read, staged.rows_loaded, staged.rows_rejected) == (2, 2, 0)
     assert rows["_line_number"].to_list() == [2, 3]
     assert rows["note"].to_list() == ["ok", "after the quote"]
+
+
+def test_the_line_tally_counts_every_blank_line_of_a_block() -> None:
+    """Every block of up to six bytes of line ends, CRs and text, against the lines as split."""
+    for size in range(1, 7):
+        for pieces in itertools.product([b"\n", b"\r", b"a"], repeat=size):
+            block = b"".join(pieces)
+            if not block.endswith(b"\n"):
+                continue  # blocks are whole lines
+            lines = block.split(b"\n")[:-1]
+            tally = LineTally()
+            tally.add(block)
+            assert (tally.lines, tally.blank) == (
+                len(lines),
+                sum(line in (b"", b"\r") for line in lines),
+            ), block
 
 
 def rows_of(staged: StagedLoad) -> pl.DataFrame:

@@ -9,7 +9,6 @@ rejected here with its number and text, never silently padded or truncated.
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -23,8 +22,6 @@ from pipeline.specs import DatasetSpec
 
 NEWLINE = ord("\n")
 CARRIAGE_RETURN = ord("\r")
-# A newline followed by an empty line (LF or CRLF): a blank line that is not the block's first.
-BLANK_AFTER_NEWLINE = re.compile(rb"\n(?=\r?\n)")
 TAB = ord("\t")
 FIRST_PRINTABLE = 0x20
 
@@ -49,9 +46,20 @@ class LineTally:
     blank: int = 0  # empty lines (nothing, or only the CR of a CRLF, before the newline)
 
     def add(self, block: bytes) -> None:
-        """Count a block of whole lines that starts at the start of a line."""
-        self.lines += block.count(b"\n")
-        self.blank += len(BLANK_AFTER_NEWLINE.findall(block)) + block.startswith((b"\n", b"\r\n"))
+        """Count a block of whole lines that starts at the start of a line.
+
+        With numpy, which lets the validating threads run meanwhile: this runs on the reading
+        thread for every block, and a regular expression took twice as long holding the GIL.
+        """
+        raw = np.frombuffer(block, dtype=np.uint8)
+        newline = raw == NEWLINE
+        self.lines += int(np.count_nonzero(newline))
+        # A blank line that is not the block's first: a newline right after a newline, or after
+        # the CR of a CRLF ending.
+        blank = np.count_nonzero(newline[:-1] & newline[1:])
+        if block.find(b"\r") >= 0:
+            blank += np.count_nonzero(newline[:-2] & (raw[1:-1] == CARRIAGE_RETURN) & newline[2:])
+        self.blank += int(blank) + block.startswith((b"\n", b"\r\n"))
 
     @property
     def data_lines(self) -> int:

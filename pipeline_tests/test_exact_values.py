@@ -114,9 +114,26 @@ def spec() -> DatasetSpec:
     return DatasetSpec.model_validate(SPEC)
 
 
-def case_lines(cases: list[tuple[str, str, str | None]]) -> pl.DataFrame:
-    """One line per case: the base line with the case's field replaced."""
-    return pl.DataFrame([BASE | {column: text} for column, text, _ in cases])
+def case_lines(cases: list[tuple[str, str, str | None]], distinct: bool = False) -> pl.DataFrame:
+    """One line per case: the base line with the case's field replaced. With `distinct`, the
+    other lines' dates and timestamps differ from line to line, so they are judged row by row
+    rather than once per distinct text (`values._doubtful_rows`)."""
+    return pl.DataFrame(
+        [
+            BASE | (distinct_dates(line) if distinct else {}) | {column: text}
+            for line, (column, text, _) in enumerate(cases)
+        ]
+    )
+
+
+def distinct_dates(line: int) -> dict[str, str]:
+    day = dt.date(2013, 1, 1) + dt.timedelta(days=line % 28)
+    return {
+        "day": day.isoformat(),
+        "booked": day.strftime("%d/%m/%Y"),
+        "issued": day.strftime("%d-%b-%Y"),
+        "stamp": f"{day.isoformat()}T09:{line % 60:02d}:00Z",
+    }
 
 
 def stage(tmp_path: Path, spec: DatasetSpec, lines: pl.DataFrame) -> StagedLoad:
@@ -152,10 +169,11 @@ def exact(column: str, text: str, spec: DatasetSpec) -> object:
     return text
 
 
+@pytest.mark.parametrize("distinct", [False, True], ids=["repeated-dates", "distinct-dates"])
 def test_each_value_that_would_change_is_rejected_with_line_column_and_reason(
-    tmp_path: Path, spec: DatasetSpec
+    tmp_path: Path, spec: DatasetSpec, distinct: bool
 ) -> None:
-    staged = stage(tmp_path, spec, case_lines(CASES))
+    staged = stage(tmp_path, spec, case_lines(CASES, distinct))
     rejects = read_parts(staged.reject_parts).rows(named=True)
 
     assert staged.rows_loaded == len(ACCEPTED)

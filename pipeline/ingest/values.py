@@ -40,6 +40,9 @@ INFINITY_WORD = r"(?i)^[+-]?inf(inity)?$"
 # converted to UTC) or a fraction of varying width. Values in such formats are checked by the
 # parse alone.
 UNCHECKABLE_DIRECTIVE = re.compile(r"%(:*z|#z|Z|\.?f)")
+# How many of a block's first values tell whether a column's texts repeat enough to judge each
+# distinct one once.
+REPEATS_SAMPLE = 4096
 
 
 def control_character_failures(lines: SortedLines, spec: DatasetSpec) -> pl.DataFrame:
@@ -79,9 +82,13 @@ def value_failures(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) -
         doubtful = _may_be_altered(pl.col("text"), pl.col("typed"), column)
         if doubtful is None:
             continue
-        values = pl.DataFrame(
-            {"_line_number": text["_line_number"], "text": text[name], "typed": typed[name]}
-        ).filter(doubtful)
+        values = _doubtful_rows(
+            pl.DataFrame(
+                {"_line_number": text["_line_number"], "text": text[name], "typed": typed[name]}
+            ),
+            doubtful,
+            column,
+        )
         if values.is_empty():
             continue
         frames.append(
@@ -93,6 +100,24 @@ def value_failures(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) -
             ).drop_nulls("rule")
         )
     return pl.concat(frames).cast(FAILURE_SCHEMA) if frames else pl.DataFrame(schema=FAILURE_SCHEMA)
+
+
+def _doubtful_rows(values: pl.DataFrame, doubtful: pl.Expr, column: ColumnSpec) -> pl.DataFrame:
+    """The rows of `values` (text, typed) where `doubtful` holds.
+
+    A month's dates and timestamps repeat (a day, an hour): where a block's first texts do, each
+    distinct text is judged once instead of each row (the real bench shape: 2 ms a block where
+    the patterns took 20, `make bench`); where they do not, every row is.
+    """
+    if column.type in ("date", "timestamp") and _repeats(values["text"]):
+        texts = values.unique("text").filter(doubtful)["text"]
+        return values.filter(pl.col("text").is_in(texts.implode()))
+    return values.filter(doubtful)
+
+
+def _repeats(texts: pl.Series) -> bool:
+    sample = texts.head(REPEATS_SAMPLE)
+    return sample.n_unique() * 2 < len(sample)
 
 
 def _may_be_altered(text: pl.Expr, typed: pl.Expr, column: ColumnSpec) -> pl.Expr | None:

@@ -110,17 +110,39 @@ def ensure_manifest(project: DbtProject = dbt_project) -> Path:
 
 
 def _parse(project: DbtProject) -> None:
-    """`dbt parse` with the dbt beside this Python (dagster-dbt's preparer looks on PATH)."""
-    result = subprocess.run(
-        [DBT_EXECUTABLE, "parse", "--project-dir", str(project.project_dir)],
-        cwd=project.project_dir,
-        env={**os.environ, "DBT_PROFILES_DIR": str(project.profiles_dir)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"dbt parse failed in {project.project_dir}:\n{result.stdout[-4000:]}")
+    """`dbt parse` with the dbt beside this Python (dagster-dbt's preparer looks on PATH).
+
+    Into a folder of its own, whose parse and manifest then replace the project's whole:
+    processes starting at once on a fresh checkout (a webserver and a daemon, test workers)
+    each read a complete manifest, never one another parse is still writing.
+    """
+    target = project.project_dir / project.target_path
+    scratch = target / f"parse-{os.getpid()}-{threading.get_ident()}"
+    try:
+        result = subprocess.run(
+            [
+                DBT_EXECUTABLE,
+                "parse",
+                "--project-dir",
+                str(project.project_dir),
+                "--target-path",
+                str(scratch),
+            ],
+            cwd=project.project_dir,
+            env={**os.environ, "DBT_PROFILES_DIR": str(project.profiles_dir)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"dbt parse failed in {project.project_dir}:\n{result.stdout[-4000:]}"
+            )
+        # The manifest last: its time says whether the sources changed since.
+        for name in (PARTIAL_PARSE_FILE, project.manifest_path.name):
+            os.replace(scratch / name, target / name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _newest_source(project_dir: Path) -> float:

@@ -12,7 +12,7 @@ from pipeline.ingest.header import Header
 from pipeline.ingest.lines import Block, sort_lines
 from pipeline.ingest.pii import Protection
 from pipeline.ingest.schema import schema_failures
-from pipeline.ingest.types import fallback_parse_expr, parse_expr
+from pipeline.ingest.types import parse_expr, reparse_missed
 from pipeline.ingest.values import control_character_failures, value_failures
 from pipeline.specs import DatasetSpec
 
@@ -71,13 +71,6 @@ def _without_lines(frame: pl.DataFrame, line_numbers: pl.Series) -> pl.DataFrame
 
 def _reparse_missed(text: pl.DataFrame, typed: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
     """Give values the fast parse missed a second, slower chance (see `fallback_parse_expr`)."""
-    for name, column in spec.columns.items():
-        fallback = fallback_parse_expr(pl.col(name), column)
-        if fallback is None:
-            continue
-        missed = text[name].is_not_null() & typed[name].is_null()
-        if not missed.any():
-            continue
-        retried = text.filter(missed).select(fallback.alias(name))[name]
-        typed = typed.with_columns(typed[name].scatter(missed.arg_true(), retried))
-    return typed
+    return typed.with_columns(
+        reparse_missed(text[name], typed[name], column) for name, column in spec.columns.items()
+    )

@@ -91,3 +91,16 @@ def fallback_parse_expr(text: pl.Expr, column: ColumnSpec) -> pl.Expr | None:
             text.str.to_datetime(layout, strict=False, time_unit="us").dt.replace_time_zone("UTC")
         )
     return pl.coalesce(parsed)
+
+
+def reparse_missed(text: pl.Series, typed: pl.Series, column: ColumnSpec) -> pl.Series:
+    """`typed` (`parse_expr` of `text`), with the values it missed given `fallback_parse_expr`'s
+    second chance, applied to those values only."""
+    fallback = fallback_parse_expr(pl.col(text.name), column)
+    if fallback is None:
+        return typed
+    missed = text.is_not_null() & typed.is_null()
+    if not missed.any():
+        return typed
+    retried = text.filter(missed).to_frame().select(fallback).to_series()
+    return typed.scatter(missed.arg_true(), retried)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -31,6 +33,10 @@ RUN_VARS_ENV = "PIPELINE_DBT_VARS"
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 # dagster-dbt hands dbt this process's environment: one build sets it at a time.
 _ENVIRONMENT = threading.Lock()
+# The folder dagster-dbt gives each dbt command in target/: `<op>-<run id[:7]>-<random[:7]>`, or
+# the random part alone outside a run. Kept this many days for whoever debugs a build.
+BUILD_FOLDER = re.compile(r"(\w+-[0-9a-f]{7}-)?[0-9a-f]{7}")
+BUILD_FOLDER_DAYS = 7
 
 
 class DbtCli(DbtCliResource):
@@ -77,6 +83,25 @@ def keep_parse(invocation: DbtCliInvocation, project: DbtProject = dbt_project) 
     copy = kept.with_name(f"{PARTIAL_PARSE_FILE}.{os.getpid()}-{threading.get_ident()}")
     shutil.copyfile(parsed, copy)
     os.replace(copy, kept)
+
+
+def sweep_build_folders(
+    project: DbtProject = dbt_project, older_than: float = BUILD_FOLDER_DAYS * 86400
+) -> list[Path]:
+    """Remove the folders dagster-dbt gave builds (artifacts, logs, compiled SQL: about 2 MB
+    each, two per month's run) that are older than `older_than` seconds; returns them.
+
+    dagster-dbt never removes them. Only its own names are touched: a `target/run` or
+    `target/compiled` of dbt run by hand stays.
+    """
+    target = project.project_dir / project.target_path
+    cutoff = time.time() - older_than
+    removed = []
+    for folder in target.iterdir() if target.is_dir() else ():
+        if BUILD_FOLDER.fullmatch(folder.name) and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 @contextmanager

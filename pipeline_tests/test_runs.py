@@ -4,6 +4,8 @@ instance, real dbt runs, on DuckDB and on the Snowflake-protocol server."""
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import dagster as dg
 from dagster_dbt import DbtCliResource
@@ -155,7 +157,15 @@ def test_a_months_dbt_build_reuses_the_last_parse_and_says_its_month_in_every_st
 ) -> None:
     """The month's values reach dbt outside `--vars`, which dbt keys its saved parse on: the
     second month's build parses only what changed (nothing), and the values still reach the
-    models (one month in the mart) and the comment on each statement."""
+    models (one month in the mart) and the comment on each statement. A build folder older than
+    a week is removed meanwhile, dbt's own by hand is not."""
+    target = dbt_project.project_dir / dbt_project.target_path
+    week_old = time.time() - 8 * 86400
+    old_build, by_hand = target / "flights_reports-0000000-0000000", target / "run"
+    ours = not by_hand.exists()
+    for folder in (old_build, by_hand):
+        folder.mkdir(parents=True, exist_ok=True)
+        os.utime(folder, (week_old, week_old))
     defs = build_definitions(settings)
     for month in ("2024-01", "2024-02"):
         land(settings, flights, month)
@@ -163,7 +173,10 @@ def test_a_months_dbt_build_reuses_the_last_parse_and_says_its_month_in_every_st
         assert result.success, result.errors
 
     (run,) = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "2024-02"}))
-    (log,) = dbt_project.project_dir.glob(f"target/flights_reports-{run.run_id[:7]}-*/dbt.log")
+    (log,) = target.glob(f"flights_reports-{run.run_id[:7]}-*/dbt.log")
+    assert not old_build.exists() and by_hand.exists()
+    if ours:
+        by_hand.rmdir()
     events = [json.loads(line) for line in log.read_text().splitlines()]
     names = {event["info"]["name"] for event in events}
     assert "StateCheckVarsHash" in names  # dbt looked at its saved parse...

@@ -25,7 +25,14 @@ from pipeline.assets.loads import raw_asset_key
 from pipeline.fiscal import fiscal_day
 from pipeline.partitions import MONTH_FORMAT, dataset_partitions, month_days
 from pipeline.progress import REPORTS, enter_phase
-from pipeline.project import DBT_PACKAGE, DbtCli, dbt_project, ensure_manifest, keep_parse
+from pipeline.project import (
+    DBT_PACKAGE,
+    DbtCli,
+    dbt_project,
+    ensure_manifest,
+    keep_parse,
+    sweep_build_folders,
+)
 from pipeline.specs import DatasetSpec, FiscalSpec
 from pipeline.warehouse.base import REPORT_SCHEMA, Warehouse, statement_context
 
@@ -170,6 +177,7 @@ def _dbt_assets(
         # next load cannot open. So the tables are counted once dbt is done, by the warehouse.
         events = list(invocation.stream())
         keep_parse(invocation)
+        sweep_build_folders()
         with statement_context(dataset, variables.get("month", "all"), context.run.run_id):
             yield from with_row_counts(events, invocation.manifest, warehouse)
         failure = None if invocation.is_successful() else dbt_failure(invocation)

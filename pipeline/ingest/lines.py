@@ -83,13 +83,17 @@ def iter_blocks(
 
     carry = b""
     while chunk := handle.read(block_bytes):
-        data = carry + chunk if carry else chunk
-        cut = data.rfind(b"\n") + 1
+        cut = chunk.rfind(b"\n") + 1
         if cut == 0:
-            carry = data
+            carry += chunk
             continue
-        carry = data[cut:]
-        yield numbered(data[:cut])
+        # One copy of the block at most (none when the chunk ends on a line end and nothing is
+        # carried): this runs on the reading thread, ahead of every worker.
+        data = (
+            chunk if cut == len(chunk) and not carry else b"".join((carry, memoryview(chunk)[:cut]))
+        )
+        carry = chunk[cut:]
+        yield numbered(data)
     if carry:
         yield numbered(carry + b"\n")
 

@@ -1,7 +1,9 @@
 {#
   The comment on every statement dbt runs (query-comment in dbt_project.yml): the dataset, month
   and Dagster run it serves, as the loader's own statements say them. Read from the environment
-  the pipeline sets (see run_var), so the values never enter dbt's parse.
+  the pipeline sets, so the values never enter dbt's parse. Not through run_var: dbt renders the
+  query comment in its QueryHeaderContext, which has no `execute` (only a node's context does),
+  so run_var would never look at the environment here.
 #}
 {% macro run_comment(node) -%}
   {%- set run = fromjson(env_var('PIPELINE_DBT_VARS', '{}')) -%}

@@ -32,7 +32,9 @@ from pipeline.warehouse.duckdb import DuckDBWarehouse
 def build_warehouse(settings: Settings) -> Warehouse:
     """The warehouse PIPELINE_WAREHOUSE names; the only place that asks which one it is."""
     if settings.snowflake is None:
-        return DuckDBWarehouse(path=str(settings.duckdb_path))
+        return DuckDBWarehouse(
+            path=str(settings.duckdb_path), memory_limit=settings.duckdb_memory_limit
+        )
     # Imported only when configured: Snowflake's connector and dagster-snowflake take 3.5 s to
     # import, a third of the start of every command and run on DuckDB.
     from pipeline.warehouse.snowflake import snowflake_warehouse

@@ -100,6 +100,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     metrics_dir: Path | None = None  # where `<dataset>.prom` textfiles go (metrics.py)
     ingest_workers: int | None = None  # blocks validated at once; None: the cores available
+    duckdb_memory_limit: str = "512MB"  # DuckDB's buffers while it inserts and checks a month
     pushgateway_url: str | None = None
 
     @classmethod
@@ -128,6 +129,7 @@ class Settings:
             metrics_dir=path("PIPELINE_METRICS_DIR", "") if metrics_dir else None,
             pushgateway_url=os.environ.get("PIPELINE_PUSHGATEWAY_URL") or None,
             ingest_workers=_positive_env("PIPELINE_INGEST_WORKERS"),
+            duckdb_memory_limit=os.environ.get("PIPELINE_DUCKDB_MEMORY_LIMIT") or "512MB",
         )
 
     def export_for_subprocesses(self) -> None:

@@ -117,6 +117,19 @@ def test_ingest_workers_come_from_the_environment_and_default_to_the_cores(
         Settings.from_env()
 
 
+def test_duckdbs_memory_limit_comes_from_the_environment(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def limit() -> str:
+        warehouse = build_resources(Settings.from_env())["warehouse"]
+        return warehouse.query("SELECT current_setting('memory_limit') AS limit")[0]["limit"]
+
+    monkeypatch.setenv("PIPELINE_DUCKDB_PATH", str(settings.duckdb_path))
+    assert limit() == "488.2 MiB"  # 512MB, as DuckDB prints it
+    monkeypatch.setenv("PIPELINE_DUCKDB_MEMORY_LIMIT", "300MB")
+    assert limit() == "286.1 MiB"
+
+
 @pytest.mark.parametrize("warehouse", ["duckdb", "snowflake"])
 def test_every_step_of_a_load_is_in_the_pool_of_its_warehouse(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, warehouse: str

@@ -58,8 +58,10 @@ class DuckDBWarehouse(Warehouse):
     """
 
     path: str
-    # Caps DuckDB's buffers while it inserts a month: measured, 512MB keeps a 5 GB month's load
-    # under 1 GB peak RSS for the whole process, where DuckDB's default (80% of RAM) does not.
+    # Caps DuckDB's buffers while it inserts a month (PIPELINE_DUCKDB_MEMORY_LIMIT): measured,
+    # 512MB keeps a 5 GB month's load under 1 GB peak RSS for the whole process, where DuckDB's
+    # default (80% of RAM) does not. DuckDB goes about 0.1 GiB over it inserting a 20 GB month;
+    # 320MB took 0.18 GiB less there and a sixth longer (README, Benchmark).
     memory_limit: str = "512MB"
 
     @property

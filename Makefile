@@ -57,8 +57,10 @@ system-packages:
 		$(SUDO) apt-get update && \
 		$(SUDO) apt-get install -y --no-install-recommends chromium tmux poppler-utils postgresql; }
 
+# The suite on every core, then the few tests that need dbt's target folder to themselves.
 test: lint system-packages
 	$(BIN)/pytest
+	$(BIN)/pytest -m alone -n 0
 
 # raw/flights in the Dagster UI, through headless Chromium (about a minute; CI runs it after the
 # tests). UI_CHECK_ARGS="--screenshot docs/ui-raw-flights.png" refreshes the README's picture.

@@ -8,6 +8,7 @@ import os
 import time
 
 import dagster as dg
+import pytest
 from dagster_dbt import DbtCliResource
 
 from pipeline.definitions import build_definitions, open_warehouse
@@ -152,6 +153,7 @@ def test_rerunning_a_month_gives_no_duplicates_and_dbt_tests_pass(
     assert (result["status"], result["failures"]) == ("fail", 1)  # failed, not errored
 
 
+@pytest.mark.alone
 def test_a_months_dbt_build_reuses_the_last_parse_and_says_its_month_in_every_statement(
     settings: Settings, instance: dg.DagsterInstance, flights: DatasetSpec
 ) -> None:

@@ -32,8 +32,9 @@ from pipeline.warehouse.duckdb import DuckDBWarehouse
 def build_warehouse(settings: Settings) -> Warehouse:
     """The warehouse PIPELINE_WAREHOUSE names; the only place that asks which one it is."""
     if settings.snowflake is None:
+        limit = settings.duckdb_memory_limit
         return DuckDBWarehouse(
-            path=str(settings.duckdb_path), memory_limit=settings.duckdb_memory_limit
+            path=str(settings.duckdb_path), **({"memory_limit": limit} if limit else {})
         )
     # Imported only when configured: Snowflake's connector and dagster-snowflake take 3.5 s to
     # import, a third of the start of every command and run on DuckDB.

@@ -100,7 +100,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     metrics_dir: Path | None = None  # where `<dataset>.prom` textfiles go (metrics.py)
     ingest_workers: int | None = None  # blocks validated at once; None: the cores available
-    duckdb_memory_limit: str = "512MB"  # DuckDB's buffers while it inserts and checks a month
+    duckdb_memory_limit: str | None = None  # DuckDB's buffers; None: DuckDBWarehouse's default
     pushgateway_url: str | None = None
 
     @classmethod
@@ -129,7 +129,7 @@ class Settings:
             metrics_dir=path("PIPELINE_METRICS_DIR", "") if metrics_dir else None,
             pushgateway_url=os.environ.get("PIPELINE_PUSHGATEWAY_URL") or None,
             ingest_workers=_positive_env("PIPELINE_INGEST_WORKERS"),
-            duckdb_memory_limit=os.environ.get("PIPELINE_DUCKDB_MEMORY_LIMIT") or "512MB",
+            duckdb_memory_limit=os.environ.get("PIPELINE_DUCKDB_MEMORY_LIMIT") or None,
         )
 
     def export_for_subprocesses(self) -> None:

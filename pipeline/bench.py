@@ -7,7 +7,7 @@ accounting of that process and its children (`wait4`), and the disk the staged p
 
     python -m pipeline.bench --sizes 1GB,5GB --defects 0,0.001
     python -m pipeline.bench --sizes 100GB --compress zst --shapes real --defects 0.001 \
-        --variants cli,duckdb
+        --variants cli --staging /mnt/scratch
 """
 
 from __future__ import annotations
@@ -251,14 +251,21 @@ def _real_shaped_frame(seed: int, defects: float, rows: int) -> pl.DataFrame:
     return _plant_defects(frame, MONTH, rng, defects)
 
 
-def measure(variant: str, month_file: MonthFile, workdir: Path) -> Measurement:
+def measure(
+    variant: str, month_file: MonthFile, workdir: Path, staging: Path | None = None
+) -> Measurement:
     """Run one variant in a child process; its wall time, peak resident memory (its own and its
-    children's: dbt under `pipeline load`) and the disk its staged parts took."""
+    children's: dbt under `pipeline load`) and the disk its staged parts took.
+
+    `staging`: where the `cli` variant stages its parts (see `_run_cli`), if not under `workdir`.
+    """
     run_dir = workdir / f"run_{variant}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     report = run_dir / "staged.json"
     command = [sys.executable, "-m", "pipeline.bench", "--run", variant, month_file.shape]
+    if staging is not None:
+        command[3:3] = ["--staging", str(staging)]
     pin: Callable[[], None] | None = None
     if variant == "pipeline-1core":
         first = min(os.sched_getaffinity(0))
@@ -285,14 +292,18 @@ def measure(variant: str, month_file: MonthFile, workdir: Path) -> Measurement:
 
 
 def fastest(
-    variants: list[str], month_file: MonthFile, workdir: Path, repeat: int
+    variants: list[str],
+    month_file: MonthFile,
+    workdir: Path,
+    repeat: int,
+    staging: Path | None = None,
 ) -> dict[str, Measurement]:
     """Each variant's fastest of `repeat` runs, the variants taking turns: on a shared machine
     a neighbour's burst then slows one round of every variant, not every run of one."""
     best: dict[str, Measurement] = {}
     for _ in range(repeat):
         for variant in variants:
-            result = measure(variant, month_file, workdir)
+            result = measure(variant, month_file, workdir, staging)
             # Each run as it ends: a long run that a later variant's failure stops is not lost.
             print(measured(month_file, result), file=sys.stderr, flush=True)
             if variant not in best or result.seconds < best[variant].seconds:
@@ -300,14 +311,16 @@ def fastest(
     return best
 
 
-def run_variant(variant: str, shape: str, path: Path, run_dir: Path) -> None:
+def run_variant(
+    variant: str, shape: str, path: Path, run_dir: Path, staging: Path | None = None
+) -> None:
     """The body of one measured process."""
     spec = bench_spec(shape, path)
     database = run_dir / "bench.duckdb"
     if variant in ("pipeline", "pipeline-1core"):
         _run_pipeline(spec, path, run_dir, database)
     elif variant == "cli":
-        _run_cli(spec, path, run_dir)
+        _run_cli(spec, path, run_dir, staging)
     elif variant == "naive":
         _run_naive(spec, path, database)
     elif variant == "snowflake-staging":
@@ -342,16 +355,19 @@ def _run_snowflake_staging(spec: DatasetSpec, path: Path, run_dir: Path) -> None
     shutil.rmtree(staged.staging_dir)
 
 
-def _run_cli(spec: DatasetSpec, path: Path, run_dir: Path) -> None:
+def _run_cli(spec: DatasetSpec, path: Path, run_dir: Path, staging: Path | None = None) -> None:
     """`pipeline load` in a deployment of its own: the spec, the file (linked) and an instance.
 
-    The staged parts are measured as they grow, by a thread watching the staging folder."""
+    The staged parts are measured as they grow, by a thread watching the staging folder, and so
+    is the disk of `run_dir` (the database, its temporary files and the instance). The parts are
+    part of that unless `staging` puts them elsewhere: another volume, as a deployment may, when
+    one disk cannot hold the month's file, its parts and its database at once."""
     import threading
 
     deployment = {
         "PIPELINE_DATASETS_DIR": run_dir / "datasets",
         "PIPELINE_LANDING_DIR": run_dir / "landing",
-        "PIPELINE_STAGING_DIR": run_dir / "staging",
+        "PIPELINE_STAGING_DIR": (staging or run_dir) / "staging",
         "PIPELINE_DUCKDB_PATH": run_dir / "bench.duckdb",
         "DAGSTER_HOME": run_dir / "dagster_home",
     }
@@ -379,6 +395,8 @@ def _run_cli(spec: DatasetSpec, path: Path, run_dir: Path) -> None:
     finished = subprocess.run(command, env=env, check=False)
     done.set()
     watcher.join()
+    if staging is not None:
+        shutil.rmtree(deployment["PIPELINE_STAGING_DIR"], ignore_errors=True)
     (run_dir / "staged.json").write_text(json.dumps({"bytes": largest, "disk": disk}))
     if finished.returncode != 0:
         raise SystemExit(f"pipeline load exited with {finished.returncode}")
@@ -532,6 +550,11 @@ def main() -> None:
     )
     parser.add_argument("--dir", default="data/bench", help="where files and databases go")
     parser.add_argument(
+        "--staging",
+        type=Path,
+        help="where `cli` stages its parts, if not under --dir (another disk; then not in 'disk')",
+    )
+    parser.add_argument(
         "--run", nargs=4, metavar=("VARIANT", "SHAPE", "FILE", "DIR"), help=argparse.SUPPRESS
     )
     parser.add_argument("--generate", nargs=5, help=argparse.SUPPRESS)
@@ -542,7 +565,7 @@ def main() -> None:
         return
     if args.run:
         variant, shape, path, run_dir = args.run
-        run_variant(variant, shape, Path(path), Path(run_dir))
+        run_variant(variant, shape, Path(path), Path(run_dir), args.staging)
         return
     workdir = Path(args.dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -558,7 +581,7 @@ def main() -> None:
                     for v in args.variants.split(",")
                     if v != "naive" or size <= parse_size(args.naive_max)
                 ]
-                results = fastest(variants, month_file, workdir, args.repeat)
+                results = fastest(variants, month_file, workdir, args.repeat, args.staging)
                 lines = report(month_file, defects, results)
                 print("\n".join(lines), flush=True)
                 output.extend(lines)

@@ -213,7 +213,7 @@ def load(
             display.line(f"{result.month:<8} {status:<13} {figures}  {_checks(result.checks)}")
             for line in result.errors + result.notes:
                 display.line(f"{'':<8} {line}")
-            display.month_done(result.success, result.rows)
+            display.month_done(result.month, result.success, result.rows)
 
         for month, reason in plan.skipped.items():
             display.line(f"{month:<8} {'skipped':<13} {reason}")

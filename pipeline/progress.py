@@ -3,8 +3,9 @@
 The load step reports here; whoever watches decides how it is shown. The run's log always gets a
 line per phase and per tenth of the file (the Dagster UI shows them). `pipeline load` runs its
 months in its own process (`execute_in_process`), so it also installs a watcher for the duration
-of its runs (`watched_by`) and draws a progress bar from the same events. With no watcher (a run
-launched from the UI or a sensor) only the log lines are written. Nothing here knows how a bar
+of its runs (`watched_by`) and draws a progress bar from the same events; months it runs at once
+in worker processes send theirs back through a queue (`Relay`, `deliver`). With no watcher (a
+run launched from the UI or a sensor) only the log lines are written. Nothing here knows how a bar
 looks.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from queue import Empty
 from typing import Protocol
 
 READ = "read and validate"
@@ -68,11 +70,51 @@ def clock_time(seconds: float) -> str:
 
 
 class Watcher(Protocol):
-    """Whoever shows a load's progress: told each phase, and each step of the read."""
+    """Whoever shows a load's progress: told each phase, and each step of the read, of the month
+    being run in this process, or of `month` when its run is in another."""
 
-    def phase(self, phase: str) -> None: ...
+    def phase(self, phase: str, month: str | None = None) -> None: ...
 
-    def reading(self, reading: Reading) -> None: ...
+    def reading(self, reading: Reading, month: str | None = None) -> None: ...
+
+
+class EventQueue(Protocol):
+    """The part of a queue (multiprocessing's, or a manager's proxy of one) that relaying uses."""
+
+    def put(self, item: object) -> None: ...
+
+    def get_nowait(self) -> object: ...
+
+
+@dataclass(frozen=True)
+class Relay:
+    """The watcher of a month run in a worker process: its events go to `queue`, named by
+    `month`, for the process that started the run to `deliver` to its own watcher."""
+
+    queue: EventQueue
+    month: str
+
+    def phase(self, phase: str, month: str | None = None) -> None:
+        self.queue.put((month or self.month, phase))
+
+    def reading(self, reading: Reading, month: str | None = None) -> None:
+        self.queue.put((month or self.month, reading))
+
+
+def deliver(queue: EventQueue) -> None:
+    """Hand the events `Relay`s have sent so far to this process's watcher (none: dropped)."""
+    watcher = _WATCHER.get()
+    while True:
+        try:
+            month, event = queue.get_nowait()  # type: ignore[misc]
+        except Empty:
+            return
+        if watcher is None:
+            continue
+        if isinstance(event, Reading):
+            watcher.reading(event, month)
+        else:
+            watcher.phase(event, month)
 
 
 _WATCHER: ContextVar[Watcher | None] = ContextVar("pipeline_progress_watcher", default=None)

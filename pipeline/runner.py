@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from pipeline.assets.loads import raw_asset_key
 from pipeline.audit import anchor, anchors_file
 from pipeline.jobs import load_job_name
 from pipeline.orphans import process_tags
+from pipeline.progress import EventQueue, Relay, deliver, watched_by
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import Warehouse, now
 from pipeline.warehouse.ledger import LedgerEntry
@@ -38,6 +39,7 @@ CHECK_WORDS = {
 FAILED_ERROR = "FAILED (ERROR)"  # the verdict that makes a month unusable (see verdict_word)
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
 RECORDS_PAGE = 1000  # event log records asked for at a time
+RELAY_SECONDS = 0.2  # how often months run in worker processes have their progress shown
 
 
 @dataclass(frozen=True)
@@ -91,24 +93,37 @@ def _load_in_parallel(
     run_config: dict | None,
 ) -> list[MonthResult]:
     # Spawned, not forked: the parent holds threads (gRPC, rich's display) a fork would copy
-    # mid-operation. Each worker imports the code location once and runs months in turn.
+    # mid-operation. Each worker imports the code location once and runs months in turn, and
+    # sends its months' progress here, to this process's watcher.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(parallel, len(months)), mp_context=context) as pool:
-        pending = {pool.submit(_run_month_in_worker, spec, month, run_config) for month in months}
+    with (
+        context.Manager() as manager,
+        ProcessPoolExecutor(max_workers=min(parallel, len(months)), mp_context=context) as pool,
+    ):
+        events = manager.Queue()
+        pending = {
+            pool.submit(_run_month_in_worker, spec, month, run_config, events) for month in months
+        }
         results = {}
-        for finished in as_completed(pending):
-            result = finished.result()
-            results[result.month] = result
-            if on_month is not None:
-                on_month(result)
+        while pending:
+            finished, pending = wait(pending, timeout=RELAY_SECONDS, return_when=FIRST_COMPLETED)
+            deliver(events)
+            for future in finished:
+                result = future.result()
+                results[result.month] = result
+                if on_month is not None:
+                    on_month(result)
     return [results[month] for month in months]
 
 
-def _run_month_in_worker(spec: DatasetSpec, month: str, run_config: dict | None) -> MonthResult:
-    """A month's run in a worker process, against the instance at DAGSTER_HOME."""
+def _run_month_in_worker(
+    spec: DatasetSpec, month: str, run_config: dict | None, events: EventQueue
+) -> MonthResult:
+    """A month's run in a worker process, against the instance at DAGSTER_HOME; its progress
+    goes to `events`."""
     from pipeline.definitions import defs
 
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, watched_by(Relay(events, month)):
         return _run_month(defs, spec, month, instance, run_config)
 
 

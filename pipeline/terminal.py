@@ -1,10 +1,12 @@
 """How `pipeline load` shows its months as they load.
 
-On a terminal: two live bars drawn by rich, the month being loaded (its phase; while the file is
-read, bytes done of its size, rows/s, rejects so far and the time left) and the range (months
-done, rows read and rejected so far); the summary table prints above them, and the bars go when
-the last month is done. Anywhere else (CI, cron, a pipe): plain lines, one per phase and per tenth
-of the file, with no control characters. Both are `progress.Watcher`s fed by the load step.
+On a terminal: live bars drawn by rich, the range (months done, rows read and rejected so far)
+and under it each month being loaded (its phase; while the file is read, bytes done of its size,
+rows/s, rejects so far and the time left); the summary table prints above them, and the bars go
+when the last month is done. Anywhere else (CI, cron, a pipe): plain lines, one per phase and per
+tenth of the file, with no control characters. Both are `progress.Watcher`s fed by the load step,
+and by the months that run at once in other processes (`progress.deliver`), which name their
+month.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from pipeline.progress import LOG_STEPS, READ, Reading, clock_time
 
 
 class LoadDisplay(ABC):
-    """What every display keeps: which month of the range is running, and the totals so far."""
+    """What every display keeps: the running months' phases, and the totals so far."""
 
     def __init__(self, dataset: str, months: Sequence[str]):
         self.dataset = dataset
@@ -31,16 +33,18 @@ class LoadDisplay(ABC):
         self.rows_read = 0
         self.rejected = 0
         self.failed = 0
-        self._phase: str | None = None
+        self._phases: dict[str, str] = {}  # the running months'
+        self._finished: set[str] = set()
 
     @property
-    def month(self) -> str:
-        """The month being run: the first one not yet done."""
-        return self.months[min(self.done, len(self.months) - 1)] if self.months else ""
+    def month(self) -> str | None:
+        """The month an event without one is about: months run one at a time, so the first one
+        not yet done (None once all are)."""
+        return next((month for month in self.months if month not in self._finished), None)
 
-    @property
-    def position(self) -> str:
-        return f"{min(self.done + 1, len(self.months))}/{len(self.months)}"
+    def position(self, month: str) -> str:
+        """`3/12`: where `month` is in the range."""
+        return f"{self.months.index(month) + 1}/{len(self.months)}"
 
     def totals(self) -> str:
         return (
@@ -48,31 +52,40 @@ class LoadDisplay(ABC):
             f"{self.rejected:,} rejected, {self.failed} failed"
         )
 
-    def month_done(self, success: bool, rows: Mapping[str, int]) -> None:
-        """Count a finished month into the totals."""
+    def month_done(self, month: str, success: bool, rows: Mapping[str, int]) -> None:
+        """Count a finished month into the totals; its events from now on are late, and dropped."""
         self.done += 1
         self.rows_read += rows.get("rows_read", 0)
         self.rejected += rows.get("rows_rejected", 0)
         self.failed += not success
-        self._phase = None
+        self._finished.add(month)
+        self._phases.pop(month, None)
 
     @abstractmethod
     def line(self, text: str) -> None:
         """A line of the summary table."""
 
-    def phase(self, phase: str) -> None:
-        """The running month has reached `phase` (progress.PHASES); said once per month."""
-        if phase != self._phase:
-            self._phase = phase
-            self.show_phase(phase)
+    def phase(self, phase: str, month: str | None = None) -> None:
+        """`month` (default: the one running) has reached `phase` (progress.PHASES); said once
+        per phase."""
+        month = month or self.month
+        if month is not None and month not in self._finished and self._phases.get(month) != phase:
+            self._phases[month] = phase
+            self.show_phase(month, phase)
+
+    def reading(self, reading: Reading, month: str | None = None) -> None:
+        """`month`'s file (default: the running month's) is read this far."""
+        month = month or self.month
+        if month is not None and month not in self._finished:
+            self.show_reading(month, reading)
 
     @abstractmethod
-    def show_phase(self, phase: str) -> None:
-        """Show that the running month has entered `phase`."""
+    def show_phase(self, month: str, phase: str) -> None:
+        """Show that `month` has entered `phase`."""
 
     @abstractmethod
-    def reading(self, reading: Reading) -> None:
-        """The running month's file is read this far."""
+    def show_reading(self, month: str, reading: Reading) -> None:
+        """Show how far `month`'s file is read."""
 
 
 class PlainDisplay(LoadDisplay):
@@ -81,31 +94,31 @@ class PlainDisplay(LoadDisplay):
     def __init__(self, out: TextIO, dataset: str, months: Sequence[str]):
         super().__init__(dataset, months)
         self.out = out
-        self._steps = 0
+        self._steps: dict[str, int] = {}  # tenths of each month's file said so far
 
     def line(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
 
-    def show_phase(self, phase: str) -> None:
+    def show_phase(self, month: str, phase: str) -> None:
         if phase == READ:
-            self._steps = 0
-        self.line(f"[{self.position}] {self.month} {phase}")
+            self._steps[month] = 0
+        self.line(f"[{self.position(month)}] {month} {phase}")
 
-    def reading(self, reading: Reading) -> None:
+    def show_reading(self, month: str, reading: Reading) -> None:
         steps = int(reading.fraction * LOG_STEPS)
-        if steps > self._steps:
-            self._steps = steps
-            self.line(f"[{self.position}] {self.month} {READ}: {reading.describe()}")
+        if steps > self._steps.get(month, 0):
+            self._steps[month] = steps
+            self.line(f"[{self.position(month)}] {month} {READ}: {reading.describe()}")
 
-    def month_done(self, success: bool, rows: Mapping[str, int]) -> None:
-        super().month_done(success, rows)
+    def month_done(self, month: str, success: bool, rows: Mapping[str, int]) -> None:
+        super().month_done(month, success, rows)
         self.line(f"[{self.totals()} so far]")
 
 
 class LiveDisplay(LoadDisplay):
-    """rich's progress bars on a terminal, for a range of one month or more; the summary table
-    prints above them."""
+    """rich's progress bars on a terminal, for a range of one month or more: the range's, then a
+    bar per running month from its first event to its end. The summary table prints above them."""
 
     def __init__(self, console: Console, dataset: str, months: Sequence[str]):
         super().__init__(dataset, months)
@@ -121,45 +134,52 @@ class LiveDisplay(LoadDisplay):
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self._month = self.bars.add_task(self._label("waiting"), total=None, detail="")
         self._range = self.bars.add_task(
             f"{dataset} {months[0]}..{months[-1]}", total=len(self.months), detail=self.totals()
         )
-        self._read = ""
+        self._bars: dict[str, TaskID] = {}  # the running months'
+        self._read: dict[str, str] = {}  # what each running month's read came to
 
-    def _label(self, phase: str) -> str:
-        return f"{self.month} ({self.position}) {phase:<17}"
+    def _label(self, month: str, phase: str) -> str:
+        return f"{month} ({self.position(month)}) {phase:<17}"
+
+    def _bar(self, month: str) -> TaskID:
+        if month not in self._bars:
+            self._bars[month] = self.bars.add_task(self._label(month, ""), total=None, detail="")
+        return self._bars[month]
 
     def line(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
-    def show_phase(self, phase: str) -> None:
+    def show_phase(self, month: str, phase: str) -> None:
+        bar, label = self._bar(month), self._label(month, phase)
         if phase == READ:
-            self._read = ""
-            self.bars.reset(self._month, total=None, description=self._label(phase), detail="")
+            self._read[month] = ""
+            self.bars.reset(bar, total=None, description=label, detail="")
         else:  # no measure of how far these phases are: the bar pulses
-            self.bars.update(
-                self._month, total=None, description=self._label(phase), detail=self._read
-            )
+            detail = self._read.get(month, "")
+            self.bars.update(bar, total=None, description=label, detail=detail)
         self.bars.refresh()
 
-    def reading(self, reading: Reading) -> None:
-        self._read = (
+    def show_reading(self, month: str, reading: Reading) -> None:
+        self._read[month] = (
             f"read {reading.bytes_done / 1e6:,.1f} MB, {reading.rows:,} rows, "
             f"{reading.rejects:,} rejects in {clock_time(reading.seconds)}"
         )
         self.bars.update(
-            self._month,
+            self._bar(month),
             total=reading.bytes_total,
             completed=reading.bytes_done,
             detail=reading.describe(),
         )
         self.bars.refresh()
 
-    def month_done(self, success: bool, rows: Mapping[str, int]) -> None:
-        super().month_done(success, rows)
+    def month_done(self, month: str, success: bool, rows: Mapping[str, int]) -> None:
+        super().month_done(month, success, rows)
         self.bars.update(self._range, completed=self.done, detail=self.totals())
-        self.bars.reset(self._month, total=None, description=self._label("waiting"), detail="")
+        if month in self._bars:
+            self.bars.remove_task(self._bars.pop(month))
+        self._read.pop(month, None)
         self.bars.refresh()
 
 

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from pipeline.progress import PUBLISH, REPORTS
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline_tests.support import run, scalar
@@ -47,6 +48,10 @@ def test_three_months_at_once_on_snowflake_are_each_exact(
 
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
     assert "Months: 4 loaded, 0 skipped, 0 failed" in loaded.stdout
+    for position, month in enumerate(MONTHS, start=1):
+        # Each month is shown as it goes, the three at once too, under its own name.
+        for phase in (PUBLISH, REPORTS):
+            assert f"[{position}/4] {month} {phase}\n" in loaded.stdout, loaded.stdout
     runs = sorted(instance.get_run_records(), key=lambda r: r.dagster_run.tags["dagster/partition"])
     assert [record.dagster_run.tags["dagster/partition"] for record in runs] == list(MONTHS)
     together = runs[1:]

@@ -19,11 +19,14 @@ from pipeline.cli import HEADER
 from pipeline.progress import (
     CHECKS,
     PHASES,
+    PUBLISH,
     READ,
     REPORTS,
     STAGE,
     MonthProgress,
     Reading,
+    Relay,
+    deliver,
     watched_by,
 )
 from pipeline.sample_data import month_frame, write_tsv
@@ -47,11 +50,11 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[object] = []
 
-    def phase(self, phase: str) -> None:
-        self.events.append(phase)
+    def phase(self, phase: str, month: str | None = None) -> None:
+        self.events.append(phase if month is None else (month, phase))
 
-    def reading(self, reading: Reading) -> None:
-        self.events.append(reading)
+    def reading(self, reading: Reading, month: str | None = None) -> None:
+        self.events.append(reading if month is None else (month, reading))
 
 
 def test_a_month_logs_each_phase_and_each_tenth_with_rate_and_eta() -> None:
@@ -93,7 +96,7 @@ def feed(display: PlainDisplay | LiveDisplay) -> None:
         for phase in (STAGE, CHECKS, REPORTS, REPORTS):  # two dbt steps: said once
             display.phase(phase)
         display.line(f"{month}  ok  {rows:,}")
-        display.month_done(True, {"rows_read": rows, "rows_rejected": rejects})
+        display.month_done(month, True, {"rows_read": rows, "rows_rejected": rejects})
 
 
 def test_plain_lines_for_a_pipe_say_each_phase_and_tenth_without_control_characters() -> None:
@@ -118,6 +121,78 @@ def test_plain_lines_for_a_pipe_say_each_phase_and_tenth_without_control_charact
         "[1/2 months, 800,000 rows read, 4 rejected, 0 failed so far]",
     ]
     assert lines[-1] == "[2/2 months, 1,700,000 rows read, 4 rejected, 0 failed so far]"
+
+
+def test_months_run_at_once_are_each_shown_under_their_own_name() -> None:
+    out = io.StringIO()
+    display = PlainDisplay(out, "flights", ["2024-01", "2024-02", "2024-03"])
+    display.phase(PUBLISH)  # the first month runs alone, in this process
+    display.line("2024-01  ok")
+    display.month_done("2024-01", True, {"rows_read": 10})
+
+    # The other two in worker processes: their events arrive interleaved, each naming its month.
+    display.phase(READ, "2024-03")
+    display.phase(READ, "2024-02")
+    display.reading(Reading(60 * MB, 120 * MB, 500, 1, 1), "2024-03")
+    display.phase(STAGE, "2024-02")
+    display.month_done("2024-02", True, {"rows_read": 20})
+    display.phase(REPORTS, "2024-02")  # late: relayed after its month was done
+    display.reading(Reading(120 * MB, 120 * MB, 1000, 2, 2), "2024-03")
+
+    assert out.getvalue().splitlines() == [
+        "[1/3] 2024-01 publish",
+        "2024-01  ok",
+        "[1/3 months, 10 rows read, 0 rejected, 0 failed so far]",
+        "[3/3] 2024-03 read and validate",
+        "[2/3] 2024-02 read and validate",
+        "[3/3] 2024-03 read and validate: 60.0 of 120.0 MB (50%), 500 rows/s, 1 rejects, "
+        "ETA 0:00:01",
+        "[2/3] 2024-02 stage",
+        "[2/3 months, 30 rows read, 0 rejected, 0 failed so far]",
+        "[3/3] 2024-03 read and validate: 120.0 of 120.0 MB (100%), 500 rows/s, 2 rejects, "
+        "ETA 0:00:00",
+    ]
+
+
+def test_live_bars_show_a_bar_for_each_month_running_at_once() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=150, color_system=None)
+    display = LiveDisplay(console, "flights", ["2024-01", "2024-02", "2024-03"])
+
+    with display.bars:
+        display.phase(READ, "2024-02")
+        display.reading(Reading(30 * MB, 120 * MB, 500, 0, 1), "2024-02")
+        display.phase(STAGE, "2024-03")
+        running = [task.description.rstrip() for task in display.bars.tasks]
+        display.month_done("2024-02", True, {"rows_read": 500})
+        left = [task.description.rstrip() for task in display.bars.tasks]
+
+    assert running == [
+        "flights 2024-01..2024-03",
+        "2024-02 (2/3) read and validate",
+        "2024-03 (3/3) stage",
+    ]
+    assert left == ["flights 2024-01..2024-03", "2024-03 (3/3) stage"]
+    assert "2024-02 (2/3) read and validate" in out.getvalue() and "(25%)" in out.getvalue()
+
+
+def test_a_worker_process_relays_its_months_progress_to_the_loaders_watcher() -> None:
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        events, watcher = manager.Queue(), Recorder()
+        relay = Relay(events, "2024-02")
+        with watched_by(relay):  # as in the worker: the load step's progress goes to the queue
+            MonthProgress("flights 2024-02", lambda line: None).read(1, 2, 3, 0)
+        relay.phase(STAGE)
+
+        with watched_by(watcher):
+            deliver(events)
+
+    (month, reading), stage = watcher.events  # type: ignore[misc]
+    assert month == "2024-02" and isinstance(reading, Reading)
+    assert (reading.bytes_done, reading.bytes_total, reading.rows) == (1, 2, 3)
+    assert stage == ("2024-02", STAGE)
 
 
 def test_live_bars_redraw_as_the_read_advances_and_leave_the_summary_lines() -> None:

@@ -263,9 +263,9 @@ def measure(
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     report = run_dir / "staged.json"
-    command = [sys.executable, "-m", "pipeline.bench", "--run", variant, month_file.shape]
-    if staging is not None:
-        command[3:3] = ["--staging", str(staging)]
+    elsewhere = ["--staging", str(staging)] if staging is not None else []
+    command = [sys.executable, "-m", "pipeline.bench", *elsewhere]
+    command += ["--run", variant, month_file.shape]
     pin: Callable[[], None] | None = None
     if variant == "pipeline-1core":
         first = min(os.sched_getaffinity(0))

@@ -125,7 +125,7 @@ def test_duckdbs_memory_limit_comes_from_the_environment(
         return warehouse.query("SELECT current_setting('memory_limit') AS limit")[0]["limit"]
 
     monkeypatch.setenv("PIPELINE_DUCKDB_PATH", str(settings.duckdb_path))
-    assert limit() == "488.2 MiB"  # 512MB, as DuckDB prints it
+    assert limit() == "244.1 MiB"  # 256MB, as DuckDB prints it
     monkeypatch.setenv("PIPELINE_DUCKDB_MEMORY_LIMIT", "300MB")
     assert limit() == "286.1 MiB"
 

@@ -58,11 +58,11 @@ class DuckDBWarehouse(Warehouse):
     """
 
     path: str
-    # Caps DuckDB's buffers while it inserts a month (PIPELINE_DUCKDB_MEMORY_LIMIT): measured,
-    # 512MB keeps a 5 GB month's load under 1 GB peak RSS for the whole process, where DuckDB's
-    # default (80% of RAM) does not. DuckDB goes about 0.1 GiB over it inserting a 20 GB month;
-    # 320MB took 0.18 GiB less there and a sixth longer (README, Benchmark).
-    memory_limit: str = "512MB"
+    # Caps DuckDB's buffers while it checks and inserts a month (PIPELINE_DUCKDB_MEMORY_LIMIT),
+    # where DuckDB's default (80% of RAM) would take gigabytes. Measured on a 20 GB month through
+    # `pipeline load`: 256MB keeps the insert's phase at 0.72-0.81 GiB for the whole process and
+    # was no slower than 512MB, which reached 1.02 GiB (README, Benchmark).
+    memory_limit: str = "256MB"
 
     @property
     def parallel_months(self) -> bool:

@@ -209,6 +209,34 @@ def test_non_finite_floats_load_only_where_the_spec_allows_them(tmp_path: Path) 
     assert rejects["_reason"].to_list() == ["ratio: is too large for a float (value '1e400')"]
 
 
+def test_a_broken_rule_shows_the_value_as_written(tmp_path: Path) -> None:
+    """pandera reports a failing value converted back from its type: `-1e3` read as
+    `-1000.0`, `-.5` as `-0.50`, `No` as `false`, `01/02/2013` as `2013-02-01`."""
+    columns = dict(SPEC["columns"]) | {
+        "units": {"type": "int", "min": 0},
+        "ratio": {"type": "float", "min": 0},
+        "paid": {"type": "bool", "allowed": [True]},
+    }
+    ruled = DatasetSpec.model_validate(SPEC | {"columns": columns, "date_column": "booked"})
+    cases = [
+        ("units", "-5", "must be >= 0"),
+        ("units", "-05", "must be >= 0"),
+        ("amount", "-0.50", "must be >= 0"),
+        ("amount", "-.5", "must be >= 0"),
+        ("ratio", "-0.50", "must be >= 0"),
+        ("ratio", "-1e3", "must be >= 0"),
+        ("paid", "No", "must be one of True"),
+        ("booked", "01/02/2013", "must fall inside 2013-01"),
+        ("day", "", "is required but empty"),  # no value: none is shown
+    ]
+    rejects = read_parts(stage(tmp_path, ruled, case_lines(cases)).reject_parts)
+
+    assert rejects["_value"].to_list() == [text or None for _, text, _ in cases]
+    assert rejects["_reason"].to_list() == [
+        f"{column}: {rule} (value '{text}')" for column, text, rule in cases
+    ]
+
+
 def test_accepted_values_reach_the_warehouse_exactly(
     settings: Settings, warehouse: Warehouse, spec: DatasetSpec
 ) -> None:

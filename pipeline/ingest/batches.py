@@ -46,7 +46,7 @@ def validate_block(
     # one row at a time, without copying the block's columns once per stage (`make bench`).
     control_failures = control_character_failures(lines, spec)
     failed_values = _besides(value_failures(text, typed, spec), control_failures)
-    broken_rules = _besides(schema_failures(schema, typed), control_failures, failed_values)
+    broken_rules = _besides(schema_failures(schema, typed, text), control_failures, failed_values)
     failures = pl.concat([lines.failures, control_failures, failed_values, broken_rules])
     rejected = failures["_line_number"].unique().sort()
     raw_lines = protection.raw_lines(lines.raw_lines(rejected), header, spec)

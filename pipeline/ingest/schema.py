@@ -51,8 +51,15 @@ def _checks(name: str, column: ColumnSpec, spec: DatasetSpec, month: str) -> lis
     return checks
 
 
-def schema_failures(schema: pa.DataFrameSchema, typed: pl.DataFrame) -> pl.DataFrame:
-    """Validate `typed` (which carries `_line_number`) and return its failures by line."""
+def schema_failures(
+    schema: pa.DataFrameSchema, typed: pl.DataFrame, text: pl.DataFrame
+) -> pl.DataFrame:
+    """Validate `typed` and return its failures by line, each value as written in `text`.
+
+    `typed` and `text` are the same lines, parsed and as text, each with `_line_number`. pandera
+    reports a failing value converted back from its type (`-1e3` as `-1000.0`, `01/02/2013` as
+    `2013-02-01`), which is not what the file says.
+    """
     try:
         schema.validate(typed, lazy=True)
     except SchemaErrors as errors:
@@ -67,10 +74,20 @@ def schema_failures(schema: pa.DataFrameSchema, typed: pl.DataFrame) -> pl.DataF
             .then(pl.lit(MISSING_RULE))
             .otherwise(pl.col("check"))
         )
-        return cases.select(
-            pl.Series("_line_number", lines),
-            pl.col("column"),
-            rule.alias("rule"),
-            pl.col("failure_case").alias("value"),
-        ).cast(FAILURE_SCHEMA)
+        failures = cases.select(pl.Series("_line_number", lines), "column", rule.alias("rule"))
+        return _with_written_values(failures, text).cast(FAILURE_SCHEMA)
     return pl.DataFrame(schema=FAILURE_SCHEMA)
+
+
+def _with_written_values(failures: pl.DataFrame, text: pl.DataFrame) -> pl.DataFrame:
+    """`failures` with each failing field's text from `text` as `value` (a null field stays null).
+
+    Only the failing lines of the failing columns are gathered and unpivoted: failures are few,
+    a block's lines many.
+    """
+    written = (
+        text.select("_line_number", *failures["column"].unique().to_list())
+        .filter(pl.col("_line_number").is_in(failures["_line_number"].implode()))
+        .unpivot(index="_line_number", variable_name="column", value_name="value")
+    )
+    return failures.join(written, on=["_line_number", "column"], how="left", maintain_order="left")

@@ -140,7 +140,12 @@ def main() -> None:
 @main.command()
 @click.argument("dataset")
 @click.option("--from", "first", metavar="YYYY-MM", help="First month (default: the spec's first).")
-@click.option("--to", "last", metavar="YYYY-MM", help="Last month (default: last complete month).")
+@click.option(
+    "--to",
+    "last",
+    metavar="YYYY-MM",
+    help="Last month (default: the latest that has landed, else the last complete one).",
+)
 @click.option("--force", is_flag=True, help="Reload months already loaded from the same file.")
 @click.option(
     "--retry-failed", is_flag=True, help="Run only months whose last run or check failed."
@@ -180,7 +185,7 @@ def load(
     from pipeline.terminal import load_display
 
     spec = _spec(specs, dataset)
-    months = _months(spec, first, last)
+    months = _months(spec, first, last or _last_landed_month(spec, first))
     instance = _instance()
     settings = Settings.from_env()
     files = {month: settings.landing_dir / spec.file_name(month) for month in months}
@@ -234,19 +239,32 @@ def load(
 
 
 def _summarise(dataset: str, results: Sequence, skipped: dict[str, str]) -> None:
+    """Counts, and where the rejects are: a refused month's never reached raw."""
+    from pipeline.reports.advice import reload_command
+
     failed = [result for result in results if not result.success]
     read = sum(result.rows.get("rows_read", 0) for result in results)
-    rejected = sum(result.rows.get("rows_rejected", 0) for result in results)
+
+    def rejected(published: bool) -> int:
+        return sum(r.rows.get("rows_rejected", 0) for r in results if r.published == published)
+
+    held = rejected(published=False)
+    elsewhere = f", {held:,} more in the refused months' candidates (`pipeline status`)"
     click.echo(
         f"\nMonths: {len(results) - len(failed)} loaded, {len(skipped)} skipped, "
-        f"{len(failed)} failed; {read:,} rows read, {rejected:,} rejected "
-        f"(quarantined in raw.{dataset}_rejects)."
+        f"{len(failed)} failed; {read:,} rows read, {rejected(published=True):,} rejected "
+        f"(quarantined in raw.{dataset}_rejects){elsewhere if held else ''}."
     )
     for result in failed:
         reason = result.errors[0] if result.errors else "see the run in the Dagster UI"
         click.echo(f"  {result.month} failed: {reason}")
-    if failed:
-        click.echo("Fix the data or the spec, then `pipeline load ... --retry-failed`.")
+    if len(failed) == 1:
+        click.echo(f"Fix the data or the spec, then `{reload_command(dataset, failed[0].month)}`.")
+    elif failed:
+        months = f"--from {min(r.month for r in failed)} --to {max(r.month for r in failed)}"
+        click.echo(
+            f"Fix the data or the spec, then `pipeline load {dataset} {months} --retry-failed`."
+        )
 
 
 @main.command()
@@ -274,7 +292,7 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     with open_warehouse(Settings.from_env()) as warehouse:
         deleted = purge_month(defs, spec, month, _instance(), warehouse)
     for table, count in deleted.items():
-        click.echo(f"{table}: {count:,} rows deleted")
+        click.echo(f"{table}: {count:,} row{'' if count == 1 else 's'} deleted")
     click.echo(
         f"{dataset} {month} purged; recorded in pipeline.load_ledger and pipeline.audit_log."
     )
@@ -283,7 +301,9 @@ def purge(dataset: str, month: str, yes: bool) -> None:
 @main.command()
 @click.argument("dataset")
 @click.option("--from", "first", metavar="YYYY-MM", help="First month (default: the spec's first).")
-@click.option("--to", "last", metavar="YYYY-MM", help="Last month (default: last complete month).")
+@click.option(
+    "--to", "last", metavar="YYYY-MM", help="Last month (default: the latest landed or loaded)."
+)
 def status(dataset: str, first: str | None, last: str | None) -> None:
     """One line per month of DATASET: materialized / check failed / failed / missing, rows, checks.
 
@@ -313,14 +333,30 @@ def status(dataset: str, first: str | None, last: str | None) -> None:
 def _last_known_month(spec, instance) -> str | None:
     """The latest month that has landed or been loaded, so `status` does not list empty years."""
     from pipeline.assets.loads import raw_asset_key
-    from pipeline.partitions import dataset_partitions
+
+    loaded = set(instance.get_materialized_partitions(raw_asset_key(spec)))
+    return max(_landed_months(spec) | _complete(spec, loaded), default=None)
+
+
+def _last_landed_month(spec, first: str | None) -> str | None:
+    """The latest month from `first` on whose file is in the landing folder: where a load without
+    --to stops, so the months not delivered yet are not each a failed run."""
+    return max((m for m in _landed_months(spec) if first is None or m >= first), default=None)
+
+
+def _landed_months(spec) -> set[str]:
     from pipeline.settings import Settings
 
     landing = Settings.from_env().landing_dir
     landed = {spec.month_of(path.name) for path in landing.iterdir()} if landing.is_dir() else set()
-    loaded = set(instance.get_materialized_partitions(raw_asset_key(spec)))
-    known = (landed | loaded) & set(dataset_partitions(spec).get_partition_keys())
-    return max(known) if known else None
+    return _complete(spec, landed)
+
+
+def _complete(spec, months: set[str | None]) -> set[str]:
+    """Those of `months` that are the dataset's partitions (complete months since its start)."""
+    from pipeline.partitions import dataset_partitions
+
+    return months & set(dataset_partitions(spec).get_partition_keys())
 
 
 @main.group()

@@ -52,6 +52,7 @@ class MonthResult:
     checks: dict[str, str] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # INFO verdicts: passed without judging, and why
+    published: bool = False  # its rows and rejects reached raw (a refused month's did not)
 
 
 def load_months(
@@ -148,11 +149,12 @@ def _run_month(
 def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetKey) -> MonthResult:
     rows: dict[str, int] = {}
     # A published month's figures are on its materialization, a refused one's on its failure.
-    metadata_sets = [
+    materialized = [
         event.step_materialization_data.materialization.metadata
         for event in run.get_asset_materialization_events()
         if event.step_materialization_data.materialization.asset_key == raw_key
-    ] + [
+    ]
+    metadata_sets = materialized + [
         event.step_failure_data.user_failure_data.metadata
         for event in run.get_step_failure_events()
         if event.step_failure_data.user_failure_data is not None
@@ -186,6 +188,7 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         checks=checks,
         errors=tuple(errors),
         notes=tuple(notes),
+        published=bool(materialized),
     )
 
 
@@ -296,11 +299,13 @@ def month_statuses(
         attempt = warehouse.latest_attempt(spec.name, month) if warehouse else None
         failed_load = attempt is not None and attempt["status"] == "failed"
         refused = failed_load and attempt["candidate"]
+        # A refused load materialized nothing: its figures are the ledger's, with its candidate.
+        figures = attempt if refused else metadata
         statuses.append(
             MonthStatus(
                 month=month,
                 status=word,
-                rows={name: metadata[name] for name in ROW_FIGURES if name in metadata},
+                rows={name: figures[name] for name in ROW_FIGURES if figures.get(name) is not None},
                 checks=_latest_checks(instance, check_keys, month),
                 fingerprint=metadata.get("fingerprint"),
                 detail=_served(warehouse, spec, month, attempt) if failed_load else "",

@@ -37,13 +37,22 @@ def test_load_then_status_round_trip(
     assert "check volume (INFO): not enough history to judge volume: 0 earlier" in loaded.stdout
     assert "2024-02 failed: check schema: " in loaded.stdout
     assert "lines rejected" in loaded.stdout and "not published" in loaded.stdout
+    # The refused month's rejects are in its candidate, not in raw, and the advice reloads it.
+    refused = lines["2024-02"].split()[2:5]  # read, loaded, rejected
+    assert (
+        "0 rejected (quarantined in raw.flights_rejects), "
+        f"{refused[2]} more in the refused months' candidates"
+    ) in loaded.stdout
+    assert "then `pipeline load flights --from 2024-02 --to 2024-02 --force`" in loaded.stdout
     # Not a terminal: progress as plain lines, a line per phase, nothing drawn in place.
     assert "[1/2] 2024-01 read and validate: " in loaded.stdout
     assert "[2/2] 2024-02 checks" in loaded.stdout
     assert "\r" not in loaded.stdout + loaded.stderr
     assert "\x1b" not in loaded.stdout + loaded.stderr
 
-    again = run("load", "flights", "--from", "2024-01", "--to", "2024-02")
+    # Without a range: up to the latest month that has landed, not a failed run per month since.
+    again = run("load", "flights")
+    assert "Loading flights: 2024-01..2024-02 (2 months)" in again.stdout
     assert again.returncode == 1  # nothing re-ran, but 2024-02 is still not usable
     assert "Still failing from an earlier load: 2024-02" in again.stdout
     assert "Running with dbt" not in loaded.stdout  # dbt's log stays out of the summary
@@ -57,11 +66,19 @@ def test_load_then_status_round_trip(
     assert status.returncode == 0, status.stderr
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
     assert rows["2024-01"][1] == "materialized" and rows["2024-01"][-2:] == ["8", "passed"]
-    assert rows["2024-02"][1] == "failed"
+    assert rows["2024-02"][1] == "failed" and rows["2024-02"][2:5] == refused
     assert "failed (never published; the refused rows are in candidates." in status.stdout
     assert "schema FAILED (ERROR); 7 passed" in status.stdout
     assert "2024-03" in rows and "2024-04" not in rows
     assert rows["2024-03"][1] == "missing"
+
+    purged = run("purge", "flights", "--month", "2024-02", "--yes")
+    assert purged.returncode == 0, purged.stderr
+    dropped = sorted(line.lower() for line in purged.stdout.splitlines() if "candidates." in line)
+    assert [line.split(": ")[1] for line in dropped] == [
+        f"{refused[1]} rows deleted",
+        f"{refused[2]} rows deleted",
+    ]
 
     if settings.warehouse == "snowflake":
         # The password logged in the loader and dbt, and is in no output, log, run config, event

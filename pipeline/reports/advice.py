@@ -39,7 +39,10 @@ class Finding:
 
 
 def reload_command(dataset: str, month: str) -> str:
-    return f"pipeline load {dataset} --from {month} --to {month}"
+    """The command that loads one month again, whatever is wrong with it: with `--force`, since
+    a month already loaded or refused from the same file is otherwise skipped (a spec fixed, a
+    model fixed); a corrected or late file loads either way."""
+    return f"pipeline load {dataset} --from {month} --to {month} --force"
 
 
 def findings(spec: DatasetSpec, view: MonthView) -> list[Finding]:

@@ -339,24 +339,50 @@ class Warehouse(dg.ConfigurableResource):
 
     def drop_candidates(self, dataset: str, month: str, keep: Candidate | None = None) -> list[str]:
         """Drop the dataset month's candidate tables (all but `keep`'s); returns their names."""
-        prefix = self.dialect.name(candidate_prefix(dataset, month))
         kept = {self.dialect.name(table) for table in keep.tables.values()} if keep else set()
 
         def drop(run: Run) -> list[str]:
             found = {
-                row["table_name"]: "VIEW" if row["table_type"] == "VIEW" else "TABLE"
-                for row in run(
-                    "SELECT table_name, table_type FROM information_schema.tables "
-                    "WHERE table_schema = ?",
-                    [self.dialect.name(CANDIDATE_SCHEMA)],
-                )
-                if row["table_name"].startswith(prefix) and row["table_name"] not in kept
+                name: kind
+                for name, kind in self._candidates(run, dataset, month).items()
+                if name not in kept
             }
             for name, kind in found.items():
                 run(f"DROP {kind} IF EXISTS {self.dialect.table(CANDIDATE_SCHEMA, name)}", [])
             return list(found)
 
         return self.attempt(f"drop candidates of {dataset} {month}", drop)
+
+    def candidate_rows(self, dataset: str, month: str) -> dict[str, int]:
+        """The rows each of the month's kept (refused) candidate tables holds. A candidate view
+        left by a killed load is not counted: its rows are staged parts, not in the database."""
+
+        def count(run: Run) -> dict[str, int]:
+            return {
+                name: int(
+                    run(
+                        f"SELECT count(*) AS n FROM {self.dialect.table(CANDIDATE_SCHEMA, name)}",
+                        [],
+                    )[0]["n"]
+                )
+                for name, kind in self._candidates(run, dataset, month).items()
+                if kind == "TABLE"
+            }
+
+        return self.attempt(f"count the candidates of {dataset} {month}", count)
+
+    def _candidates(self, run: Run, dataset: str, month: str) -> dict[str, str]:
+        """The month's candidates, each `TABLE` or `VIEW`."""
+        prefix = self.dialect.name(candidate_prefix(dataset, month))
+        return {
+            row["table_name"]: "VIEW" if row["table_type"] == "VIEW" else "TABLE"
+            for row in run(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_schema = ?",
+                [self.dialect.name(CANDIDATE_SCHEMA)],
+            )
+            if row["table_name"].startswith(prefix)
+        }
 
     def _insert_candidate(
         self, run: Run, staged: StagedLoad, table: str, target: str, entry: LedgerEntry
@@ -395,9 +421,10 @@ class Warehouse(dg.ConfigurableResource):
         self, spec: DatasetSpec, month: str, report_tables: Sequence[str], entry: LedgerEntry
     ) -> dict[str, int]:
         """In one transaction: delete the month from the dataset's raw and rejects tables and from
-        those `report_tables` (in REPORT_SCHEMA) that have a `month` column; append `entry`.
+        those `report_tables` (in REPORT_SCHEMA) that have a `month` column; append `entry`. Then
+        drop the month's candidates.
 
-        Returns the rows deleted per table.
+        Returns the rows deleted per table, each dropped candidate's included.
         """
 
         def purge(run: Run) -> dict[str, int]:
@@ -423,8 +450,9 @@ class Warehouse(dg.ConfigurableResource):
 
         with statement_context(spec.name, month, entry.run_id):
             deleted = self.attempt(f"purge {spec.name} {month}", purge)
+            held = self.candidate_rows(spec.name, month)
             for table in self.drop_candidates(spec.name, month):
-                deleted[f"{CANDIDATE_SCHEMA}.{table}"] = 0
+                deleted[f"{CANDIDATE_SCHEMA}.{table}"] = held.get(table, 0)
             return deleted
 
     def record_check(self, record: CheckRecord) -> None:

@@ -178,3 +178,13 @@ def test_missing_days_are_named_with_their_fiscal_period(
         {"date": "2024-01-17", "weekday": "Wed", "fiscal_period": "FY2024 P07"}
     ]
     assert outcome.facts["fiscal_periods_with_missing_days"] == "FY2024 P07"
+
+
+def test_a_summary_names_ten_missing_days_and_counts_the_rest(flights: DatasetSpec) -> None:
+    observed = {dt.date(2024, 1, 1): 5}  # a test file with one day: 30 of January's are missing
+    outcome = check_completeness(flights, "2024-01", observed)
+    assert outcome.summary.startswith(
+        "30 of 31 expected days (every_day) have no rows: 2024-01-02 (Tue), 2024-01-03 (Wed), "
+    )
+    assert outcome.summary.endswith(", 2024-01-11 (Thu) and 20 more")
+    assert len(outcome.samples["missing"]) == 30

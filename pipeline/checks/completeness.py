@@ -76,7 +76,7 @@ def check_completeness(spec: DatasetSpec, month: str, observed: dict[dt.date, in
             f"all {len(expected)} expected days ({calendar.calendar}) have rows"
             if not missing
             else f"{len(missing)} of {len(expected)} expected days ({calendar.calendar}) "
-            f"have no rows: {', '.join(label(day) for day in missing[:10])}"
+            f"have no rows: {_listed(missing)}"
         ),
         observed=len(missing),
         threshold=0,
@@ -84,6 +84,13 @@ def check_completeness(spec: DatasetSpec, month: str, observed: dict[dt.date, in
         | _fiscal_periods(spec, missing),
         samples={"missing": [_missing_row(spec, day) for day in missing]},
     )
+
+
+def _listed(days: list[dt.date], shown: int = 10) -> str:
+    """The first `shown` days by date and weekday, and how many more there are: a summary is one
+    line; the check's metadata lists them all."""
+    more = f" and {len(days) - shown} more" if len(days) > shown else ""
+    return ", ".join(label(day) for day in days[:shown]) + more
 
 
 def _missing_row(spec: DatasetSpec, day: dt.date) -> dict[str, str]:
@@ -114,7 +121,7 @@ def check_closed_days(spec: DatasetSpec, month: str, observed: dict[dt.date, int
             "no rows on closed days"
             if not extra
             else f"{sum(observed[d] for d in extra)} rows on {len(extra)} closed day(s): "
-            f"{', '.join(label(day) for day in extra[:10])}"
+            f"{_listed(extra)}"
         ),
         observed=len(extra),
         threshold=0,

@@ -530,6 +530,10 @@ def sample_data(landing_dir: Path) -> None:
     from pipeline.sample_data import planted_problems, write_demo_year, write_settlements_demo
 
     paths = write_demo_year(landing_dir) + write_settlements_demo(landing_dir)
-    click.echo(f"Wrote {len(paths)} files to {landing_dir}; planted on purpose:")
+    # write_sample leaves a file with the same bytes alone, so that loads skip it.
+    click.echo(
+        f"{len(paths)} sample files in {landing_dir} (those already there as generated are left "
+        "untouched); planted on purpose:"
+    )
     for problem in planted_problems():
         click.echo(f"  {problem}")

@@ -359,12 +359,7 @@ class Warehouse(dg.ConfigurableResource):
 
         def count(run: Run) -> dict[str, int]:
             return {
-                name: int(
-                    run(
-                        f"SELECT count(*) AS n FROM {self.dialect.table(CANDIDATE_SCHEMA, name)}",
-                        [],
-                    )[0]["n"]
-                )
+                name: count_rows(run, self.dialect.table(CANDIDATE_SCHEMA, name))
                 for name, kind in self._candidates(run, dataset, month).items()
                 if kind == "TABLE"
             }
@@ -399,22 +394,17 @@ class Warehouse(dg.ConfigurableResource):
 
     def _month_rows(self, run: Run, table: str, month: str) -> int:
         """The rows of a month in a raw table, as this session sees them."""
-        return int(
-            run(
-                f"SELECT count(*) AS n FROM {self.dialect.table(RAW_SCHEMA, table)} "
-                f"WHERE {self.dialect.quote('_month')} = ?",
-                [month],
-            )[0]["n"]
+        return count_rows(
+            run, self.dialect.table(RAW_SCHEMA, table), f"{self.dialect.quote('_month')} = ?", month
         )
 
     def _ledger_rows(self, run: Run, load_id: str) -> int:
         """How many times the ledger records `load_id` as published, as this session sees it."""
-        return int(
-            run(
-                f"SELECT count(*) AS n FROM {self.dialect.table(META_SCHEMA, LEDGER_TABLE)} "
-                "WHERE load_id = ? AND status = 'loaded'",
-                [load_id],
-            )[0]["n"]
+        return count_rows(
+            run,
+            self.dialect.table(META_SCHEMA, LEDGER_TABLE),
+            "load_id = ? AND status = 'loaded'",
+            load_id,
         )
 
     def purge_month(
@@ -599,6 +589,12 @@ def transaction(run: Run) -> Iterator[None]:
         run("ROLLBACK", [])
         raise
     run("COMMIT", [])
+
+
+def count_rows(run: Run, table: str, where: str = "", *parameters: object) -> int:
+    """`count(*)` of a (quoted) table, or of its rows matching `where` with its `parameters`."""
+    condition = f" WHERE {where}" if where else ""
+    return int(run(f"SELECT count(*) AS n FROM {table}{condition}", list(parameters))[0]["n"])
 
 
 def _counted(counts: dict[str, int]) -> str:

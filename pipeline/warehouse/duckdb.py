@@ -17,6 +17,7 @@ from pipeline.warehouse.base import (
     REPORT_SCHEMA,
     Candidate,
     Warehouse,
+    count_rows,
     staged_columns,
     staged_parts,
     transaction,
@@ -135,7 +136,7 @@ class DuckDBWarehouse(Warehouse):
         # A view's text cannot take parameters: the part paths are written as literals.
         files = ", ".join(_string(str(Path(part).resolve())) for part in parts)
         run(f"CREATE OR REPLACE VIEW {target} AS SELECT {columns} FROM read_parquet([{files}])", [])
-        return int(run(f"SELECT count(*) AS n FROM {target}", [])[0]["n"])
+        return count_rows(run, target)
 
     def keep_candidate(self, candidate: Candidate) -> None:
         """Copy each candidate view into a table of the same name, in one transaction."""

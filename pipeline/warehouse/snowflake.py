@@ -38,6 +38,7 @@ from pipeline.warehouse.base import (
     META_SCHEMA,
     RAW_SCHEMA,
     Warehouse,
+    count_rows,
     current_statement_context,
     staged_parts,
 )
@@ -230,7 +231,7 @@ class SnowflakeWarehouse(Warehouse):
             )
         finally:
             self._remove_stage_files(run, directory)
-        return int(run(f"SELECT count(*) AS n FROM {target}", [])[0]["n"])
+        return count_rows(run, target)
 
     def _upload(self, parts: Sequence[str], directory: str) -> None:
         """PUT the parts in parallel: `upload_threads` sessions, each putting its share in turn.

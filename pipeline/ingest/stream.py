@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from pipeline.ingest import staging
 from pipeline.ingest.batches import ValidatedBatch, validate_block
@@ -103,34 +103,25 @@ def new_load_id() -> str:
     return uuid.uuid4().hex
 
 
+class IngestOptions(TypedDict, total=False):
+    """`ingest_file`'s keyword arguments, which `stage_file` passes on."""
+
+    block_bytes: int
+    workers: int | None
+    part_bytes: int
+    progress: Progress | None
+    pii_key: str | None
+
+
 def stage_file(
-    spec: DatasetSpec,
-    path: Path,
-    month: str,
-    staging_dir: Path,
-    *,
-    block_bytes: int = DEFAULT_BLOCK_BYTES,
-    workers: int | None = None,
-    part_bytes: int = 0,
-    progress: Progress | None = None,
-    pii_key: str | None = None,
+    spec: DatasetSpec, path: Path, month: str, staging_dir: Path, **options: Unpack[IngestOptions]
 ) -> StagedLoad:
     """The month's staged parts in `staging_dir` (see `staging.staging_key`): reused when a
     complete staging is there already (a retried warehouse step), else ingested anew."""
     facts = staging.read_manifest(staging_dir)
     if facts is not None:
         return StagedLoad.from_facts(spec, facts)
-    return ingest_file(
-        spec,
-        path,
-        month,
-        staging_dir,
-        block_bytes=block_bytes,
-        workers=workers,
-        part_bytes=part_bytes,
-        progress=progress,
-        pii_key=pii_key,
-    )
+    return ingest_file(spec, path, month, staging_dir, **options)
 
 
 def ingest_file(

@@ -524,16 +524,27 @@ def doctor(fix: bool) -> None:
     default="data/landing",
     show_default=True,
 )
-def sample_data(landing_dir: Path) -> None:
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace sample files that were changed since they were written (kept by default).",
+)
+def sample_data(landing_dir: Path, overwrite: bool) -> None:
     """Write the bundled datasets' sample files, with planted defects, to the landing folder:
-    a year of `flights` and half a year of `settlements`."""
+    a year of `flights` and half a year of `settlements`. A file already there with the sample's
+    bytes is left untouched (so loads skip it), and one with other bytes is kept."""
     from pipeline.sample_data import planted_problems, write_demo_year, write_settlements_demo
 
-    paths = write_demo_year(landing_dir) + write_settlements_demo(landing_dir)
-    # write_sample leaves a file with the same bytes alone, so that loads skip it.
-    click.echo(
-        f"{len(paths)} sample files in {landing_dir} (those already there as generated are left "
-        "untouched); planted on purpose:"
+    files = write_demo_year(landing_dir, overwrite=overwrite) + write_settlements_demo(
+        landing_dir, overwrite=overwrite
     )
+    kept = [file.path.name for file in files if file.kept]
+    click.echo(f"{len(files) - len(kept)} sample files in {landing_dir}; planted on purpose:")
     for problem in planted_problems():
         click.echo(f"  {problem}")
+    if kept:
+        click.echo(
+            f"Left alone in {landing_dir}, as they differ from the sample (a corrected "
+            f"delivery?): {', '.join(kept)}. "
+            "`pipeline sample-data --overwrite` replaces them."
+        )

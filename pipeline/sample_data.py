@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import holidays
@@ -164,26 +165,37 @@ def write_tsv(frame: pl.DataFrame, path: Path, *, append: bool = False) -> None:
         frame.write_csv(handle, separator="\t", quote_style="never", include_header=not append)
 
 
-def write_sample(frame: pl.DataFrame, path: Path) -> None:
-    """Write a sample file unless the same bytes are already there.
+@dataclass(frozen=True)
+class SampleFile:
+    path: Path
+    kept: bool  # a different file was there and was left alone
+
+
+def write_sample(frame: pl.DataFrame, path: Path, overwrite: bool = False) -> SampleFile:
+    """Write a sample file where there is none; leave the file alone if it is there already.
 
     Rewriting an identical file would give it a new modification time, and with it a new
-    fingerprint: `make demo` run twice would reload every month instead of skipping them.
+    fingerprint: `make demo` run twice would reload every month instead of skipping them. A file
+    with other bytes is kept unless `overwrite`: it may be a corrected delivery a user put there.
     """
     buffer = io.BytesIO()
     frame.write_csv(buffer, separator="\t", quote_style="never")
     content = buffer.getvalue()
-    if path.is_file() and path.stat().st_size == len(content) and path.read_bytes() == content:
-        return
+    if path.is_file():
+        if path.stat().st_size == len(content) and path.read_bytes() == content:
+            return SampleFile(path, kept=False)
+        if not overwrite:
+            return SampleFile(path, kept=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
+    return SampleFile(path, kept=False)
 
 
 def write_demo_year(
-    landing_dir: Path, year: int = DEMO_YEAR, rows_per_day: int = 600
-) -> list[Path]:
+    landing_dir: Path, year: int = DEMO_YEAR, rows_per_day: int = 600, overwrite: bool = False
+) -> list[SampleFile]:
     """The example dataset's twelve monthly files for `year`, defects planted as documented."""
-    paths = []
+    files = []
     for index, month in enumerate(month_range(f"{year}-01", f"{year}-12")):
         frame = month_frame(
             month, rows_per_day, seed=index, defect_ratio=PLANTED_DEFECT_RATIOS.get(month, 0.0)
@@ -197,25 +209,23 @@ def write_demo_year(
                 .otherwise(pl.col("dep_delay"))
                 .alias("dep_delay")
             )
-        path = landing_dir / f"flights_{month}.tsv"
-        write_sample(frame, path)
-        paths.append(path)
-    return paths
+        files.append(write_sample(frame, landing_dir / f"flights_{month}.tsv", overwrite))
+    return files
 
 
-def write_settlements_demo(landing_dir: Path, batches_per_day: int = 150) -> list[Path]:
+def write_settlements_demo(
+    landing_dir: Path, batches_per_day: int = 150, overwrite: bool = False
+) -> list[SampleFile]:
     """The settlements example's monthly files, defects planted as documented."""
-    paths = []
+    files = []
     for index, month in enumerate(month_range(*SETTLEMENT_MONTHS)):
         factors = {day: 3.0 for day in PLANTED_SETTLEMENT_SPIKES.get(month, [])}
         factors |= {day: 1.0 for day in PLANTED_HOLIDAY_SETTLEMENTS.get(month, [])}
         frame = settlements_frame(month, batches_per_day, seed=100 + index, day_factors=factors)
         if month in PLANTED_EXTRA_COLUMNS:
             frame = frame.with_columns(pl.lit("online").alias(PLANTED_EXTRA_COLUMNS[month]))
-        path = landing_dir / f"settlements_{month}.tsv"
-        write_sample(frame, path)
-        paths.append(path)
-    return paths
+        files.append(write_sample(frame, landing_dir / f"settlements_{month}.tsv", overwrite))
+    return files
 
 
 def planted_problems() -> list[str]:

@@ -38,13 +38,21 @@ MONTHS = ("2024-01", "2024-02", "2024-03")
 REFUSED_MONTH = "2024-03"  # 5% bad lines: the schema check (ERROR) refuses it
 
 
-def load(settings: Settings, spec: DatasetSpec, months: tuple[str, ...] = MONTHS) -> None:
-    """Land and run each month through the load asset (write, audit, publish), as a run does."""
+def load(
+    settings: Settings,
+    spec: DatasetSpec,
+    months: tuple[str, ...] = MONTHS,
+    undelivered: tuple[str, ...] = (),
+) -> None:
+    """Land and run each month through the load asset (write, audit, publish), as a run does;
+    the `undelivered` months are run without a file."""
     with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME: where the audit anchors go
-        for month in months:
-            defects = 0.05 if month == REFUSED_MONTH else 0.0
-            frame = month_frame(month, rows_per_day=12, seed=int(month[-2:]), defect_ratio=defects)
-            write_tsv(frame, settings.landing_dir / spec.file_name(month))
+        for month in months + undelivered:
+            if month not in undelivered:
+                defects = 0.05 if month == REFUSED_MONTH else 0.0
+                seed = int(month[-2:])
+                frame = month_frame(month, rows_per_day=12, seed=seed, defect_ratio=defects)
+                write_tsv(frame, settings.landing_dir / spec.file_name(month))
             dg.materialize(
                 [build_load_asset(spec)],
                 partition_key=month,
@@ -74,7 +82,7 @@ class _Links(HTMLParser):
 def test_the_report_renders_offline_with_the_warehouse_numbers(
     deployment: Settings, flights: DatasetSpec, tmp_path: Path
 ) -> None:
-    load(deployment, flights)
+    load(deployment, flights, undelivered=("2024-04",))
     with open_warehouse(deployment) as warehouse:
         page = write_report(warehouse, [flights], tmp_path / "flights", anchors())
     html = page.read_text()
@@ -92,12 +100,12 @@ def test_the_report_renders_offline_with_the_warehouse_numbers(
     # The executive charts and the selected month's were drawn by plotly.js.
     assert dom.count('class="main-svg"') >= 2 * 4
     assert 'data-rendered="1"' in dom
-    # The refused month and its check are named, and the month opens on it.
+    # The refused month and its check are named.
     assert "not published: schema FAILED (ERROR)" in dom
     grid_row = re.search(r'<tr data-month="2024-03">\s*<th>2024-03</th>(.*?)</tr>', dom, re.S)
     assert grid_row and grid_row.group(1).count("cell-ERROR") == 1
     opening = r'<div class="month" data-dataset="flights" data-month="{}"[^>]*>'
-    assert shown_months(dom, opening) == [REFUSED_MONTH]
+    assert shown_months(dom, opening) == ["2024-04"]  # the latest month with a finding
     assert f"pipeline load flights --from {REFUSED_MONTH} --to {REFUSED_MONTH}" in dom
     # Numbers are the warehouse's: rows of a published month, rejects of the refused one.
     rows = scalar(deployment, "select count(*) from raw.flights where _month = '2024-01'")
@@ -108,6 +116,11 @@ def test_the_report_renders_offline_with_the_warehouse_numbers(
     )
     figures = re.search(r'<tr data-month="2024-01"><th>2024-01</th>(.*?)</tr>', dom, re.S)
     assert figures and f">{rows:,}<" in figures.group(1)
+    # A month whose run found no file has not arrived, however late the run was.
+    undelivered = re.search(r'<tr data-month="2024-04"><th>2024-04</th>(.*?)</tr>', dom, re.S)
+    assert undelivered
+    *_, arrived, late = re.findall(r"<td[^>]*>(.*?)</td>", undelivered.group(1))
+    assert arrived == "–" and float(late) > 0  # overdue since its due day, until now
     assert rejected and f"{rejected:,} of" in dom
     assert "Rejects by column and rule" in dom and "Audit trail" in dom
     # The tamper-evident log was verified for the report, and the report is an entry in it.

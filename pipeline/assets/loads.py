@@ -15,7 +15,7 @@ blocking checks stop downstream steps without failing the asset's partition or w
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +277,10 @@ class _Attempt:
                 str(self.path),
                 error,
             )
+            if self.path.is_file():  # refused before staging: it did arrive (the report asks)
+                entry = replace(
+                    entry, file_size=self.path.stat().st_size, fingerprint=fingerprint(self.path)
+                )
         else:
             entry = LedgerEntry.for_staged(
                 self.staged, self.load_id, self.run_id, "failed", error=error

@@ -118,11 +118,12 @@ class MonthView:
 
     @property
     def late_days(self) -> float | None:
-        """Days after the due day the month first arrived (negative: early); still missing and
-        overdue: days overdue until now."""
+        """Days after the due day the month first arrived (negative: early); not arrived yet
+        (missing, or its run found no file) and overdue: days overdue until now."""
         if self.due is None:
             return None
-        arrived = self.arrived or (dt.datetime.now(dt.UTC) if self.state == MISSING else None)
+        waiting = self.state in (MISSING, FAILED)
+        arrived = self.arrived or (dt.datetime.now(dt.UTC) if waiting else None)
         if arrived is None or (self.arrived is None and arrived < self.due):
             return None
         return round((arrived - self.due).total_seconds() / 86400, 1)
@@ -253,12 +254,14 @@ def _due(spec: DatasetSpec, month: str) -> dt.datetime | None:
 
 
 def _first_arrival(attempts: list[dict[str, Any]]) -> dt.datetime | None:
-    """When the month first reached the loader (the first attempt since its last purge)."""
+    """When the month's file first reached the loader: the first attempt since its last purge
+    that found a file (one that failed for want of it has no fingerprint)."""
     since = attempts
     for index, row in enumerate(attempts):
         if row["status"] == "purged":
             since = attempts[index + 1 :]
-    return _utc(since[0]["started_at"]) if since else None
+    delivered = [row for row in since if row["fingerprint"]]
+    return _utc(delivered[0]["started_at"]) if delivered else None
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

@@ -144,7 +144,8 @@ def main() -> None:
     "--to",
     "last",
     metavar="YYYY-MM",
-    help="Last month (default: the latest that has landed, else the last complete one).",
+    help="Last month (default: the latest that has landed, with --retry-failed also the latest "
+    "that failed; else the last complete one).",
 )
 @click.option("--force", is_flag=True, help="Reload months already loaded from the same file.")
 @click.option(
@@ -185,8 +186,13 @@ def load(
     from pipeline.terminal import load_display
 
     spec = _spec(specs, dataset)
-    months = _months(spec, first, last or _last_landed_month(spec, first))
     instance = _instance()
+    default_last = (
+        _last_known_month(spec, instance, first)
+        if retry_failed
+        else _last_landed_month(spec, first)
+    )
+    months = _months(spec, first, last or default_last)
     settings = Settings.from_env()
     files = {month: settings.landing_dir / spec.file_name(month) for month in months}
     with open_warehouse(settings) as warehouse:
@@ -231,15 +237,18 @@ def load(
             run_config=None if verbose else QUIET_RUN_CONFIG,
             parallel=parallel,
         )
-    _summarise(spec.name, results, plan.skipped)
+    _summarise(spec.name, results, plan.skipped, files)
     if plan.failing:
         click.echo(f"Still failing from an earlier load: {', '.join(plan.failing)}.")
     if plan.failing or not all(result.success for result in results):
         sys.exit(EXIT_DATA_PROBLEM)
 
 
-def _summarise(dataset: str, results: Sequence, skipped: dict[str, str]) -> None:
-    """Counts, and where the rejects are: a refused month's never reached raw."""
+def _summarise(
+    dataset: str, results: Sequence, skipped: dict[str, str], files: dict[str, Path]
+) -> None:
+    """Counts, where the rejects are (a refused month's never reached raw), and what to do about
+    each failed month: deliver its file if there is none, else correct the file or the spec."""
     from pipeline.reports.advice import reload_command
 
     failed = [result for result in results if not result.success]
@@ -258,13 +267,25 @@ def _summarise(dataset: str, results: Sequence, skipped: dict[str, str]) -> None
     for result in failed:
         reason = result.errors[0] if result.errors else "see the run in the Dagster UI"
         click.echo(f"  {result.month} failed: {reason}")
-    if len(failed) == 1:
-        click.echo(f"Fix the data or the spec, then `{reload_command(dataset, failed[0].month)}`.")
-    elif failed:
-        months = f"--from {min(r.month for r in failed)} --to {max(r.month for r in failed)}"
+    undelivered = sorted(r.month for r in failed if not files[r.month].is_file())
+    if undelivered:
+        names = ", ".join(files[month].name for month in undelivered)
         click.echo(
-            f"Fix the data or the spec, then `pipeline load {dataset} {months} --retry-failed`."
+            f"Deliver {names} to {files[undelivered[0]].parent}, then "
+            f"`pipeline load {dataset} {_range(undelivered)}`."
         )
+    refused = sorted(r.month for r in failed if r.month not in undelivered)
+    if refused:
+        again = (
+            reload_command(dataset, refused[0])
+            if len(refused) == 1
+            else f"pipeline load {dataset} {_range(refused)} --retry-failed"
+        )
+        click.echo(f"Correct the file (a new file is loaded as is) or the spec, then `{again}`.")
+
+
+def _range(months: Sequence[str]) -> str:
+    return f"--from {min(months)} --to {max(months)}"
 
 
 @main.command()
@@ -279,22 +300,33 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     """
     defs, specs = _code_location()
     from pipeline.definitions import open_warehouse
-    from pipeline.runner import purge_month
+    from pipeline.runner import month_runs, purge_month
     from pipeline.settings import Settings
 
     spec = _spec(specs, dataset)
     _months(spec, month, month)
+    instance = _instance()
+    settings = Settings.from_env()
+    # Not held open over the prompt: DuckDB lets one process at a time open its file.
+    with open_warehouse(settings) as warehouse:
+        attempt = warehouse.latest_attempt(spec.name, month)
+    if (attempt is None or attempt["status"] == "purged") and not month_runs(
+        defs, spec, month, instance
+    ):
+        click.echo(f"{dataset} {month} has nothing to purge: it was never loaded, or is purged.")
+        return
     if not yes and not click.confirm(
         f"Delete {dataset} {month} from raw, rejects and report tables?"
     ):
         click.echo("Nothing purged.")
         return
-    with open_warehouse(Settings.from_env()) as warehouse:
-        deleted = purge_month(defs, spec, month, _instance(), warehouse)
+    with open_warehouse(settings) as warehouse:
+        deleted = purge_month(defs, spec, month, instance, warehouse)
     for table, count in deleted.items():
         click.echo(f"{table}: {count:,} row{'' if count == 1 else 's'} deleted")
     click.echo(
-        f"{dataset} {month} purged; recorded in pipeline.load_ledger and pipeline.audit_log."
+        f"{dataset} {month} purged; recorded in pipeline.load_ledger and pipeline.audit_log. "
+        f"`pipeline load {dataset} --from {month} --to {month}` loads it again."
     )
 
 
@@ -302,12 +334,15 @@ def purge(dataset: str, month: str, yes: bool) -> None:
 @click.argument("dataset")
 @click.option("--from", "first", metavar="YYYY-MM", help="First month (default: the spec's first).")
 @click.option(
-    "--to", "last", metavar="YYYY-MM", help="Last month (default: the latest landed or loaded)."
+    "--to",
+    "last",
+    metavar="YYYY-MM",
+    help="Last month (default: the latest landed, loaded or failed).",
 )
 def status(dataset: str, first: str | None, last: str | None) -> None:
     """One line per month of DATASET: materialized / check failed / failed / missing, rows, checks.
 
-    Without --to, months up to the latest one that has landed or been loaded.
+    Without --to, months up to the latest one that has landed, been loaded or failed to load.
     """
     defs, specs = _code_location()
     from pipeline.definitions import open_warehouse
@@ -316,7 +351,7 @@ def status(dataset: str, first: str | None, last: str | None) -> None:
 
     spec = _spec(specs, dataset)
     instance = _instance()
-    months = _months(spec, first, last or _last_known_month(spec, instance))
+    months = _months(spec, first, last or _last_known_month(spec, instance, first))
     with open_warehouse(Settings.from_env()) as warehouse:
         statuses = month_statuses(defs, spec, instance, months, warehouse)
     click.echo(HEADER)
@@ -330,18 +365,29 @@ def status(dataset: str, first: str | None, last: str | None) -> None:
             click.echo(f"{'':<8} {line}")
 
 
-def _last_known_month(spec, instance) -> str | None:
-    """The latest month that has landed or been loaded, so `status` does not list empty years."""
+def _last_known_month(spec, instance, first: str | None) -> str | None:
+    """The latest month from `first` on that has landed, been loaded or failed to load: where
+    `status` and `load --retry-failed` stop by default, so neither lists empty years nor leaves
+    out a month whose run failed for want of a file."""
     from pipeline.assets.loads import raw_asset_key
+    from pipeline.partitions import dataset_partitions
 
-    loaded = set(instance.get_materialized_partitions(raw_asset_key(spec)))
-    return max(_landed_months(spec) | _complete(spec, loaded), default=None)
+    partitions = dataset_partitions(spec)
+    by_partition = instance.get_status_by_partition(
+        raw_asset_key(spec), partitions.get_partition_keys(), partitions
+    )
+    known = {month for month, status in (by_partition or {}).items() if status is not None}
+    return _latest(_landed_months(spec) | known, first)
 
 
 def _last_landed_month(spec, first: str | None) -> str | None:
     """The latest month from `first` on whose file is in the landing folder: where a load without
     --to stops, so the months not delivered yet are not each a failed run."""
-    return max((m for m in _landed_months(spec) if first is None or m >= first), default=None)
+    return _latest(_landed_months(spec), first)
+
+
+def _latest(months: set[str], first: str | None) -> str | None:
+    return max((month for month in months if first is None or month >= first), default=None)
 
 
 def _landed_months(spec) -> set[str]:

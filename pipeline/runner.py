@@ -317,17 +317,19 @@ def month_statuses(
 
 
 def _served(warehouse: Warehouse, spec: DatasetSpec, month: str, attempt: dict) -> str:
-    """`not published; serving the load of <date> from <file>` or `never published`, and where
-    the refused load's rows can be inspected."""
+    """`not published; serving the load of <date> from <file>: <its figures>` or `never
+    published`, and where the refused load's rows can be inspected (the status line's figures
+    are the refused load's)."""
     served = warehouse.latest_load(spec.name, month)
     text = (
         f"not published; serving the load of {served['finished_at']:%Y-%m-%d %H:%M} UTC from "
-        f"{Path(served['source_file']).name}"
+        f"{Path(served['source_file']).name}: {served['rows_loaded']:,} rows, "
+        f"{served['rows_rejected']:,} rejected"
         if served is not None
         else "never published"
     )
     if attempt.get("candidate"):
-        text += f"; the refused rows are in {attempt['candidate']}"
+        text += f"; the refused load's rows are in {attempt['candidate']}"
     return text
 
 
@@ -421,15 +423,15 @@ def plan_months(
         elif not force and not retry_failed and same_file == "refused":
             failing.append(status.month)
             skipped[status.month] = (
-                "an ERROR check refused this file in the last load: fix the file or the spec, "
-                "then --force"
+                "an ERROR check refused this file in the last load: a corrected file is loaded "
+                "as is; after correcting the spec, --force reloads this one"
             )
         elif not force and not retry_failed and same_file == "materialized":
             if status.failed:
                 failing.append(status.month)
                 skipped[status.month] = (
-                    "already loaded from this file, and its checks FAILED: fix the file or the "
-                    "spec, then --force"
+                    "already loaded from this file, and its checks FAILED: a corrected file is "
+                    "loaded as is; after correcting the spec, --force reloads this one"
                 )
             else:
                 skipped[status.month] = "already loaded from this file (--force reloads it)"

@@ -11,7 +11,7 @@ from pipeline.project import DBT_PROJECT_DIR
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
 from pipeline_tests.mailserver import Inbox
-from pipeline_tests.support import run
+from pipeline_tests.support import run, scalar
 
 
 def test_load_then_status_round_trip(
@@ -43,7 +43,10 @@ def test_load_then_status_round_trip(
         "0 rejected (quarantined in raw.flights_rejects), "
         f"{refused[2]} more in the refused months' candidates"
     ) in loaded.stdout
-    assert "then `pipeline load flights --from 2024-02 --to 2024-02 --force`" in loaded.stdout
+    assert (
+        "Correct the file (a new file is loaded as is) or the spec, then "
+        "`pipeline load flights --from 2024-02 --to 2024-02 --force`"
+    ) in loaded.stdout
     # Not a terminal: progress as plain lines, a line per phase, nothing drawn in place.
     assert "[1/2] 2024-01 read and validate: " in loaded.stdout
     assert "[2/2] 2024-02 checks" in loaded.stdout
@@ -55,6 +58,8 @@ def test_load_then_status_round_trip(
     assert "Loading flights: 2024-01..2024-02 (2 months)" in again.stdout
     assert again.returncode == 1  # nothing re-ran, but 2024-02 is still not usable
     assert "Still failing from an earlier load: 2024-02" in again.stdout
+    refusal = "an ERROR check refused this file in the last load: a corrected file is loaded"
+    assert f"2024-02  skipped       {refusal}" in again.stdout
     assert "Running with dbt" not in loaded.stdout  # dbt's log stays out of the summary
 
     status = run("status", "flights", "--to", "2024-03")
@@ -67,10 +72,21 @@ def test_load_then_status_round_trip(
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
     assert rows["2024-01"][1] == "materialized" and rows["2024-01"][-2:] == ["8", "passed"]
     assert rows["2024-02"][1] == "failed" and rows["2024-02"][2:5] == refused
-    assert "failed (never published; the refused rows are in candidates." in status.stdout
+    assert "failed (never published; the refused load's rows are in candidates." in status.stdout
     assert "schema FAILED (ERROR); 7 passed" in status.stdout
     assert "2024-03" in rows and "2024-04" not in rows
     assert rows["2024-03"][1] == "missing"
+
+    # A month without a file fails; the advice is to deliver it, and status keeps listing it.
+    undelivered = run("load", "flights", "--from", "2024-03", "--to", "2024-03")
+    assert undelivered.returncode == 1
+    assert (
+        f"Deliver flights_2024-03.tsv to {settings.landing_dir}, then "
+        "`pipeline load flights --from 2024-03 --to 2024-03`."
+    ) in undelivered.stdout
+    assert "Correct the file" not in undelivered.stdout
+    listed = run("status", "flights").stdout.splitlines()[1:]
+    assert [line.split()[:2] for line in listed if line[0] != " "][-1] == ["2024-03", "failed"]
 
     purged = run("purge", "flights", "--month", "2024-02", "--yes")
     assert purged.returncode == 0, purged.stderr
@@ -79,6 +95,14 @@ def test_load_then_status_round_trip(
         f"{refused[1]} rows deleted",
         f"{refused[2]} rows deleted",
     ]
+    # Purging it again, or a month never loaded, deletes and records nothing.
+    ledger = "select count(*) from pipeline.load_ledger"
+    records = scalar(settings, ledger)
+    for month in ("2024-02", "2024-04"):
+        nothing = run("purge", "flights", "--month", month, "--yes")
+        assert nothing.returncode == 0, nothing.stderr
+        assert f"flights {month} has nothing to purge" in nothing.stdout
+    assert scalar(settings, ledger) == records
 
     if settings.warehouse == "snowflake":
         # The password logged in the loader and dbt, and is in no output, log, run config, event

@@ -99,10 +99,13 @@ def test_a_bad_file_is_not_published_and_the_good_month_keeps_being_served(
     assert statuses["2024-01"].status == "failed"
     assert statuses["2024-01"].checks["schema"] == "FAILED (ERROR)"
     assert statuses["2024-01"].detail.startswith("not published; serving the load of ")
-    assert f"from {flights.file_name('2024-01')}; the refused rows are in " in (
+    serving = f"from {flights.file_name('2024-01')}: {good.rows['rows_loaded']:,} rows, 0 rejected"
+    assert serving in statuses["2024-01"].detail
+    assert statuses["2024-01"].rows == bad.rows  # the line's figures are the refused load's
+    assert "; the refused load's rows are in candidates.flights__202401__" in (
         statuses["2024-01"].detail
     )
-    assert statuses["2024-02"].detail.startswith("never published; the refused rows are in")
+    assert statuses["2024-02"].detail.startswith("never published; the refused load's rows are in")
     assert not never.success
     assert statuses["2024-03"].status == "missing"
 

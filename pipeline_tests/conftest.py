@@ -39,6 +39,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("PIPELINE_LANDING_DIR", str(tmp_path / "landing"))
     monkeypatch.setenv("PIPELINE_STAGING_DIR", str(tmp_path / "staging"))
     monkeypatch.setenv("PIPELINE_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("PIPELINE_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.delenv("PIPELINE_WAREHOUSE", raising=False)
     (tmp_path / "dagster_home").mkdir()

@@ -115,6 +115,7 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
     assert rows[1].startswith("finding,flights,2024-02,schema,ERROR")
     assert sum(row.startswith("rejected line,flights,2024-02") for row in rows) == 10
     assert "ask the sender to re-export column" in found["text/plain"][0].get_content()
+    assert "(nothing of 2024-02 is served)" in found["text/plain"][0].get_content()
     report = settings.reports_dir / "flights.html"
     assert f"{report.as_uri()}#flights=2024-02" in html and report.is_file()
     # The refused month's report was written by its load step, its own step being skipped.
@@ -135,7 +136,6 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
     assert webhook[-1]["resolved"] == ["schema"] and len(webhook) == 2
     run_month(settings, flights, "2024-02", instance, defects=None)
     assert len(inbox.messages) == 2  # resolved once
-
     sent = scalar(settings, "select count(*) from pipeline.alerts where status = 'sent'")
     assert sent == 4  # ERROR and RESOLVED, by email and by webhook
     audited = scalar(
@@ -143,6 +143,15 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
         "select count(*) from pipeline.audit_log where kind = 'alert_sent' and month = '2024-02'",
     )
     assert audited == sent  # each alert that got through is an entry of the audit log
+    # A bad redelivery of a published month: the mail says the good load is still served.
+    run_month(settings, flights, "2024-02", instance, defects=0.05)
+    served = scalar(
+        settings,
+        "select max(finished_at) from pipeline.load_ledger "
+        "where status = 'loaded' and month = '2024-02'",
+    )
+    text = parts(inbox.messages[-1])["text/plain"][0].get_content()
+    assert f"(the load of {served:%Y-%m-%d %H:%M} UTC is still served)" in text
     assert set(inbox.logins) == {"PLAIN"} or set(inbox.logins) == {"LOGIN"}
     # The password and the webhook token are in no output, instance file or alert record.
     output = capfd.readouterr()

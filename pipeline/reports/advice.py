@@ -144,6 +144,13 @@ def _advise_rejects(spec: DatasetSpec, view: MonthView, reload: str) -> str:
     return f"{view.month}: {found or 'lines were rejected'}; {ask}, then {reload}"
 
 
+def _still_served(view: MonthView) -> str:
+    """What readers of a month that was not published get: the load before, or nothing."""
+    if view.served is None:
+        return f" (nothing of {view.month} is served)"
+    return f" (the load of {view.served:%Y-%m-%d %H:%M} UTC is still served)"
+
+
 def verdict(spec: DatasetSpec, view: MonthView) -> str:
     """One line per month for the executive summary."""
     findings_ = findings(spec, view)
@@ -155,11 +162,11 @@ def verdict(spec: DatasetSpec, view: MonthView) -> str:
     if view.state == PURGED:
         return f"purged on {view.attempt['finished_at']:%Y-%m-%d}; not loaded since"
     if view.state == FAILED:
-        return f"not published: {findings_[0].summary}"
+        return f"not published: {findings_[0].summary}{_still_served(view)}"
     first = findings_[0] if findings_ else None
     if view.state == REFUSED:
         reason = f"{first.title} — {first.summary}" if first else view.error or "refused"
-        return f"not published: {reason}"
+        return f"not published: {reason}{_still_served(view)}"
     assert view.state == PUBLISHED
     rows = view.figure("rows_loaded") or 0
     if first is None:

@@ -99,6 +99,7 @@ class MonthView:
     attempt: dict[str, Any] | None  # the month's latest ledger row
     due: dt.datetime | None  # the freshness deadline, if the spec has one
     arrived: dt.datetime | None  # the first load attempt of the month
+    served: dt.datetime | None = None  # when the load still served (the latest published) ended
     checks: list[CheckView] = field(default_factory=list)
     reject_groups: list[RejectGroup] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -178,6 +179,7 @@ def read_dataset(warehouse: Warehouse, spec: DatasetSpec, months: Sequence[str])
             attempt=latest,
             due=_due(spec, month),
             arrived=_first_arrival(attempts[month]),
+            served=_last_published(attempts[month]),
         )
         if view.state in (PUBLISHED, REFUSED):
             view.checks = checks.get((month, latest["load_id"]), [])
@@ -262,6 +264,16 @@ def _first_arrival(attempts: list[dict[str, Any]]) -> dt.datetime | None:
             since = attempts[index + 1 :]
     delivered = [row for row in since if row["fingerprint"]]
     return _utc(delivered[0]["started_at"]) if delivered else None
+
+
+def _last_published(attempts: list[dict[str, Any]]) -> dt.datetime | None:
+    """When the load the month is served from ended: its latest publish since its last purge."""
+    for row in reversed(attempts):
+        if row["status"] == "purged":
+            return None
+        if row["status"] == "loaded":
+            return _utc(row["finished_at"])
+    return None
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

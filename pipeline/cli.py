@@ -117,12 +117,18 @@ def _figures(rows: dict[str, int]) -> str:
 
 
 def _checks(checks: dict[str, str]) -> str:
-    """Failures by name, passes by count: `schema FAILED (ERROR); 5 passed`."""
+    """Failures by name, passes and checks that did not run by count: `schema FAILED (ERROR);
+    5 passed`, `8 not run`."""
     if not checks:
         return "-"
-    failed = [f"{name.split(':')[-1]} {word}" for name, word in checks.items() if word != "passed"]
-    passed = len(checks) - len(failed)
-    return "; ".join([*failed, f"{passed} passed"] if passed else failed)
+    words = list(checks.values())
+    failed = [
+        f"{name.split(':')[-1]} {word}"
+        for name, word in checks.items()
+        if word not in ("passed", "not run")
+    ]
+    counted = [f"{words.count(word)} {word}" for word in ("passed", "not run") if word in words]
+    return "; ".join(failed + counted)
 
 
 HEADER = f"{'month':<8} {'status':<13} {'read':>10} {'loaded':>10} {'rejected':>9}  checks"

@@ -108,6 +108,7 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
     (image,) = found["image/png"]
     assert f'src="cid:{image["Content-ID"][1:-1]}"' in html
     assert image.get_content()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert image.get_content_disposition() == "inline"
     assert "pipeline load flights --from 2024-02 --to 2024-02" in html
     (attachment,) = found["text/csv"]
     rows = attachment.get_content().splitlines()

@@ -97,7 +97,12 @@ def email(alert: Alert, sender: str, recipients: Sequence[str]) -> EmailMessage:
     )
     message.add_alternative(html, subtype="html")
     message.get_payload()[1].add_related(
-        chart_png(alert.view), maintype="image", subtype="png", cid=chart_id, filename="chart.png"
+        chart_png(alert.view),
+        maintype="image",
+        subtype="png",
+        cid=chart_id,
+        filename="chart.png",
+        disposition="inline",  # shown in the HTML, not listed as an attachment
     )
     if alert.findings:
         message.add_attachment(

@@ -462,7 +462,7 @@ def audit_verify(from_seq: int, anchors_path: Path | None) -> None:
 
 
 AUDIT_HEADER = (
-    f"{'seq':>5}  {'recorded (UTC)':<19}  {'kind':<13} {'month':<8} {'actor':<16} "
+    f"{'seq':>5}  {'recorded (UTC)':<19}  {'kind':<14} {'month':<8} {'actor':<16} "
     f"{'read':>10} {'loaded':>10} {'rejected':>9}  run       detail"
 )
 
@@ -510,7 +510,7 @@ def _audit_line(row: dict) -> str:
     )
     recorded = row["recorded_at"].astimezone(dt.UTC)
     return (
-        f"{row['seq']:>5}  {recorded:%Y-%m-%d %H:%M:%S}  {row['kind']:<13} "
+        f"{row['seq']:>5}  {recorded:%Y-%m-%d %H:%M:%S}  {row['kind']:<14} "
         f"{row['month'] or '-':<8} {row['actor']:<16} {figures}  "
         f"{(row['run_id'] or '-')[:8]:<8}  {detail}"
     ).rstrip()

@@ -219,6 +219,10 @@ def _figure(figure: go.Figure) -> Any:
 
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
+    """LAYOUT with a title; an `xaxis` given adds to LAYOUT's (whose margin keeps the slanted
+    month labels whole) instead of replacing it."""
+    if "xaxis" in extra:
+        extra["xaxis"] = LAYOUT["xaxis"] | extra["xaxis"]
     return LAYOUT | {"title": {"text": title, "font": {"size": 14}}} | extra
 
 
@@ -268,7 +272,6 @@ def reject_rate_figure(view: DatasetView) -> go.Figure:
         layout=_layout(
             "Reject rate",
             yaxis={"tickformat": ".2%", "rangemode": "tozero"},
-            xaxis={"type": "category"},
         ),
     )
 

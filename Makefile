@@ -15,8 +15,7 @@ $(INSTALLED): pyproject.toml setup.cfg
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
-	@mkdir -p "$(DAGSTER_HOME)"
-	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp pipeline/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	@$(BIN)/python -m pipeline.instance
 
 # Exit code 1 from `pipeline load` means a month failed its checks: the demo plants such a month.
 demo: install

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import shutil
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -20,25 +19,17 @@ import click
 
 EXIT_DATA_PROBLEM = 1
 EXIT_USAGE = 2
-DEFAULT_DAGSTER_HOME = ".dagster_home"
 # The summary shows each failure's first line; the run's full log stays in the UI.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-INSTANCE_TEMPLATE = Path(__file__).with_name("dagster.yaml")
 
 
 def _instance():
     """The Dagster instance at DAGSTER_HOME (default `.dagster_home/`), created if absent, with
     the runs of `pipeline load` processes that died marked failed (see pipeline.orphans)."""
-    import dagster as dg
-
+    from pipeline.instance import prepare_instance
     from pipeline.orphans import fail_orphaned_runs
 
-    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copyfile(INSTANCE_TEMPLATE, home / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(home)
-    instance = dg.DagsterInstance.get()
+    instance = prepare_instance()
     fail_orphaned_runs(instance)
     return instance
 

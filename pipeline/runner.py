@@ -292,7 +292,7 @@ def month_statuses(
         if status is None:  # never loaded, or purged: older check results no longer apply
             statuses.append(MonthStatus(month=month, status="missing", rows={}, checks={}))
             continue
-        metadata = _latest_metadata(instance, key, month)
+        metadata = latest_metadata(instance, key, month)
         errors = _latest_run_errors(instance, month_runs(defs, spec, month, instance))
         # The raw rows can be materialized while the month's reports failed to build.
         word = "failed" if errors else status.value.lower()
@@ -382,7 +382,7 @@ def _every_record(
         cursor = page.cursor
 
 
-def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> dict:
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> dict:
     """The metadata values of the month's latest materialization (none after a purge)."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month]), limit=1

@@ -9,7 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from pipeline.definitions import build_definitions
 from pipeline.resources import LandingFiles
+from pipeline.runner import load_months
+from pipeline.sample_data import month_frame, write_tsv
 from pipeline.sensors import build_landing_sensor
 from pipeline.settings import Settings
 from pipeline.sizing import GB, pod_size
@@ -79,6 +82,24 @@ def test_a_replaced_file_is_loaded_again(ticks: Ticks, settings: Settings) -> No
     assert ticks.tick() == []
     (second,) = ticks.tick()
     assert second.partition_key == "2024-03" and second.run_key != first.run_key
+
+
+def test_a_month_already_loaded_from_the_file_is_not_loaded_again(
+    ticks: Ticks, settings: Settings, flights: DatasetSpec, instance: dg.DagsterInstance
+) -> None:
+    # Loaded by `pipeline load` before the sensor was turned on, as after `make demo`.
+    path = settings.landing_dir / "flights_2024-03.tsv"
+    write_tsv(month_frame("2024-03", rows_per_day=5, seed=3), path)
+    (loaded,) = load_months(build_definitions(settings), flights, ["2024-03"], instance)
+    assert loaded.success
+
+    ticks.tick()
+    assert ticks.tick() == []  # stable, and the month is materialized from this very file
+
+    write_tsv(month_frame("2024-03", rows_per_day=6, seed=3), path)  # a corrected delivery
+    ticks.tick()
+    (request,) = ticks.tick()
+    assert request.partition_key == "2024-03"
 
 
 def test_junk_names_are_skipped_not_crashed_on(

@@ -34,6 +34,28 @@ def _instance():
     return instance
 
 
+# Where the errors of a warehouse that cannot be reached (or, for DuckDB, opened) come from.
+WAREHOUSE_ERROR_MODULES = ("duckdb", "_duckdb", "snowflake.connector")
+
+
+@contextlib.contextmanager
+def _warehouse(settings) -> Iterator:
+    """The warehouse, with a failure to reach or open it as one line that says what to run, not
+    the connector's traceback; any other error is raised as it is."""
+    from pipeline.definitions import open_warehouse
+
+    try:
+        with open_warehouse(settings) as warehouse:
+            yield warehouse
+    except Exception as exc:
+        if not type(exc).__module__.startswith(WAREHOUSE_ERROR_MODULES):
+            raise
+        raise click.ClickException(
+            f"the {settings.warehouse} warehouse could not be used: {str(exc).splitlines()[0]} "
+            "(`pipeline doctor` checks its settings and connection)"
+        ) from None
+
+
 def _code_location():
     """Definitions and specs, with spec and settings mistakes shown as one line each."""
     from pipeline.specs import SpecError
@@ -130,8 +152,14 @@ def main() -> None:
     """Validated monthly TSV loads with Dagster, DuckDB/Snowflake and dbt."""
     import dagster as dg
 
+    from pipeline.settings import Settings
+
     for category in (dg.BetaWarning, dg.PreviewWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
+    try:
+        Settings.from_env()  # a setting's mistake, once, before any command reads them
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -175,7 +203,6 @@ def load(
     lists them as they finish.
     """
     defs, specs = _code_location()
-    from pipeline.definitions import open_warehouse
     from pipeline.ingest.files import fingerprint
     from pipeline.progress import watched_by
     from pipeline.runner import MonthResult, load_months, month_statuses, plan_months
@@ -192,7 +219,7 @@ def load(
     months = _months(spec, first, last or default_last)
     settings = Settings.from_env()
     files = {month: settings.landing_dir / spec.file_name(month) for month in months}
-    with open_warehouse(settings) as warehouse:
+    with _warehouse(settings) as warehouse:
         if parallel > 1 and not warehouse.parallel_months:
             raise click.UsageError(
                 f"--parallel {parallel}: {settings.warehouse} lets one process write its database "
@@ -296,7 +323,6 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     next load or sensor tick loads it again.
     """
     defs, specs = _code_location()
-    from pipeline.definitions import open_warehouse
     from pipeline.runner import month_runs, purge_month
     from pipeline.settings import Settings
 
@@ -305,7 +331,7 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     instance = _instance()
     settings = Settings.from_env()
     # Not held open over the prompt: DuckDB lets one process at a time open its file.
-    with open_warehouse(settings) as warehouse:
+    with _warehouse(settings) as warehouse:
         attempt = warehouse.latest_attempt(spec.name, month)
     if (attempt is None or attempt["status"] == "purged") and not month_runs(
         defs, spec, month, instance
@@ -317,7 +343,7 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     ):
         click.echo("Nothing purged.")
         return
-    with open_warehouse(settings) as warehouse:
+    with _warehouse(settings) as warehouse:
         deleted = purge_month(defs, spec, month, instance, warehouse)
     for table, count in deleted.items():
         click.echo(f"{table}: {count:,} row{'' if count == 1 else 's'} deleted")
@@ -342,14 +368,13 @@ def status(dataset: str, first: str | None, last: str | None) -> None:
     Without --to, months up to the latest one that has landed, been loaded or failed to load.
     """
     defs, specs = _code_location()
-    from pipeline.definitions import open_warehouse
     from pipeline.runner import month_statuses
     from pipeline.settings import Settings
 
     spec = _spec(specs, dataset)
     instance = _instance()
     months = _months(spec, first, last or _last_known_month(spec, instance, first))
-    with open_warehouse(Settings.from_env()) as warehouse:
+    with _warehouse(Settings.from_env()) as warehouse:
         statuses = month_statuses(defs, spec, instance, months, warehouse)
     click.echo(HEADER)
     for month in statuses:
@@ -431,11 +456,10 @@ def audit_verify(from_seq: int, anchors_path: Path | None) -> None:
     """
     _code_location()
     from pipeline.audit import anchors_file, verify_log
-    from pipeline.definitions import open_warehouse
     from pipeline.settings import Settings
 
     anchors = anchors_path or anchors_file(_instance())
-    with open_warehouse(Settings.from_env()) as warehouse:
+    with _warehouse(Settings.from_env()) as warehouse:
         verdict = verify_log(warehouse, anchors, from_seq)
     if not verdict.ok:
         click.echo(f"FAILED: {verdict.problem}")
@@ -464,13 +488,12 @@ AUDIT_HEADER = (
 def audit_show(dataset: str, month: str | None) -> None:
     """The audit entries of DATASET (of one month with --month), oldest first."""
     _, specs = _code_location()
-    from pipeline.definitions import open_warehouse
     from pipeline.settings import Settings
     from pipeline.warehouse.audit import AUDIT_TABLE
     from pipeline.warehouse.base import META_SCHEMA
 
     sql = f"select * from {META_SCHEMA}.{AUDIT_TABLE} where dataset = ?"
-    with open_warehouse(Settings.from_env()) as warehouse:
+    with _warehouse(Settings.from_env()) as warehouse:
         rows = warehouse.query(
             sql + (" and month = ? order by seq" if month else " order by seq"),
             [dataset, month] if month else [dataset],
@@ -524,7 +547,6 @@ def report(
     a summary per month, each month's findings with what to do, and the load ledger."""
     _, specs = _code_location()
     from pipeline.audit import anchors_file
-    from pipeline.definitions import open_warehouse
     from pipeline.reports.build import report_path, write_report
     from pipeline.reports.pdf import BrowserMissing
     from pipeline.settings import Settings
@@ -535,7 +557,7 @@ def report(
     settings = Settings.from_env()
     path = output or report_path(settings.reports_dir, [spec.name for spec in chosen])
     try:
-        with open_warehouse(settings) as warehouse:
+        with _warehouse(settings) as warehouse:
             written = write_report(warehouse, chosen, path, anchors_file(_instance()), first, last)
     except BrowserMissing as exc:
         raise click.ClickException(str(exc)) from None

@@ -255,7 +255,6 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
     """
     from snowflake.connector import errors as sf_errors
 
-    from pipeline.definitions import open_warehouse
     from pipeline.warehouse.base import META_SCHEMA, RAW_SCHEMA, REPORT_SCHEMA
     from pipeline.warehouse.snowflake import DIALECT
 
@@ -276,6 +275,9 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
             False, "snowflake key", f"SNOWFLAKE_PRIVATE_KEY_PATH={key_path} is not a file"
         )
         return
+    # Only now: importing the definitions builds the Snowflake resource, which needs them.
+    from pipeline.definitions import open_warehouse
+
     try:
         with open_warehouse(settings) as warehouse, warehouse.session() as run:
             yield Finding(True, "snowflake connection", f"logged in to {_endpoint(settings)}")

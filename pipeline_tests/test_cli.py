@@ -132,6 +132,43 @@ def test_usage_mistakes_exit_2_and_say_what_is_wrong(settings: Settings) -> None
     assert typo.stdout == ""  # no table header before the mistake
 
 
+def test_warehouse_settings_mistakes_are_one_line_without_a_secret(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPELINE_WAREHOUSE", "oracle")
+    unknown = run("doctor")
+    assert unknown.returncode == 1
+    assert unknown.stderr == (
+        "Error: PIPELINE_WAREHOUSE='oracle' is not supported; choose one of: duckdb, snowflake\n"
+    )
+
+    monkeypatch.setenv("PIPELINE_WAREHOUSE", "snowflake")
+    for name in ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE"):
+        monkeypatch.setenv(name, "x")
+    monkeypatch.delenv("SNOWFLAKE_PASSWORD", raising=False)
+    monkeypatch.delenv("SNOWFLAKE_PRIVATE_KEY_PATH", raising=False)
+    no_secret = run("status", "flights")
+    assert no_secret.returncode == 1
+    assert "set SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH" in no_secret.stderr
+    doctor = run("doctor")
+    assert "PROBLEM snowflake variables: not set: SNOWFLAKE_PASSWORD or" in doctor.stdout
+    assert doctor.returncode == 1 and doctor.stderr == ""
+
+    # Nothing listens on port 9: the connector gives up, and the CLI says so in a line.
+    secret = f"pw-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", secret)
+    for name, value in {"HOST": "127.0.0.1", "PORT": "9", "PROTOCOL": "http"}.items():
+        monkeypatch.setenv(f"SNOWFLAKE_{name}", value)
+    monkeypatch.setenv("PIPELINE_SNOWFLAKE_TIMEOUT_SECONDS", "5")
+    unreachable = run("purge", "flights", "--month", "2024-01", "--yes")
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith("Error: the snowflake warehouse could not be used: ")
+    assert "`pipeline doctor` checks its settings" in unreachable.stderr
+    outputs = [unknown, no_secret, doctor, unreachable]
+    assert not any("Traceback" in result.stderr for result in outputs)
+    assert secret not in unreachable.stdout + unreachable.stderr
+
+
 def test_a_broken_spec_is_reported_with_its_file(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

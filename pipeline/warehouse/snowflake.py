@@ -324,7 +324,14 @@ def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
     """dagster-snowflake's resource; every credential is an EnvVar, read when a run connects.
 
     Optional variables are passed only when set, so an unset role or key never becomes "".
+    Raises ValueError, naming the variables, when neither a password nor a key is set: the
+    resource's own message says only "Missing config".
     """
+    if not (os.environ.get("SNOWFLAKE_PASSWORD") or os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")):
+        raise ValueError(
+            "PIPELINE_WAREHOUSE=snowflake: set SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH "
+            "(`pipeline doctor` lists every variable a load needs)"
+        )
     optional = {
         "role": "SNOWFLAKE_ROLE",
         "warehouse": "SNOWFLAKE_WAREHOUSE",

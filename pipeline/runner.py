@@ -209,6 +209,10 @@ def _level(evaluation: dg.AssetCheckEvaluation) -> str | None:
     return level.value if level is not None else None
 
 
+# Dagster's wrappers around the exception a step raised.
+WRAPPING_ERRORS = {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"}
+
+
 def step_errors(events: Iterable[dg.DagsterEvent]) -> list[str]:
     """`<step>: <reason>` for each failed step of a run: the summary's and `status`'s words.
 
@@ -225,7 +229,11 @@ def step_errors(events: Iterable[dg.DagsterEvent]) -> list[str]:
         if failure.user_failure_data is not None and failure.user_failure_data.description:
             lines = failure.user_failure_data.description.strip().split("\n\n")[0].splitlines()
         else:
-            lines = [_readable(failure.error.message)]
+            error = failure.error
+            # "Error occurred while executing op ..." says nothing: the reason is its cause.
+            while error.cls_name in WRAPPING_ERRORS and error.cause is not None:
+                error = error.cause
+            lines = [_readable(error.message)]
         errors.extend(f"{event.step_key}: {line.strip()}" for line in lines)
     return errors
 

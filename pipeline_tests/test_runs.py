@@ -13,7 +13,7 @@ from dagster_dbt import DbtCliResource
 
 from pipeline.definitions import build_definitions, open_warehouse
 from pipeline.project import DBT_EXECUTABLE, dbt_project
-from pipeline.runner import load_months, month_statuses
+from pipeline.runner import load_months, month_statuses, step_errors
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
@@ -197,3 +197,16 @@ def test_a_months_dbt_build_reuses_the_last_parse_and_says_its_month_in_every_st
     assert scalar(settings, months) == "2024-01,2024-02"
     unplaced = "select count(*) from analytics.flights_daily where fiscal_year is null"
     assert scalar(settings, unplaced) == 0
+
+
+def test_a_step_error_is_its_cause_not_dagsters_wrapper() -> None:
+    @dg.asset
+    def reports__flights() -> None:
+        raise OSError('Could not set lock on file "warehouse.duckdb"')
+
+    result = dg.materialize([reports__flights], raise_on_error=False)
+
+    failures = [event for event in result.all_events if event.is_step_failure]
+    assert step_errors(failures) == [
+        'reports__flights: OSError: Could not set lock on file "warehouse.duckdb"'
+    ]

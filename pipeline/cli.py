@@ -596,7 +596,7 @@ def doctor(fix: bool) -> None:
 )
 def sample_data(landing_dir: Path, overwrite: bool) -> None:
     """Write the bundled datasets' sample files, with planted defects, to the landing folder:
-    a year of `flights` and half a year of `settlements`. A file already there with the sample's
+    a year of `flights` and three months of `settlements`. A file already there with the sample's
     bytes is left untouched (so loads skip it), and one with other bytes is kept."""
     from pipeline.sample_data import planted_problems, write_demo_year, write_settlements_demo
 

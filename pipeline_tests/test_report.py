@@ -158,8 +158,17 @@ def test_the_pdf_has_the_same_content(
 
 def test_a_pdf_without_a_browser_names_the_browser(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setenv("PIPELINE_CHROMIUM", "chromium")
+    monkeypatch.delenv("PIPELINE_CHROMIUM", raising=False)
     with pytest.raises(BrowserMissing, match="install Debian's `chromium` package"):
+        find_browser()
+
+
+def test_a_browser_set_but_missing_is_named_not_replaced(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # `chromium` is on PATH here; the one asked for is not: no silent fallback to it.
+    monkeypatch.setenv("PIPELINE_CHROMIUM", str(tmp_path / "chrome-linux" / "chrome"))
+    with pytest.raises(BrowserMissing, match=r"PIPELINE_CHROMIUM=.*chrome is not a program"):
         find_browser()
 
 

@@ -24,14 +24,26 @@ class BrowserMissing(RuntimeError):
 
 
 def find_browser() -> str:
-    """The Chromium to print with: PIPELINE_CHROMIUM, else the first of BROWSERS on PATH."""
+    """The Chromium to print with: PIPELINE_CHROMIUM, else the first of BROWSERS on PATH.
+
+    A PIPELINE_CHROMIUM that names no program is an error, not a reason to print with another
+    browser than the one asked for.
+    """
     configured = os.environ.get("PIPELINE_CHROMIUM")
-    for name in ([configured] if configured else []) + list(BROWSERS):
+    if configured:
+        path = shutil.which(configured)
+        if path is None:
+            raise BrowserMissing(
+                f"PIPELINE_CHROMIUM={configured} is not a program (not an executable file, nor a "
+                "name on PATH): point it at a Chrome or Chromium binary, or unset it"
+            )
+        return path
+    for name in BROWSERS:
         path = shutil.which(name)
         if path:
             return path
     raise BrowserMissing(
-        f"a PDF needs headless Chromium, and none was found ({configured or ', '.join(BROWSERS)} "
+        f"a PDF needs headless Chromium, and none was found ({', '.join(BROWSERS)} "
         "not on PATH): install Debian's `chromium` package (`make system-packages`), set "
         "PIPELINE_CHROMIUM to a Chrome binary, or write .html instead"
     )

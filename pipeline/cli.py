@@ -349,7 +349,7 @@ def purge(dataset: str, month: str, yes: bool) -> None:
         click.echo(f"{table}: {count:,} row{'' if count == 1 else 's'} deleted")
     click.echo(
         f"{dataset} {month} purged; recorded in pipeline.load_ledger and pipeline.audit_log. "
-        f"`pipeline load {dataset} --from {month} --to {month}` loads it again."
+        f"`pipeline load {dataset} {_range([month])}` loads it again."
     )
 
 

@@ -255,25 +255,23 @@ def _due(spec: DatasetSpec, month: str) -> dt.datetime | None:
     return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
 
 
+def _since_last_purge(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The month's attempts after its last purge (all of them if it was never purged)."""
+    purges = [index for index, row in enumerate(attempts) if row["status"] == "purged"]
+    return attempts[purges[-1] + 1 :] if purges else attempts
+
+
 def _first_arrival(attempts: list[dict[str, Any]]) -> dt.datetime | None:
     """When the month's file first reached the loader: the first attempt since its last purge
     that found a file (one that failed for want of it has no fingerprint)."""
-    since = attempts
-    for index, row in enumerate(attempts):
-        if row["status"] == "purged":
-            since = attempts[index + 1 :]
-    delivered = [row for row in since if row["fingerprint"]]
+    delivered = [row for row in _since_last_purge(attempts) if row["fingerprint"]]
     return _utc(delivered[0]["started_at"]) if delivered else None
 
 
 def _last_published(attempts: list[dict[str, Any]]) -> dt.datetime | None:
     """When the load the month is served from ended: its latest publish since its last purge."""
-    for row in reversed(attempts):
-        if row["status"] == "purged":
-            return None
-        if row["status"] == "loaded":
-            return _utc(row["finished_at"])
-    return None
+    published = [row for row in _since_last_purge(attempts) if row["status"] == "loaded"]
+    return _utc(published[-1]["finished_at"]) if published else None
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

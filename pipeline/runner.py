@@ -316,7 +316,7 @@ def month_statuses(
                 rows={name: figures[name] for name in ROW_FIGURES if figures.get(name) is not None},
                 checks=_latest_checks(instance, check_keys, month),
                 fingerprint=metadata.get("fingerprint"),
-                detail=_served(warehouse, spec, month, attempt) if failed_load else "",
+                detail=_served(warehouse, spec, month, attempt, errors) if failed_load else "",
                 refused_fingerprint=attempt["fingerprint"] if refused else None,
                 errors=tuple(errors),
             )
@@ -324,10 +324,12 @@ def month_statuses(
     return statuses
 
 
-def _served(warehouse: Warehouse, spec: DatasetSpec, month: str, attempt: dict) -> str:
+def _served(
+    warehouse: Warehouse, spec: DatasetSpec, month: str, attempt: dict, errors: Sequence[str]
+) -> str:
     """`not published; serving the load of <date> from <file>: <its figures>` or `never
     published`, and where the refused load's rows can be inspected (the status line's figures
-    are the refused load's)."""
+    are the refused load's) unless the run's error, shown beside it, already names them."""
     served = warehouse.latest_load(spec.name, month)
     text = (
         f"not published; serving the load of {served['finished_at']:%Y-%m-%d %H:%M} UTC from "
@@ -336,8 +338,9 @@ def _served(warehouse: Warehouse, spec: DatasetSpec, month: str, attempt: dict) 
         if served is not None
         else "never published"
     )
-    if attempt.get("candidate"):
-        text += f"; the refused load's rows are in {attempt['candidate']}"
+    candidate = attempt.get("candidate")
+    if candidate and not any(candidate.split(",")[0] in error for error in errors):
+        text += f"; the refused load's rows are in {candidate}"
     return text
 
 

@@ -72,7 +72,10 @@ def test_load_then_status_round_trip(
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
     assert rows["2024-01"][1] == "materialized" and rows["2024-01"][-2:] == ["8", "passed"]
     assert rows["2024-02"][1] == "failed" and rows["2024-02"][2:5] == refused
-    assert "failed (never published; the refused load's rows are in candidates." in status.stdout
+    # What is served, then the refusal, which names the candidate tables once.
+    assert "         failed (never published)\n" in status.stdout
+    assert status.stdout.count("candidates.flights__202402__") == 2  # rows and rejects
+    assert "this load's rows and rejects are in candidates.flights__202402__" in status.stdout
     assert "schema FAILED (ERROR); 7 passed" in status.stdout
     assert "2024-03" in rows and "2024-04" not in rows
     assert rows["2024-03"][1] == "missing"

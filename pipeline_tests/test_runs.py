@@ -102,10 +102,10 @@ def test_a_bad_file_is_not_published_and_the_good_month_keeps_being_served(
     serving = f"from {flights.file_name('2024-01')}: {good.rows['rows_loaded']:,} rows, 0 rejected"
     assert serving in statuses["2024-01"].detail
     assert statuses["2024-01"].rows == bad.rows  # the line's figures are the refused load's
-    assert "; the refused load's rows are in candidates.flights__202401__" in (
-        statuses["2024-01"].detail
-    )
-    assert statuses["2024-02"].detail.startswith("never published; the refused load's rows are in")
+    # The candidate is named once: by the run's error, or by the detail when no error names it.
+    assert "candidates." not in statuses["2024-01"].detail
+    assert "rows and rejects are in candidates.flights__202401__" in statuses["2024-01"].errors[0]
+    assert statuses["2024-02"].detail == "never published"
     assert not never.success
     assert statuses["2024-03"].status == "missing"
 

@@ -147,6 +147,7 @@ def test_the_pdf_has_the_same_content(
     load(settings, flights, MONTHS[1:])
     with open_warehouse(settings) as warehouse:
         pdf = write_report(warehouse, [flights], tmp_path / "flights.pdf", anchors(), "2024-02")
+        page = write_report(warehouse, [flights], tmp_path / "flights.html", anchors())
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True)
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
     pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
@@ -154,6 +155,15 @@ def test_the_pdf_has_the_same_content(
     assert "Executive summary" in text.stdout and "Audit trail" in text.stdout
     assert "flights 2024-03: not published: schema FAILED (ERROR)" in text.stdout
     assert "flights 2024-02: published" in text.stdout
+
+    # Printed, every chart is drawn one to a row and narrower than an A4 page less Chromium's
+    # margins and the page's padding (669 CSS px): wider, it would be cut off.
+    printed, _ = rendered_dom(page, tmp_path / "profile", "#print")
+    widths = [
+        float(width)
+        for width in re.findall(r'<svg class="main-svg"[^>]* width="([\d.]+)"', printed)
+    ]
+    assert widths and all(669 / 2 < width <= 669 for width in widths), widths
 
 
 def test_a_pdf_without_a_browser_names_the_browser(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -509,6 +509,17 @@ def purge_month(
     entry = LedgerEntry.without_rows(spec.name, month, "pipeline purge", "purged", stamp, stamp)
     deleted = warehouse.purge_month(spec, month, [key.path[-1] for key in keys[1:]], entry)
     anchor(warehouse, anchors_file(instance), entry.run_id)
+    # Recorded in each asset's history before its runs go, and needed there: Dagster's SQLite
+    # storage gives a new event the id after the highest one left, while the status cache only
+    # reads events past the asset's last materialization id, which deleting runs does not move
+    # back. Without a later event, the reload's materialization reused a deleted id and the
+    # month stayed `missing` (and was loaded again by the next plain load).
+    for key in keys:
+        instance.report_runless_asset_event(
+            dg.AssetObservation(
+                key, partition=month, metadata={"purged": f"pipeline purge, load {entry.load_id}"}
+            )
+        )
     for run in month_runs(defs, spec, month, instance):
         instance.delete_run(run.run_id)
     # The partition status cache (kept by the UI and `status`) only ever adds events; rebuilt from

@@ -154,8 +154,8 @@ def _dbt_assets(
         exclude="" if select == LEDGER_SELECTION else LEDGER_SELECTION,
         dagster_dbt_translator=translator,
         partitions_def=partitions_def,
-        # One month per run, so each month's models run after that month's blocking check.
-        backfill_policy=dg.BackfillPolicy.multi_run(1) if partitions_def else None,
+        # No backfill policy, like the raw assets: a backfill runs one month per run, each
+        # month's models after that month's blocking check.
         pool=pool,
     )
     def reports(

@@ -77,8 +77,9 @@ def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.As
         owners=spec.owners,
         tags=spec.tags,
         check_specs=check_specs(spec, key, partitions_def),
-        # One month per run: each month gets its own check results and status (see the README).
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
+        # No backfill policy: without one, a backfill runs each month as a partition of its own.
+        # `BackfillPolicy.multi_run(1)` ran it as a one-month range, which Dagster records check
+        # results for without their month.
         retry_policy=LOAD_RETRY_POLICY,
         pool=warehouse_name,
         metadata={

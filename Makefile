@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 BENCH_ARGS ?=
+# The UI's port: `make dev UI_PORT=3001` when 3000 is taken.
+UI_PORT ?= 3000
 
 .PHONY: install system-packages demo dev test ui-check lint bench clean
 
@@ -25,7 +27,7 @@ demo: install
 	@echo
 	@echo "Where to look next:"
 	@echo "  $(BIN)/pipeline status flights      per-month status, rows and checks (also: settlements)"
-	@echo "  make dev                             the Dagster UI on http://127.0.0.1:3000"
+	@echo "  make dev                             the Dagster UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "  data/warehouse.duckdb                raw.*, pipeline.check_results, analytics.* (fiscal columns)"
 	@echo "  planted on purpose, as the summaries above say:"
 	@echo "  ERROR  flights 2024-08 schema (2% bad lines), flights 2024-11 completeness (a missing day)"
@@ -37,7 +39,7 @@ demo: install
 	$(BIN)/pipeline report settlements
 
 dev: install
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 lint: install
 	$(BIN)/ruff check .

@@ -50,9 +50,16 @@ def _warehouse(settings) -> Iterator:
     except Exception as exc:
         if not type(exc).__module__.startswith(WAREHOUSE_ERROR_MODULES):
             raise
+        from pipeline.warehouse.duckdb import LOCK_CONFLICT
+
+        hint = (
+            "another process holds the file: a run, or a DuckDB shell; try again when it is done"
+            if LOCK_CONFLICT in str(exc)
+            else "`pipeline doctor` checks its settings and connection"
+        )
         raise click.ClickException(
             f"the {settings.warehouse} warehouse could not be used: {str(exc).splitlines()[0]} "
-            "(`pipeline doctor` checks its settings and connection)"
+            f"({hint})"
         ) from None
 
 

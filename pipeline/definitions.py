@@ -32,9 +32,13 @@ from pipeline.warehouse.duckdb import DuckDBWarehouse
 def build_warehouse(settings: Settings) -> Warehouse:
     """The warehouse PIPELINE_WAREHOUSE names; the only place that asks which one it is."""
     if settings.snowflake is None:
-        limit = settings.duckdb_memory_limit
+        chosen = {
+            "memory_limit": settings.duckdb_memory_limit,
+            "lock_wait_seconds": settings.duckdb_lock_wait_seconds,
+        }
         return DuckDBWarehouse(
-            path=str(settings.duckdb_path), **({"memory_limit": limit} if limit else {})
+            path=str(settings.duckdb_path),
+            **{name: value for name, value in chosen.items() if value is not None},
         )
     # Imported only when configured: Snowflake's connector and dagster-snowflake take 3.5 s to
     # import, a third of the start of every command and run on DuckDB.

@@ -101,6 +101,7 @@ class Settings:
     metrics_dir: Path | None = None  # where `<dataset>.prom` textfiles go (metrics.py)
     ingest_workers: int | None = None  # blocks validated at once; None: the cores available
     duckdb_memory_limit: str | None = None  # DuckDB's buffers; None: DuckDBWarehouse's default
+    duckdb_lock_wait_seconds: int | None = None  # None: DuckDBWarehouse's default
     pushgateway_url: str | None = None
 
     @classmethod
@@ -130,6 +131,7 @@ class Settings:
             pushgateway_url=os.environ.get("PIPELINE_PUSHGATEWAY_URL") or None,
             ingest_workers=_positive_env("PIPELINE_INGEST_WORKERS"),
             duckdb_memory_limit=os.environ.get("PIPELINE_DUCKDB_MEMORY_LIMIT") or None,
+            duckdb_lock_wait_seconds=_int_env("PIPELINE_DUCKDB_LOCK_WAIT_SECONDS"),
         )
 
     def export_for_subprocesses(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -221,3 +223,40 @@ def test_a_report_model_that_fails_names_itself_and_the_missing_column(
     assert run("load", "flights", "--from", "2024-01", "--to", "2024-01").returncode == 0
     subjects = [mail["Subject"] for mail in inbox.messages]
     assert subjects[1:] == ["[pipeline] flights 2024-01: resolved: dbt"], subjects
+
+
+def _holding(database: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process with the DuckDB file open for `seconds`, as a run or a DuckDB shell has."""
+    hold = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print(flush=True); "
+    hold += "time.sleep(float(sys.argv[2]))"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(database), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "\n"
+    return holder
+
+
+def test_a_hold_on_the_duckdb_file_is_waited_out_and_named_when_too_long(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DuckDB lets one process open the file. A `pipeline status` during a run used to fail on
+    # the run's hold, and the run's next step on the status's.
+    write_tsv(month_frame("2024-01", 5, seed=1), settings.landing_dir / "flights_2024-01.tsv")
+    assert run("load", "flights", "--to", "2024-01").returncode == 0
+    holder = _holding(settings.duckdb_path, 8)  # longer than the command takes to start
+    waited = run("status", "flights", "--to", "2024-01")
+    holder.wait()
+    assert waited.returncode == 0, waited.stderr
+    assert "2024-01  materialized" in waited.stdout
+
+    monkeypatch.setenv("PIPELINE_DUCKDB_LOCK_WAIT_SECONDS", "1")
+    holder = _holding(settings.duckdb_path, 60)
+    try:
+        refused = run("status", "flights", "--to", "2024-01")
+    finally:
+        holder.kill()
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("Error: the duckdb warehouse could not be used: IO Error")
+    assert refused.stderr.endswith(
+        "(another process holds the file: a run, or a DuckDB shell; try again when it is done)\n"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,10 @@ STATEMENT_ERRORS = (
 )
 
 
+# What DuckDB says when another process holds the file.
+LOCK_CONFLICT = "Could not set lock on file"
+
+
 class DuckDBWarehouse(Warehouse):
     """A DuckDB database file (PIPELINE_DUCKDB_PATH).
 
@@ -64,6 +69,8 @@ class DuckDBWarehouse(Warehouse):
     # `pipeline load`: 256MB keeps the insert's phase at 0.72-0.81 GiB for the whole process and
     # was no slower than 512MB, which reached 1.02 GiB (README, Benchmark).
     memory_limit: str = "256MB"
+    # How long to wait for another process's hold on the file to end (see _open).
+    lock_wait_seconds: float = 30
 
     @property
     def parallel_months(self) -> bool:
@@ -90,16 +97,31 @@ class DuckDBWarehouse(Warehouse):
                 "same name; choose another, e.g. warehouse.duckdb"
             )
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # Row order in the tables means nothing (rows carry _line_number); not preserving it lets
-        # DuckDB insert in parallel with less memory.
-        connection = duckdb.connect(
-            self.path,
-            config={"memory_limit": self.memory_limit, "preserve_insertion_order": False},
-        )
+        connection = self._open()
         try:
             yield connection
         finally:
             connection.close()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """Connect, waiting up to `lock_wait_seconds` while another process holds the file: a
+        `pipeline status` or `report` during a run holds it for a moment, and neither it nor the
+        run should fail for that."""
+        deadline = time.monotonic() + self.lock_wait_seconds
+        delay = 0.1
+        while True:
+            try:
+                # Row order in the tables means nothing (rows carry _line_number); not preserving
+                # it lets DuckDB insert in parallel with less memory.
+                return duckdb.connect(
+                    self.path,
+                    config={"memory_limit": self.memory_limit, "preserve_insertion_order": False},
+                )
+            except duckdb.IOException as exc:
+                if LOCK_CONFLICT not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     @contextmanager
     def session(self) -> Iterator[Run]:

@@ -256,7 +256,7 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
     from snowflake.connector import errors as sf_errors
 
     from pipeline.warehouse.base import META_SCHEMA, RAW_SCHEMA, REPORT_SCHEMA
-    from pipeline.warehouse.snowflake import DIALECT
+    from pipeline.warehouse.snowflake import DIALECT, private_key_problem
 
     missing = [name for name in SNOWFLAKE_REQUIRED if not os.environ.get(name)]
     key_path = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
@@ -270,10 +270,11 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
             "export them (README, 'Running on Snowflake')",
         )
         return
-    if key_path and not Path(key_path).is_file():
-        yield Finding(
-            False, "snowflake key", f"SNOWFLAKE_PRIVATE_KEY_PATH={key_path} is not a file"
-        )
+    problem = key_path and private_key_problem(
+        key_path, os.environ.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE")
+    )
+    if problem:
+        yield Finding(False, "snowflake key", problem)
         return
     # Only now: importing the definitions builds the Snowflake resource, which needs them.
     from pipeline.definitions import open_warehouse

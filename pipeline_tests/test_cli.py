@@ -8,6 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pipeline.project import DBT_PROJECT_DIR
 from pipeline.sample_data import month_frame, write_tsv
@@ -138,7 +140,7 @@ def test_usage_mistakes_exit_2_and_say_what_is_wrong(settings: Settings) -> None
 
 
 def test_warehouse_settings_mistakes_are_one_line_without_a_secret(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PIPELINE_WAREHOUSE", "oracle")
     unknown = run("doctor")
@@ -158,6 +160,41 @@ def test_warehouse_settings_mistakes_are_one_line_without_a_secret(
     doctor = run("doctor")
     assert "PROBLEM snowflake variables: not set: SNOWFLAKE_PASSWORD or" in doctor.stdout
     assert doctor.returncode == 1 and doctor.stderr == ""
+
+    # Key-pair mistakes, found before connecting: the resource raised them mid-connect, as a
+    # traceback that suggested base64-encoding the key.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    passphrase = f"pp-{uuid.uuid4().hex}"
+    encrypted = tmp_path / "rsa_key.p8"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase.encode()),
+        )
+    )
+    not_a_key = tmp_path / "notes.txt"
+    not_a_key.write_text("not a key\n")
+    monkeypatch.setenv("SNOWFLAKE_PRIVATE_KEY_PATH", str(encrypted))
+    without = [run("status", "flights"), run("doctor")]
+    monkeypatch.setenv("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", passphrase[::-1])
+    wrong = [run("status", "flights"), run("doctor")]
+    monkeypatch.setenv("SNOWFLAKE_PRIVATE_KEY_PATH", str(not_a_key))
+    unreadable = [run("status", "flights"), run("doctor")]
+    for (status, doctor), problem in [
+        (without, f"{encrypted}: the key is encrypted; set SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"),
+        (wrong, f"{encrypted}: not a PEM private key (rsa_key.p8), or SNOWFLAKE_PRIVATE_KEY_PASS"),
+        (unreadable, f"{not_a_key}: not a PEM private key (rsa_key.p8), or SNOWFLAKE_PRIVATE_KEY"),
+    ]:
+        assert status.returncode == 1 and status.stderr.startswith(
+            f"Error: SNOWFLAKE_PRIVATE_KEY_PATH={problem}"
+        )
+        assert len(status.stderr.splitlines()) == 1, status.stderr
+        assert f"PROBLEM snowflake key: SNOWFLAKE_PRIVATE_KEY_PATH={problem}" in doctor.stdout
+        assert doctor.returncode == 1 and doctor.stderr == ""
+        assert passphrase[::-1] not in status.stderr + doctor.stdout
+    monkeypatch.delenv("SNOWFLAKE_PRIVATE_KEY_PATH")
+    monkeypatch.delenv("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE")
 
     # Nothing listens on port 9: the connector gives up, and the CLI says so in a line.
     secret = f"pw-{uuid.uuid4().hex}"

@@ -146,14 +146,23 @@ def examine_staging(staging_dir: Path, fix: bool) -> Finding:
     if fix:
         removed = staging.sweep(staging_dir)
         return Finding(True, "staging", f"removed {len(removed)} staging(s) no load was using")
-    stale = staging.stale(staging_dir)
+    left = staging.abandoned(staging_dir)
+    stale = [directory for directory in staging.stale(staging_dir) if directory not in left]
+    problems = [
+        f"{len(found)} {what}"
+        for found, what in [
+            (left, "left half-written by a killed load"),
+            (stale, "older than a day"),
+        ]
+        if found
+    ]
     return Finding(
-        not stale,
+        not problems,
         "staging",
-        f"{len(stale)} staging(s) older than a day in {staging_dir}"
-        if stale
+        f"staging(s) in {staging_dir}: {'; '.join(problems)}"
+        if problems
         else f"no stale staged parts in {staging_dir}",
-        "pipeline doctor --fix removes those no running load holds" if stale else "",
+        "pipeline doctor --fix removes those no running load holds" if problems else "",
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 from pipeline.assets.loads import build_load_asset
 from pipeline.checks.rules import check_rule
 from pipeline.definitions import build_resources, open_warehouse
+from pipeline.doctor import examine_staging
 from pipeline.ingest import staging, stream
 from pipeline.ingest.batches import ValidatedBatch
 from pipeline.ingest.stream import ReconciliationError, ingest_file, stage_file
@@ -97,6 +98,11 @@ def test_a_complete_staging_is_reused_and_orphans_are_swept(
     with staging.claimed(orphan):
         (orphan / "rows-00000.parquet").write_bytes(b"half a part")
         assert staging.sweep(settings.staging_dir, keep=directory) == []  # in use: kept
+        assert examine_staging(settings.staging_dir, fix=False).ok
+    # Its process gone, doctor names it at once (it said "no stale staged parts" for a day);
+    # the complete staging, kept for a retry, is no finding.
+    left = examine_staging(settings.staging_dir, fix=False)
+    assert not left.ok and "1 left half-written by a killed load" in left.message
     week_old = os.path.getmtime(orphan) - 7 * 24 * 3600
     os.utime(orphan / "rows-00000.parquet", (week_old, week_old))
     assert staging.sweep(settings.staging_dir, older_than=staging.ORPHAN_AGE_SECONDS) == [orphan]

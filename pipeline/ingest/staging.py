@@ -98,6 +98,27 @@ def sweep(root: Path, *, older_than: float | None = None, keep: Path | None = No
     return removed
 
 
+def abandoned(root: Path) -> list[Path]:
+    """Stagings below `root` that a killed load left half-written: no manifest, and no process
+    holds them. (A complete one is kept on purpose, for a retry of the warehouse step.)"""
+    return [
+        lock.parent
+        for lock in sorted(root.glob(f"**/{LOCK}"))
+        if read_manifest(lock.parent) is None and not _held(lock)
+    ]
+
+
+def _held(lock: Path) -> bool:
+    """Whether a live process holds the staging whose lock file this is."""
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def stale(root: Path, older_than: float = ORPHAN_AGE_SECONDS) -> list[Path]:
     """Stagings below `root` untouched for `older_than` seconds (held or not)."""
     return [

@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline.ingest import staging
 from pipeline.ingest.files import compression, open_delivered
 from pipeline.ingest.header import UTF8_BOM, LoadError
+from pipeline.ingest.pii import KEY_VARIABLE
 from pipeline.settings import AlertSettings, Settings
 from pipeline.specs import DatasetSpec, SpecError, load_specs
 from pipeline.warehouse.sql import Run
@@ -47,6 +48,9 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
         "" if specs else "add a YAML spec (see the README, 'Adding a dataset')",
     )
     yield from examine_landing(settings.landing_dir, list(specs.values()))
+    sensitive = examine_sensitive(list(specs.values()), settings.warehouse)
+    if sensitive is not None:
+        yield sensitive
     yield examine_staging(settings.staging_dir, fix)
     yield examine_instance()
     yield from examine_warehouse(settings)
@@ -139,6 +143,33 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
     if extra:
         facts.append(f"extra columns ignored: {', '.join(extra)}")
     return Finding(True, topic, "; ".join(facts))
+
+
+def examine_sensitive(specs: list[DatasetSpec], warehouse: str) -> Finding | None:
+    """What the specs' `pii` columns need from the deployment; None when no spec has any. A
+    load without it refuses the month, with advice about the file that does not apply."""
+    hashed = [f"{spec.name}.{name}" for spec in specs for name in spec.pii_columns("hash")]
+    masked = [f"{spec.name}.{name}" for spec in specs for name in spec.pii_columns("mask")]
+    redacted = [f"{spec.name}.{name}" for spec in specs for name in spec.pii_columns("redact")]
+    if hashed and not os.environ.get(KEY_VARIABLE):
+        return Finding(
+            False,
+            "sensitive columns",
+            f"{KEY_VARIABLE} is not set; {', '.join(hashed)} say pii: hash",
+            "set it to the deployment's secret key (README, 'Sensitive columns')",
+        )
+    if masked and warehouse != "snowflake":
+        return Finding(
+            False,
+            "sensitive columns",
+            f"{', '.join(masked)} say pii: mask, which needs Snowflake's masking policies "
+            f"(PIPELINE_WAREHOUSE={warehouse})",
+            "use pii: hash or pii: redact, or load the dataset into Snowflake",
+        )
+    protected = len(hashed) + len(masked) + len(redacted)
+    if not protected:
+        return None
+    return Finding(True, "sensitive columns", f"{protected} column(s) protected as their specs say")
 
 
 def examine_staging(staging_dir: Path, fix: bool) -> Finding:

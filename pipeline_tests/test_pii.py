@@ -17,6 +17,7 @@ from pipeline.assets.loads import build_load_asset
 from pipeline.assets.reports import build_report_asset
 from pipeline.audit import anchors_file, read_anchors, verify
 from pipeline.definitions import build_definitions, build_resources, open_warehouse
+from pipeline.doctor import Finding, examine_sensitive
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.pii import KEY_VARIABLE, keyed_hash
 from pipeline.ingest.stream import StagedLoad, ingest_file
@@ -111,6 +112,27 @@ def test_a_missing_key_refuses_the_load_naming_the_variable(tmp_path: Path) -> N
     with pytest.raises(LoadError, match=f"{KEY_VARIABLE} is not set.*email"):
         ingest(tmp_path, pii_spec(), [], key=None)
     assert not any((tmp_path / "staging").rglob("*.parquet"))
+
+
+def test_doctor_says_what_the_sensitive_columns_need_before_a_load_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It reported all OK, and the load then failed with advice to correct the file.
+    spec = pii_spec()
+    monkeypatch.delenv(KEY_VARIABLE, raising=False)
+    keyless = examine_sensitive([spec], "duckdb")
+    assert keyless is not None and not keyless.ok
+    assert keyless.message == f"{KEY_VARIABLE} is not set; flights.email say pii: hash"
+    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    assert examine_sensitive([spec], "duckdb") == Finding(
+        True, "sensitive columns", "2 column(s) protected as their specs say"
+    )
+    masked = with_column(spec, "dest", MASKED_DEST)
+    on_duckdb = examine_sensitive([masked], "duckdb")
+    assert on_duckdb is not None and not on_duckdb.ok
+    assert "flights.dest say pii: mask, which needs Snowflake's" in on_duckdb.message
+    assert examine_sensitive([masked], "snowflake").ok
+    assert examine_sensitive([DatasetSpec.model_validate(SPEC)], "duckdb") is None
 
 
 def flights_with_email(landing: Path, month: str, seed: int, defects: float) -> pl.DataFrame:

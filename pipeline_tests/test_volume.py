@@ -8,7 +8,12 @@ import pytest
 
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.scope import MonthUnderCheck
-from pipeline.checks.volume import check_volume, month_and_history_counts
+from pipeline.checks.volume import (
+    MAD_TO_SIGMA,
+    Baseline,
+    check_volume,
+    month_and_history_counts,
+)
 from pipeline.sample_data import month_frame
 from pipeline.settings import Settings
 from pipeline.specs import CompletenessSpec, DatasetSpec
@@ -150,3 +155,13 @@ def test_a_business_day_calendar_compares_open_days_only(
         "Thu",
         "Fri",
     }
+
+
+def test_the_range_a_finding_shows_holds_exactly_the_counts_that_pass() -> None:
+    # Bounds 1.44 and 2.56: rounded to the nearest they showed `1–3`, and a day of 1 row was
+    # flagged as outside `1–3`.
+    baseline = Baseline(median=2.0, mad=MAD_TO_SIGMA * 0.56 / 3.5, days=6)
+    low, high = baseline.expected_range(3.5)
+    assert (low, high) == (2, 2)
+    assert all(abs(baseline.z(count)) <= 3.5 for count in range(low, high + 1))
+    assert abs(baseline.z(low - 1)) > 3.5 and abs(baseline.z(high + 1)) > 3.5

@@ -13,6 +13,7 @@ rows are the completeness check's finding and are not judged here either.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from pipeline.specs import DatasetSpec, VolumeSpec
 
 # Scales the MAD to a standard deviation for normal data: the usual robust z-score.
 MAD_TO_SIGMA = 0.6745
+# A bound a float error away from a whole number is that number.
+ROUNDING = 1e-9
 SHOWN_DAYS = 5
 
 DayCounts = dict[dt.date, int]
@@ -43,9 +46,12 @@ class Baseline:
         return MAD_TO_SIGMA * (count - self.median) / self.mad
 
     def expected_range(self, max_z: float) -> tuple[int, int]:
-        """The counts whose z-score is within ±max_z."""
+        """The lowest and highest count whose z-score is within ±max_z: the bounds rounded
+        inwards, so a count shown inside the range always passes (rounded to the nearest, 1.44
+        showed as 1, and a day of 1 row was flagged as outside `1–3`)."""
         spread = max_z * self.mad / MAD_TO_SIGMA
-        return max(0, round(self.median - spread)), round(self.median + spread)
+        low, high = self.median - spread, self.median + spread
+        return max(0, math.ceil(low - ROUNDING)), math.floor(high + ROUNDING)
 
 
 def month_and_history_counts(

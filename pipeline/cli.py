@@ -451,7 +451,8 @@ def audit() -> None:
 @click.option(
     "--anchors",
     "anchors_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    # Must exist: a mistyped path to the shipped copy would otherwise verify against nothing.
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="An anchors file to compare with (default: DAGSTER_HOME/audit_heads.log), e.g. the "
     "copy shipped to write-once storage.",
 )
@@ -477,9 +478,10 @@ def audit_verify(from_seq: int, anchors_path: Path | None) -> None:
     if verdict.anchors:
         click.echo(f"{verdict.anchors} anchored head(s) in {anchors} agree with the log.")
     else:
+        which = f" from entry {from_seq} on" if from_seq > 1 else ""
         click.echo(
-            f"No anchored heads in {anchors}: the chain is consistent, but the newest entries "
-            "deleted or the whole chain rewritten would not show."
+            f"No anchored heads{which} in {anchors}: the chain is consistent, but the newest "
+            "entries deleted or the whole chain rewritten would not show."
         )
 
 

@@ -209,6 +209,8 @@ def test_the_cli_verifies_and_shows(deployment: Settings, warehouse: Warehouse) 
     shipped = Path(os.environ["DAGSTER_HOME"]) / "shipped.log"
     write_anchor(shipped, warehouse.location(), AuditHead(2, "0" * 64), "later-run")
     behind = cli.invoke(main, ["audit", "verify", "--anchors", str(shipped)])
+    # A mistyped path to the shipped copy is an error, not a verification against nothing.
+    mistyped = cli.invoke(main, ["audit", "verify", "--anchors", str(shipped) + "x"])
     warehouse.query(f"update {LOG} set actor = 'someone else'")
     tampered = cli.invoke(main, ["audit", "verify"])
 
@@ -218,6 +220,7 @@ def test_the_cli_verifies_and_shows(deployment: Settings, warehouse: Warehouse) 
     assert "1 anchored head(s) in " in ok.output
     assert shown.exit_code == 0 and "alert_sent" in shown.output and "2024-02" in shown.output
     assert behind.exit_code == 1
+    assert mistyped.exit_code == 2 and "does not exist" in mistyped.output
     assert behind.output.startswith("FAILED: entry 2: missing, the head (1) is behind its anchor")
     assert tampered.exit_code == 1
     assert tampered.output.startswith("FAILED: entry 1: edited, alert_sent flights 2024-02")

@@ -336,7 +336,7 @@ def _served(
     """`not published; serving the load of <date> from <file>: <its figures>` or `never
     published`, and where the refused load's rows can be inspected (the status line's figures
     are the refused load's) unless the run's error, shown beside it, already names them."""
-    served = warehouse.latest_load(spec.name, month)
+    served = warehouse.served_load(spec.name, month)
     text = (
         f"not published; serving the load of {served['finished_at']:%Y-%m-%d %H:%M} UTC from "
         f"{Path(served['source_file']).name}: {served['rows_loaded']:,} rows, "

@@ -115,7 +115,9 @@ def test_purge_deletes_the_month_everywhere_and_records_it(
     # and a plain load skips it. Dagster's SQLite storage gave the reload's events the purged
     # run's ids, which the status cache had already read past: it stayed `missing`.
     with open_warehouse(settings) as warehouse:
+        assert warehouse.served_load("flights", "2024-02") is not None
         purge_month(defs, flights, "2024-02", instance, warehouse)
+        assert warehouse.served_load("flights", "2024-02") is None  # loaded, then purged
     assert month_statuses(defs, flights, instance, ["2024-02"])[0].status == "missing"
     assert load_months(defs, flights, ["2024-02"], instance)[0].success
     (reloaded,) = month_statuses(defs, flights, instance, ["2024-02"])

@@ -99,12 +99,16 @@ def test_a_bad_file_is_not_published_and_the_good_month_keeps_being_served(
     assert statuses["2024-01"].status == "failed"
     assert statuses["2024-01"].checks["schema"] == "FAILED (ERROR)"
     assert statuses["2024-01"].detail.startswith("not published; serving the load of ")
+    served_at = statuses["2024-01"].detail.split("serving the load of ")[1].split(" UTC")[0]
     serving = f"from {flights.file_name('2024-01')}: {good.rows['rows_loaded']:,} rows, 0 rejected"
     assert serving in statuses["2024-01"].detail
     assert statuses["2024-01"].rows == bad.rows  # the line's figures are the refused load's
     # The candidate is named once: by the run's error, or by the detail when no error names it.
     assert "candidates." not in statuses["2024-01"].detail
     assert "rows and rejects are in candidates.flights__202401__" in statuses["2024-01"].errors[0]
+    # The refusal says what readers still get: the good load, or nothing of the month.
+    assert f"The load of {served_at} UTC is still served;" in statuses["2024-01"].errors[0]
+    assert "Nothing of 2024-02 is served;" in statuses["2024-02"].errors[0]
     assert statuses["2024-02"].detail == "never published"
     assert not never.success
     assert statuses["2024-03"].status == "missing"

@@ -166,7 +166,9 @@ def load_month(
             _refuse(warehouse, staged, candidate, attempt.run_id, refused)
             staging.remove(directory)
             raise dg.Failure(
-                description=_refusal(staged, candidate, refused),
+                description=_refusal(
+                    staged, candidate, refused, warehouse.served_load(staged.dataset, staged.month)
+                ),
                 allow_retries=False,
                 metadata=_figures(staged, candidate)
                 | attempt.anchored()
@@ -333,11 +335,22 @@ def _refuse(
     warehouse.drop_candidates(staged.dataset, staged.month, keep=candidate)
 
 
-def _refusal(staged: StagedLoad, candidate: Candidate, refused: dict[str, CheckOutcome]) -> str:
+def _refusal(
+    staged: StagedLoad,
+    candidate: Candidate,
+    refused: dict[str, CheckOutcome],
+    served: dict[str, Any] | None,
+) -> str:
+    """Why the month was not published, what readers still get, and where the refused rows are."""
     checks = "; ".join(f"check {name}: {outcome.summary}" for name, outcome in refused.items())
+    still = (
+        f"The load of {served['finished_at']:%Y-%m-%d %H:%M} UTC is still served"
+        if served
+        else f"Nothing of {staged.month} is served"
+    )
     return (
-        f"{staged.dataset} {staged.month} not published, {checks}. The month's published rows, "
-        f"if any, are still served; this load's rows and rejects are in {candidate.names()}"
+        f"{staged.dataset} {staged.month} not published, {checks}. {still}; this load's rows "
+        f"and rejects are in {candidate.names()}"
     )
 
 

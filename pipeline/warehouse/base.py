@@ -541,11 +541,14 @@ class Warehouse(dg.ConfigurableResource):
 
         return self.attempt("query", read)
 
-    def latest_load(self, dataset: str, month: str) -> dict[str, Any] | None:
-        """The ledger row of the month's last successful load, or None."""
+    def served_load(self, dataset: str, month: str) -> dict[str, Any] | None:
+        """The ledger row of the load the raw tables serve for the month: its last published
+        load, unless a purge came after it; else None."""
         rows = self.query(
-            f"select * from {META_SCHEMA}.load_ledger "
-            "where dataset = ? and month = ? and status = 'loaded' "
+            f"select * from {META_SCHEMA}.load_ledger as l "
+            "where dataset = ? and month = ? and status = 'loaded' and not exists ("
+            f"select 1 from {META_SCHEMA}.load_ledger as p where p.dataset = l.dataset "
+            "and p.month = l.month and p.status = 'purged' and p.finished_at > l.finished_at) "
             "order by finished_at desc limit 1",
             [dataset, month],
         )

@@ -82,6 +82,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             staging_dir=str(settings.staging_dir),
             workers=settings.ingest_workers,
             reports_dir=str(settings.reports_dir),
+            reports_url=settings.reports_url,
             # Read when a run starts, never shown; left out when unset, so that only datasets
             # with `pii: hash` columns are refused (naming the variable) rather than every run.
             pii_key=dg.EnvVar(KEY_VARIABLE) if os.environ.get(KEY_VARIABLE) else None,

@@ -168,7 +168,7 @@ def build_freshness_alerts_sensor(
             spec = by_key.get(evaluation.asset_key)
             if spec is None or evaluation.passed:
                 continue
-            report = report_path(files.reports_path, [spec.name])
+            report = files.report_url(report_path(files.reports_path, [spec.name]))
             for sent in notify_late(
                 warehouse,
                 alerts,

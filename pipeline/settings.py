@@ -96,6 +96,7 @@ class Settings:
     duckdb_path: Path
     warehouse: str
     reports_dir: Path
+    reports_url: str | None = None  # where readers open reports_dir (links in the UI and alerts)
     snowflake: SnowflakeSettings | None = None
     alerts: AlertSettings = field(default_factory=AlertSettings)
     metrics_dir: Path | None = None  # where `<dataset>.prom` textfiles go (metrics.py)
@@ -125,6 +126,7 @@ class Settings:
             duckdb_path=path("PIPELINE_DUCKDB_PATH", "data/warehouse.duckdb"),
             warehouse=warehouse,
             reports_dir=path("PIPELINE_REPORTS_DIR", "data/reports"),
+            reports_url=os.environ.get("PIPELINE_REPORTS_URL") or None,
             snowflake=SnowflakeSettings.from_env() if warehouse == "snowflake" else None,
             alerts=AlertSettings.from_env(),
             metrics_dir=path("PIPELINE_METRICS_DIR", "") if metrics_dir else None,

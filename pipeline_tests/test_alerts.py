@@ -89,6 +89,7 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
     webhook: list[dict],
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clean = run_month(settings, flights, "2024-01", instance, defects=0.0)
     assert clean.success and inbox.messages == [] and webhook == []
@@ -98,6 +99,8 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
     report = settings.reports_dir / "flights.html"
     assert link == f"{report.resolve().as_uri()}#flights=2024-01" and report.is_file()
 
+    # Served where readers open it: the mail links there, not to a file on the loader's machine.
+    monkeypatch.setenv("PIPELINE_REPORTS_URL", "https://reports.example.test/quality/")
     refused = run_month(settings, flights, "2024-02", instance, defects=0.05)
     assert not refused.success
     (mail,) = inbox.messages
@@ -117,13 +120,15 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
     assert sum(row.startswith("rejected line,flights,2024-02") for row in rows) == 10
     assert "ask the sender to re-export column" in found["text/plain"][0].get_content()
     assert "(nothing of 2024-02 is served)" in found["text/plain"][0].get_content()
-    report = settings.reports_dir / "flights.html"
-    assert f"{report.as_uri()}#flights=2024-02" in html and report.is_file()
+    link = "https://reports.example.test/quality/flights.html#flights=2024-02"
+    assert f'<a href="{link}">' in html and report.is_file()
+    assert "file://" not in html
     # The refused month's report was written by its load step, its own step being skipped.
     assert instance.get_latest_materialization_event(dg.AssetKey(["reports", "flights"]))
     (post,) = webhook
     assert post["text"].startswith("flights 2024-02: schema FAILED (ERROR)")
     assert post["findings"][0]["check"] == "schema"
+    assert post["report"] == link
 
     run_month(settings, flights, "2024-02", instance, defects=None)  # the same file again
     assert len(inbox.messages) == 1 and len(webhook) == 1

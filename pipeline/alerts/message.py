@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from functools import cache
-from pathlib import Path
 
 import jinja2
 
@@ -45,7 +44,7 @@ class Alert:
     view: DatasetView  # the month last, after the trailing months its chart compares it with
     findings: Sequence[Finding]
     resolved: Sequence[str] = ()  # checks whose earlier finding the latest load no longer has
-    report: Path | None = None
+    report_url: str | None = None  # where readers open the dataset's report
 
     @property
     def month(self) -> MonthView:
@@ -62,9 +61,9 @@ class Alert:
     @property
     def report_link(self) -> str | None:
         """The report, opened on this month."""
-        if self.report is None:
+        if self.report_url is None:
             return None
-        return f"{self.report.resolve().as_uri()}#{self.view.name}={self.month.month}"
+        return f"{self.report_url}#{self.view.name}={self.month.month}"
 
     def text(self) -> str:
         """The plain-text part, also the webhook's `text`."""

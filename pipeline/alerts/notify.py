@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pipeline.alerts.channels import Alerts, Delivery
@@ -43,7 +42,7 @@ def notify_month(
     spec: DatasetSpec,
     month: str,
     run_id: str,
-    report: Path | None = None,
+    report_url: str | None = None,
 ) -> list[AlertRecord]:
     """Announce the month's new findings (and resolutions) on every configured channel."""
     if not (alerts.email_on or alerts.webhook_on):
@@ -58,7 +57,7 @@ def notify_month(
     fingerprint = (current.attempt or {}).get("fingerprint") or ""
     resolvable = current.state == PUBLISHED
     return announce(
-        warehouse, alerts, view, wanted, fingerprint, run_id, report, resolvable=resolvable
+        warehouse, alerts, view, wanted, fingerprint, run_id, report_url, resolvable=resolvable
     )
 
 
@@ -69,7 +68,7 @@ def notify_late(
     description: str,
     severity: str,
     run_id: str,
-    report: Path | None = None,
+    report_url: str | None = None,
 ) -> list[AlertRecord]:
     """Announce a failed freshness check: the month it expected has not arrived. Announced
     whatever the spec's `alerts.on` says (a month that never came is no finding of a load), once
@@ -88,7 +87,7 @@ def notify_late(
         "load it)",
     )
     view = _trailing(warehouse, spec, month)
-    return announce(warehouse, alerts, view, [late], "", run_id, report, resolvable=False)
+    return announce(warehouse, alerts, view, [late], "", run_id, report_url, resolvable=False)
 
 
 def notify_build(
@@ -98,7 +97,7 @@ def notify_build(
     month: str,
     run_id: str,
     error: str | None,
-    report: Path | None = None,
+    report_url: str | None = None,
 ) -> list[AlertRecord]:
     """Announce that a published month's dbt build failed (`error`), once, or resolve such an
     announcement when a later build succeeds (`error` None). The load step's own alerts neither
@@ -123,7 +122,15 @@ def notify_build(
         ]
     view = _trailing(warehouse, spec, month)
     return announce(
-        warehouse, alerts, view, wanted, "", run_id, report, resolvable=not wanted, resolves=[BUILD]
+        warehouse,
+        alerts,
+        view,
+        wanted,
+        "",
+        run_id,
+        report_url,
+        resolvable=not wanted,
+        resolves=[BUILD],
     )
 
 
@@ -134,7 +141,7 @@ def announce(
     wanted: Sequence[Finding],
     fingerprint: str,
     run_id: str,
-    report: Path | None,
+    report_url: str | None,
     *,
     resolvable: bool,
     resolves: Sequence[str] | None = None,
@@ -158,8 +165,8 @@ def announce(
             and check not in still
             and (check != BUILD if resolves is None else check in resolves)
         ]
-        for alert in ([Alert(view, new, report=report)] if new else []) + (
-            [Alert(view, [], gone, report=report)] if gone else []
+        for alert in ([Alert(view, new, report_url=report_url)] if new else []) + (
+            [Alert(view, [], gone, report_url=report_url)] if gone else []
         ):
             records += _deliver(warehouse, alerts, channel, alert, fingerprint, run_id)
     return records

@@ -219,8 +219,8 @@ def _account(
 def _report_link(files: LandingFiles, spec: DatasetSpec, month: str) -> dict[str, Any]:
     """A link from the month's materialization (or refusal) to its section of the dataset's
     report, which the run writes (reports/<dataset>) after this step."""
-    path = report_path(files.reports_path, [spec.name]).resolve()
-    return {"report": dg.MetadataValue.url(f"{path.as_uri()}#{spec.name}={month}")}
+    url = files.report_url(report_path(files.reports_path, [spec.name]))
+    return {"report": dg.MetadataValue.url(f"{url}#{spec.name}={month}")}
 
 
 @dataclass

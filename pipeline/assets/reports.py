@@ -63,7 +63,7 @@ def write_dataset_report(
     path = write_report(warehouse, [spec], report_path(files.reports_path, [spec.name]), anchors)
     return {
         "path": dg.MetadataValue.path(str(path)),
-        "url": dg.MetadataValue.url(path.resolve().as_uri()),
+        "url": dg.MetadataValue.url(files.report_url(path)),
         "size_mb": round(path.stat().st_size / 1e6, 2),
     }
 
@@ -92,7 +92,7 @@ def close_month(
     the month was not published) and the alerts. Neither may fail the load: a problem here is
     logged and the load's own outcome stands."""
     month, run_id = context.partition_key, context.run.run_id
-    report = report_path(files.reports_path, [spec.name])
+    report = files.report_url(report_path(files.reports_path, [spec.name]))
     if not published:
         try:
             metadata = write_dataset_report(files, warehouse, spec, anchors_file(context.instance))

@@ -155,18 +155,23 @@ HEADER = f"{'month':<8} {'status':<13} {'read':>10} {'loaded':>10} {'rejected':>
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(context: click.Context) -> None:
     """Validated monthly TSV loads with Dagster, DuckDB/Snowflake and dbt."""
     import dagster as dg
 
-    from pipeline.settings import Settings
+    from pipeline.settings import Settings, snowflake_key_problem
 
     for category in (dg.BetaWarning, dg.PreviewWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
     try:
-        Settings.from_env()  # a setting's mistake, once, before any command reads them
+        settings = Settings.from_env()  # a setting's mistake, once, before any command reads them
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    # Doctor reports it among its findings; the runs read the key only when they connect.
+    problem = settings.warehouse == "snowflake" and snowflake_key_problem()
+    if problem and context.invoked_subcommand != "doctor":
+        raise click.ClickException(problem)
 
 
 @main.command()

@@ -11,7 +11,7 @@ from pipeline.ingest import staging
 from pipeline.ingest.files import compression, open_delivered
 from pipeline.ingest.header import UTF8_BOM, LoadError
 from pipeline.ingest.pii import KEY_VARIABLE
-from pipeline.settings import AlertSettings, Settings
+from pipeline.settings import AlertSettings, Settings, snowflake_key_problem
 from pipeline.specs import DatasetSpec, SpecError, load_specs
 from pipeline.warehouse.sql import Run
 
@@ -296,7 +296,7 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
     from snowflake.connector import errors as sf_errors
 
     from pipeline.warehouse.base import META_SCHEMA, RAW_SCHEMA, REPORT_SCHEMA
-    from pipeline.warehouse.snowflake import DIALECT, private_key_problem
+    from pipeline.warehouse.snowflake import DIALECT
 
     missing = [name for name in SNOWFLAKE_REQUIRED if not os.environ.get(name)]
     key_path = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
@@ -310,9 +310,7 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
             "export them (README, 'Running on Snowflake')",
         )
         return
-    problem = key_path and private_key_problem(
-        key_path, os.environ.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE")
-    )
+    problem = snowflake_key_problem()
     if problem:
         yield Finding(False, "snowflake key", problem)
         return

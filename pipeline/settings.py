@@ -8,6 +8,8 @@ point somewhere else for dbt than for the loader.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,6 +20,47 @@ SUPPORTED_WAREHOUSES = ("duckdb", "snowflake")
 # Snowflake features a stand-in server may lack; PIPELINE_SNOWFLAKE_DISABLE turns them off by name
 # (what each degrades to: warehouse/snowflake.py; temporary_tables: dbt_project.yml).
 SNOWFLAKE_CAPABILITIES = ("query_tag", "stage_cleanup", "temporary_tables", "masking_policies")
+
+
+def snowflake_key_problem() -> str | None:
+    """What keeps SNOWFLAKE_PRIVATE_KEY_PATH (and its passphrase) from logging in, in a line
+    that holds no secret; None when no key is set or it loads as dagster-snowflake loads it
+    (PEM, or PEM in base64). dagster-snowflake finds these mistakes only mid-connect, and says
+    so in a traceback that suggests base64-encoding the key."""
+    from cryptography.hazmat.primitives import serialization
+
+    path = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
+    if not path:
+        return None
+    where = f"SNOWFLAKE_PRIVATE_KEY_PATH={path}"
+    if not Path(path).is_file():
+        return f"{where} is not a file"
+    data = Path(path).read_bytes()
+    passphrase = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE")
+    password = passphrase.encode() if passphrase else None
+    for pem in (data, _base64_decoded(data)):
+        try:
+            serialization.load_pem_private_key(pem, password=password)
+            return None
+        except TypeError:  # encrypted without a passphrase, or a passphrase for a plain key
+            return (
+                f"{where}: the key is encrypted; set SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
+                if password is None
+                else f"{where}: the key is not encrypted; unset SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
+            )
+        except ValueError:
+            continue
+    return (
+        f"{where}: not a PEM private key (rsa_key.p8), or SNOWFLAKE_PRIVATE_KEY_PASSPHRASE "
+        "does not decrypt it"
+    )
+
+
+def _base64_decoded(data: bytes) -> bytes:
+    try:
+        return base64.b64decode(data)
+    except binascii.Error:
+        return b""
 
 
 @dataclass(frozen=True)

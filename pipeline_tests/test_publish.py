@@ -73,7 +73,7 @@ def test_every_published_row_carries_its_load(
         "2024-01",
         month_frame("2024-01", 10, seed=1, defect_ratio=0.05),
     )
-    ledger = warehouse.latest_load("flights", "2024-01")
+    ledger = warehouse.served_load("flights", "2024-01")
     for table, counted in (("flights", "rows_loaded"), ("flights_rejects", "rows_rejected")):
         rows = warehouse.query(f"select _load_id, count(*) as n from raw.{table} group by 1")
         assert rows == [{"_load_id": ledger["load_id"], "n": ledger[counted]}]

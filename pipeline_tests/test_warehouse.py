@@ -63,7 +63,7 @@ def test_reloading_a_month_replaces_it(
     assert loaded + rejected == again.rows_read
     assert statuses == ["loaded", "loaded"]
     assert counts(warehouse, "2024-04")[:2] == (other.rows_loaded, 0)
-    assert warehouse.latest_load("flights", "2024-03")["run_id"] == "run-3"
+    assert warehouse.served_load("flights", "2024-03")["run_id"] == "run-3"
     # Typed as the spec says, whichever warehouse: a decimal fare, a real date.
     row = warehouse.query(
         "select sum(fare) as revenue, min(flight_date) as first_day from raw.flights "
@@ -96,7 +96,7 @@ def test_a_failure_between_delete_and_insert_leaves_the_previous_month(
     loaded, rejected, statuses = counts(warehouse, "2024-03")
     assert (loaded, rejected) == (good.rows_loaded, good.rows_rejected)
     assert statuses == ["loaded", "failed"]
-    assert warehouse.latest_load("flights", "2024-03")["run_id"] == "run-1"
+    assert warehouse.served_load("flights", "2024-03")["run_id"] == "run-1"
     # The audit entry of the rolled-back publish rolled back with it.
     kinds = warehouse.query("select kind from pipeline.audit_log order by seq")
     assert [row["kind"] for row in kinds] == ["published", "load_failed"]

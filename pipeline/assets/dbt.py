@@ -154,8 +154,10 @@ def _dbt_assets(
         exclude="" if select == LEDGER_SELECTION else LEDGER_SELECTION,
         dagster_dbt_translator=translator,
         partitions_def=partitions_def,
-        # No backfill policy, like the raw assets: a backfill runs one month per run, each
-        # month's models after that month's blocking check.
+        # One month per run, so each month's models run after that month's blocking check.
+        # (dagster-dbt gives time-partitioned models a single-run policy unless told otherwise;
+        # the raw assets have none, see loads.py.)
+        backfill_policy=dg.BackfillPolicy.multi_run(1) if partitions_def else None,
         pool=pool,
     )
     def reports(

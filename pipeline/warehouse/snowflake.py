@@ -12,8 +12,6 @@ errors, which is also how a dropped session is reconnected.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import os
 import random
@@ -329,17 +327,11 @@ def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
     Raises ValueError, naming the variables, when neither a password nor a key is set: the
     resource's own message says only "Missing config".
     """
-    key_path = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
-    if not (os.environ.get("SNOWFLAKE_PASSWORD") or key_path):
+    if not (os.environ.get("SNOWFLAKE_PASSWORD") or os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")):
         raise ValueError(
             "PIPELINE_WAREHOUSE=snowflake: set SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH "
             "(`pipeline doctor` lists every variable a load needs)"
         )
-    problem = key_path and private_key_problem(
-        key_path, os.environ.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE")
-    )
-    if problem:
-        raise ValueError(problem)
     optional = {
         "role": "SNOWFLAKE_ROLE",
         "warehouse": "SNOWFLAKE_WAREHOUSE",
@@ -365,39 +357,3 @@ def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
         autocommit=True,
         additional_snowflake_connection_args={k: v for k, v in endpoint.items() if v is not None},
     )
-
-
-def private_key_problem(path: str, passphrase: str | None) -> str | None:
-    """What keeps the key pair from logging in, in a line that holds no secret; None when the key
-    loads as dagster-snowflake loads it (PEM, or PEM in base64). Checked before any connection:
-    the resource raises its own errors mid-connect, as a traceback with a misleading hint."""
-    from cryptography.hazmat.primitives import serialization
-
-    where = f"SNOWFLAKE_PRIVATE_KEY_PATH={path}"
-    if not Path(path).is_file():
-        return f"{where} is not a file"
-    data = Path(path).read_bytes()
-    password = passphrase.encode() if passphrase else None
-    for pem in (data, _base64_decoded(data)):
-        try:
-            serialization.load_pem_private_key(pem, password=password)
-            return None
-        except TypeError:  # encrypted without a passphrase, or a passphrase for a plain key
-            return (
-                f"{where}: the key is encrypted; set SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
-                if password is None
-                else f"{where}: the key is not encrypted; unset SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
-            )
-        except ValueError:
-            continue
-    return (
-        f"{where}: not a PEM private key (rsa_key.p8), or SNOWFLAKE_PRIVATE_KEY_PASSPHRASE "
-        "does not decrypt it"
-    )
-
-
-def _base64_decoded(data: bytes) -> bytes:
-    try:
-        return base64.b64decode(data, validate=False)
-    except binascii.Error:
-        return b""

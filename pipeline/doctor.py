@@ -110,15 +110,23 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
         return Finding(False, topic, str(error), "ask for the file to be delivered again")
     bom = head.startswith(UTF8_BOM)
     head = head[len(UTF8_BOM) :] if bom else head
+    facts = [f"{compression(path)}-compressed"] if compression(path) else []
     try:
         text = head.decode("utf-8")
+        facts.append("UTF-8 with BOM" if bom else "UTF-8")
     except UnicodeDecodeError as error:
-        if error.start < len(head) - 4:  # not just a character cut at the preview's end
-            return Finding(False, topic, f"not UTF-8 at byte {error.start}", "convert it to UTF-8")
+        line = head[: error.start].count(b"\n") + 1
+        if line == 1:
+            return Finding(
+                False, topic, f"the header is not UTF-8 (byte {error.start})", "convert it to UTF-8"
+            )
         text = head[: error.start].decode("utf-8")
+        cut = error.start >= len(head) - 4  # a character cut at the preview's end
+        facts.append(
+            ("UTF-8 with BOM" if bom else "UTF-8")
+            + ("" if cut else f", but line {line} is not (the load rejects such lines)")
+        )
     first = text.split("\n", 1)[0]
-    facts = [f"{compression(path)}-compressed"] if compression(path) else []
-    facts.append("UTF-8 with BOM" if bom else "UTF-8")
     facts.append("CRLF line endings" if first.endswith("\r") else "LF line endings")
     header = first.rstrip("\r").split(spec.delimiter)
     if len(header) == 1:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from pipeline.settings import Settings
+from pipeline.doctor import preview
+from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
+from pipeline.specs import load_specs
 from pipeline_tests.support import run
 
 HEADER = (
@@ -67,3 +70,18 @@ def test_snowflake_problems_name_the_variable_never_the_secret(
     for result in (unreachable, unset):
         assert "never-print-me" not in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_line_that_is_not_utf8_is_named_by_its_number(tmp_path: Path) -> None:
+    # Doctor said "not UTF-8 at byte 848" and exit 1 for a file whose one bad line the load
+    # simply rejects; only a header that is not UTF-8 keeps the file from loading.
+    flights = load_specs(BUNDLED_DATASETS_DIR)["flights"]
+    path = tmp_path / "flights_2024-01.tsv"
+    line = "2024-01-01\tAA\t1\tJFK\tLAX\t2475\t0\t1.00\tfalse\t2024-01-01 06:00:00\n"
+    path.write_bytes(f"{HEADER}\n{line}".encode() + line.replace("LAX", "Sé").encode("latin-1"))
+    rejected = preview(path, flights)
+    assert rejected.ok, rejected
+    assert "UTF-8, but line 3 is not (the load rejects such lines)" in rejected.message
+    path.write_bytes(HEADER.replace("fare", "farè").encode("latin-1") + b"\n" + line.encode())
+    header = preview(path, flights)
+    assert not header.ok and header.message == "the header is not UTF-8 (byte 61)"

@@ -8,7 +8,7 @@ BENCH_ARGS ?=
 # The UI's port: `make dev UI_PORT=3001` when 3000 is taken.
 UI_PORT ?= 3000
 
-.PHONY: install system-packages demo dev test ui-check lint bench clean
+.PHONY: install system-packages demo dev snowflake-local test ui-check lint bench clean
 
 $(INSTALLED): pyproject.toml setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ demo: install
 	@echo
 	$(BIN)/pipeline report flights
 	$(BIN)/pipeline report settlements
+
+# A Snowflake-protocol server (fakesnow, in memory) to try the Snowflake path without an account:
+# it prints the variables to export in another shell.
+snowflake-local: install
+	$(BIN)/python -m pipeline_tests.snowflake_server
 
 dev: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)

@@ -16,7 +16,6 @@ from typing import Any
 import dagster as dg
 import fakesnow
 import pytest
-import snowflake.connector
 from aiosmtpd.controller import Controller
 
 from pipeline.definitions import open_warehouse
@@ -24,6 +23,7 @@ from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
 from pipeline.specs import DatasetSpec, load_specs
 from pipeline.warehouse.base import Warehouse
 from pipeline_tests.mailserver import PASSWORD, USER, Inbox, free_port
+from pipeline_tests.snowflake_server import create_database, environment
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -78,30 +78,8 @@ def snowflake_deployment(
     """`settings` on Snowflake: a fresh database on the test server, set through the variables
     a user sets."""
     database = f"TEST_{uuid.uuid4().hex[:10].upper()}"
-    with snowflake.connector.connect(
-        **{k: snowflake_server[k] for k in ("user", "password", "account", "host", "port")},
-        protocol=snowflake_server["protocol"],
-        login_timeout=20,
-        network_timeout=20,
-    ) as connection:
-        connection.cursor().execute(f"CREATE DATABASE {database}")
-    variables = {
-        "PIPELINE_WAREHOUSE": "snowflake",
-        "SNOWFLAKE_ACCOUNT": snowflake_server["account"],
-        "SNOWFLAKE_USER": snowflake_server["user"],
-        "SNOWFLAKE_PASSWORD": snowflake_server["password"],
-        "SNOWFLAKE_DATABASE": database,
-        "SNOWFLAKE_ROLE": "PIPELINE_LOADER",
-        "SNOWFLAKE_WAREHOUSE": "PIPELINE_WH",
-        "SNOWFLAKE_HOST": snowflake_server["host"],
-        "SNOWFLAKE_PORT": str(snowflake_server["port"]),
-        "SNOWFLAKE_PROTOCOL": snowflake_server["protocol"],
-        # What fakesnow lacks: ALTER SESSION SET QUERY_TAG, REMOVE, temporary tables in a
-        # schema (dbt's incremental models).
-        "PIPELINE_SNOWFLAKE_DISABLE": "query_tag,stage_cleanup,temporary_tables",
-        # Its bugs come back as HTTP 500, which the connector would retry for minutes.
-        "PIPELINE_SNOWFLAKE_TIMEOUT_SECONDS": "30",
-    }
+    create_database(snowflake_server, database)
+    variables = environment(snowflake_server, database)
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     return Settings.from_env()

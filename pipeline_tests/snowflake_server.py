@@ -1,0 +1,76 @@
+"""A Snowflake-protocol server on 127.0.0.1: the one the tests start (fakesnow, in memory), and
+`make snowflake-local`, which runs it in the foreground so a user can try the Snowflake path of
+the CLI, Dagster and dbt without an account."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import fakesnow
+import snowflake.connector
+
+LOCAL_DATABASE = "PIPELINE"
+LOCAL_PORT = 8765  # SNOWFLAKE_LOCAL_PORT overrides it
+# Its own Dagster instance: months loaded into DuckDB by the demo are not loaded on this server.
+LOCAL_DAGSTER_HOME = Path(__file__).resolve().parent.parent / ".dagster_home_snowflake_local"
+
+
+def create_database(server: dict[str, Any], database: str) -> None:
+    """A database on `server`, created over the real connector."""
+    with snowflake.connector.connect(
+        **{key: server[key] for key in ("user", "password", "account", "host", "port")},
+        protocol=server["protocol"],
+        login_timeout=20,
+        network_timeout=20,
+    ) as connection:
+        connection.cursor().execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+
+
+def environment(server: dict[str, Any], database: str) -> dict[str, str]:
+    """The variables a user sets to load into `database` on `server`."""
+    return {
+        "PIPELINE_WAREHOUSE": "snowflake",
+        "SNOWFLAKE_ACCOUNT": server["account"],
+        "SNOWFLAKE_USER": server["user"],
+        "SNOWFLAKE_PASSWORD": server["password"],
+        "SNOWFLAKE_DATABASE": database,
+        "SNOWFLAKE_ROLE": "PIPELINE_LOADER",
+        "SNOWFLAKE_WAREHOUSE": "PIPELINE_WH",
+        "SNOWFLAKE_HOST": server["host"],
+        "SNOWFLAKE_PORT": str(server["port"]),
+        "SNOWFLAKE_PROTOCOL": server["protocol"],
+        # What fakesnow lacks: ALTER SESSION SET QUERY_TAG, REMOVE, temporary tables in a
+        # schema (dbt's incremental models).
+        "PIPELINE_SNOWFLAKE_DISABLE": "query_tag,stage_cleanup,temporary_tables",
+        # Its bugs come back as HTTP 500, which the connector would retry for minutes.
+        "PIPELINE_SNOWFLAKE_TIMEOUT_SECONDS": "30",
+    }
+
+
+def main() -> None:
+    """Serve until Ctrl-C, after printing the `export` lines for another shell."""
+    port = int(os.environ.get("SNOWFLAKE_LOCAL_PORT") or LOCAL_PORT)
+    with fakesnow.server(port=port) as server:
+        create_database(server, LOCAL_DATABASE)
+        variables = environment(server, LOCAL_DATABASE) | {"DAGSTER_HOME": str(LOCAL_DAGSTER_HOME)}
+        print(f"# fakesnow on 127.0.0.1:{port}, in memory: its tables go when it stops (Ctrl-C).")
+        print("# In another shell, from the repository, paste:")
+        for name, value in variables.items():
+            print(f"export {name}={shlex.quote(value)}")
+        print(
+            "# then: .venv/bin/pipeline doctor; .venv/bin/pipeline load flights --to 2024-03",
+            flush=True,
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

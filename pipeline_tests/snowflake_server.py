@@ -7,13 +7,16 @@ from __future__ import annotations
 import os
 import shlex
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import fakesnow
 import snowflake.connector
 
-LOCAL_DATABASE = "PIPELINE"
+# Not PIPELINE: the server (DuckDB underneath) cannot tell a database from the loader's schema
+# of the same name.
+LOCAL_DATABASE = "SANDBOX"
 LOCAL_PORT = 8765  # SNOWFLAKE_LOCAL_PORT overrides it
 # Its own Dagster instance: months loaded into DuckDB by the demo are not loaded on this server.
 LOCAL_DAGSTER_HOME = Path(__file__).resolve().parent.parent / ".dagster_home_snowflake_local"
@@ -54,6 +57,7 @@ def environment(server: dict[str, Any], database: str) -> dict[str, str]:
 def main() -> None:
     """Serve until Ctrl-C, after printing the `export` lines for another shell."""
     port = int(os.environ.get("SNOWFLAKE_LOCAL_PORT") or LOCAL_PORT)
+    warnings.filterwarnings("ignore", module="fakesnow")  # its notes on its own internals
     with fakesnow.server(port=port) as server:
         create_database(server, LOCAL_DATABASE)
         variables = environment(server, LOCAL_DATABASE) | {"DAGSTER_HOME": str(LOCAL_DAGSTER_HOME)}

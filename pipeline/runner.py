@@ -230,11 +230,14 @@ def step_errors(events: Iterable[dg.DagsterEvent]) -> list[str]:
         if failure.user_failure_data is not None and failure.user_failure_data.description:
             lines = failure.user_failure_data.description.strip().split("\n\n")[0].splitlines()
         else:
-            error = failure.error
+            error, retried = failure.error, ""
+            # A step out of retries says only "Exceeded max_retries of 3": add the last cause.
+            if error.cls_name.startswith("RetryRequested") and error.cause is not None:
+                error, retried = error.cause, f"{_readable(error.message)}; the last attempt: "
             # "Error occurred while executing op ..." says nothing: the reason is its cause.
             while error.cls_name in WRAPPING_ERRORS and error.cause is not None:
                 error = error.cause
-            lines = [_readable(error.message)]
+            lines = [retried + _readable(error.message)]
         errors.extend(f"{event.step_key}: {line.strip()}" for line in lines)
     return errors
 

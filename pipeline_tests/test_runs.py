@@ -214,3 +214,18 @@ def test_a_step_error_is_its_cause_not_dagsters_wrapper() -> None:
     assert step_errors(failures) == [
         'reports__flights: OSError: Could not set lock on file "warehouse.duckdb"'
     ]
+
+
+def test_a_step_out_of_retries_names_its_last_error() -> None:
+    # It said only "Exceeded max_retries of 1" (a Snowflake load failing for minutes).
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=1))
+    def raw__flights() -> None:
+        raise ConnectionError("the warehouse went away")
+
+    result = dg.materialize([raw__flights], raise_on_error=False)
+
+    failures = [event for event in result.all_events if event.is_step_failure]
+    assert step_errors(failures) == [
+        "raw__flights: Exceeded max_retries of 1; the last attempt: ConnectionError: the "
+        "warehouse went away"
+    ]

@@ -318,6 +318,17 @@ def month_statuses(
         refused = failed_load and attempt["candidate"]
         # A refused load materialized nothing: its figures are the ledger's, with its candidate.
         figures = attempt if refused else metadata
+        if failed_load:
+            detail = _served(warehouse, spec, month, attempt, errors)
+        elif word == "failed" and attempt is not None and attempt["status"] == "loaded":
+            # The run failed after publishing (its models), or died before recording anything:
+            # the figures shown are those of the load still served.
+            detail = (
+                f"serving the load of {attempt['finished_at']:%Y-%m-%d %H:%M} UTC from "
+                f"{Path(attempt['source_file']).name}"
+            )
+        else:
+            detail = ""
         statuses.append(
             MonthStatus(
                 month=month,
@@ -325,7 +336,7 @@ def month_statuses(
                 rows={name: figures[name] for name in ROW_FIGURES if figures.get(name) is not None},
                 checks=_latest_checks(instance, check_keys, month),
                 fingerprint=metadata.get("fingerprint"),
-                detail=_served(warehouse, spec, month, attempt, errors) if failed_load else "",
+                detail=detail,
                 refused_fingerprint=attempt["fingerprint"] if refused else None,
                 errors=tuple(errors),
             )

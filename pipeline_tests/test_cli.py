@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import uuid
@@ -249,6 +250,9 @@ def test_a_report_model_that_fails_names_itself_and_the_missing_column(
     assert status.returncode == 0, status.stderr
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
     assert rows["2024-01"][1] == "failed"  # the raw rows loaded; the month's reports did not
+    assert re.search(
+        r"\n +failed \(serving the load of [-\d: ]+ UTC from flights_2024-01.tsv\)\n", status.stdout
+    )
     assert f"flights_reports: {reason}" in status.stdout
     # The month was published and passed its checks; its failed build is announced, once.
     (mail,) = inbox.messages

@@ -45,7 +45,8 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
         instance.report_run_failed(
             run,
             f"the process that ran it (pid {run.tags[PID_TAG]}) ended before the run did: killed "
-            "or crashed. A month is published whole or not at all; load it again to finish",
+            "or crashed. A month is published whole or not at all (`pipeline status` says which "
+            "load is served); load it again to finish its checks, models and report",
         )
     return orphaned
 

@@ -26,7 +26,7 @@ from pipeline.reports.data import (
     MonthView,
     RejectGroup,
 )
-from pipeline.reports.html import render_report
+from pipeline.reports.html import render_report, rows_figure
 from pipeline.reports.pdf import BrowserMissing, find_browser
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
@@ -260,3 +260,17 @@ def anchors() -> Path:
     """The audit anchors file of the tests' Dagster instance (DAGSTER_HOME)."""
     with dg.DagsterInstance.get() as instance:
         return anchors_file(instance)
+
+
+def test_a_refused_months_rows_are_not_drawn_as_loaded(flights: DatasetSpec) -> None:
+    # The stakeholders' chart drew a refused month's valid rows as a blue "loaded" bar.
+    view = DatasetView(
+        spec=flights,
+        months=[_busy_month("2024-01", refused=False), _busy_month("2024-02", refused=True)],
+        audit=[],
+        check_names=[],
+    )
+    bars = {bar.name: list(bar.y) for bar in rows_figure(view).data}
+    assert bars["loaded"][1] is None and bars["loaded"][0] is not None
+    assert bars["valid, not published"] == [None, bars["valid, not published"][1]]
+    assert bars["valid, not published"][1] is not None

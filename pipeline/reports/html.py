@@ -227,15 +227,23 @@ def _layout(title: str, **extra: Any) -> dict[str, Any]:
 
 
 def rows_figure(view: DatasetView) -> go.Figure:
-    """Rows loaded and rejected per month."""
+    """Rows loaded and rejected per month; a month not published shows its valid rows apart, in
+    grey (drawn as loaded, a refused month looked served)."""
     months = [m.month for m in view.months]
+    valid = [(m.figure("rows_loaded"), m.state == PUBLISHED) for m in view.months]
     return go.Figure(
         [
             go.Bar(
                 name="loaded",
                 x=months,
-                y=[m.figure("rows_loaded") for m in view.months],
+                y=[rows if published else None for rows, published in valid],
                 marker_color=COLOURS["ok"],
+            ),
+            go.Bar(
+                name="valid, not published",
+                x=months,
+                y=[None if published else rows for rows, published in valid],
+                marker_color=COLOURS["band"],
             ),
             go.Bar(
                 name="rejected",

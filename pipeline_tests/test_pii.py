@@ -97,6 +97,22 @@ def test_sensitive_values_are_replaced_before_staging_and_rules_judge_the_clear_
         assert MARKER not in text and "555-01" not in text
 
 
+def test_a_control_character_in_a_sensitive_field_is_hashed_once_as_read(tmp_path: Path) -> None:
+    # The reject's value was the hash of the escaped text (`\\x00`), its line's field the hash of
+    # the value as read: two hashes of one value, and neither column joined to the other.
+    good = "2024-01-01\tAA\t11\tEWR\t1\t2024-01-01T05:00:00Z\tok"
+    value = f"p\x00{MARKER}@example.test"
+    lines = [f"{good}\t{email(1)}\t555-0100", f"{good}\t{value}\t555-0101"]
+    staged = ingest(tmp_path, pii_spec(), lines, KEY)
+    _, rejects = staged_frames(staged)
+
+    (reject,) = rejects.iter_rows(named=True)
+    hashed = keyed_hash(KEY.encode(), value)
+    assert reject["_column"] == "email" and reject["_rule"] == "contains a control character (0x00)"
+    assert reject["_value"] == hashed and reject["_raw_line"].split("\t")[7] == hashed
+    assert MARKER not in rejects.cast(pl.String).write_csv()
+
+
 def test_a_quoted_sensitive_field_is_hashed_as_parsed_and_the_rest_of_the_line_kept(
     tmp_path: Path,
 ) -> None:

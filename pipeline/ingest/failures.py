@@ -15,6 +15,9 @@ FAILURE_SCHEMA = {
     "rule": pl.String,
     "value": pl.String,
 }
+# C0 control characters but tab, LF and CR: LF ends a line, the CR of a CRLF ending goes with it,
+# and a lone CR inside a field is kept as written. A reject shows them as `\x..` escapes.
+CONTROL_CHARACTERS = tuple(code for code in range(0x20) if code not in (0x09, 0x0A, 0x0D))
 RAW_LINE_SCHEMA = {"_line_number": pl.Int64, "_raw_line": pl.String}
 REJECT_SCHEMA = {
     "_line_number": pl.Int64,
@@ -30,6 +33,12 @@ def build_rejects(failures: pl.DataFrame, raw_lines: pl.DataFrame) -> pl.DataFra
     """One reject per failing line: its text, the first rule it broke, and every reason."""
     if failures.is_empty():
         return pl.DataFrame(schema=REJECT_SCHEMA)
+    # Escaped here, after sensitive values were hashed (pii.py): hashed as read, as in the line.
+    shown = pl.col("value").str.replace_many(
+        [chr(code) for code in CONTROL_CHARACTERS],
+        [f"\\x{code:02x}" for code in CONTROL_CHARACTERS],
+    )
+    failures = failures.with_columns(shown)
     reason = (
         pl.when(pl.col("column").is_null())
         .then(pl.col("rule"))

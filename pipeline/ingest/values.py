@@ -16,14 +16,11 @@ import re
 
 import polars as pl
 
-from pipeline.ingest.failures import FAILURE_SCHEMA
+from pipeline.ingest.failures import CONTROL_CHARACTERS, FAILURE_SCHEMA
 from pipeline.ingest.lines import SortedLines
 from pipeline.ingest.types import ISO_DATE, parse_expr, reparse_missed
 from pipeline.specs import ColumnSpec, DatasetSpec
 
-# C0 control characters but tab, LF and CR: LF ends a line, the CR of a CRLF ending goes with it,
-# and a lone CR inside a field is kept as written.
-CONTROL_CHARACTERS = tuple(code for code in range(0x20) if code not in (0x09, 0x0A, 0x0D))
 # Digits are spelled [0-9]: a regex \d also matches the digits of other scripts.
 DECIMAL_SHAPE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$"  # written out: no exponent, no spaces
 ISO_DATE_SHAPE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -49,7 +46,8 @@ def control_character_failures(lines: SortedLines, spec: DatasetSpec) -> pl.Data
     """Fields of a block's lines that hold a control character.
 
     A NUL or an escape code is invisible in most tools and nearly always means a broken export,
-    so the line is a reject naming the column; the value is shown with `\\x..` escapes. Only a
+    so the line is a reject naming the column (build_rejects shows the value with `\\x..`
+    escapes). Only a
     block whose bytes hold one (`SortedLines.control_bytes`) is searched column by column.
     """
     if not lines.control_bytes:
@@ -65,7 +63,7 @@ def control_character_failures(lines: SortedLines, spec: DatasetSpec) -> pl.Data
                 "contains a control character (0x{})",
                 pl.col(name).str.extract(f"({pattern})").str.encode("hex"),
             ).alias("rule"),
-            pl.col(name).str.replace_many([chr(code) for code in codes], escapes).alias("value"),
+            pl.col(name).alias("value"),  # escaped by build_rejects, after any hashing
         )
         for name in spec.columns
     ]

@@ -156,9 +156,11 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
 def examine_sensitive(specs: list[DatasetSpec], warehouse: str) -> Finding | None:
     """What the specs' `pii` columns need from the deployment; None when no spec has any. A
     load without it refuses the month, with advice about the file that does not apply."""
-    hashed = [f"{spec.name}.{name}" for spec in specs for name in spec.pii_columns("hash")]
-    masked = [f"{spec.name}.{name}" for spec in specs for name in spec.pii_columns("mask")]
-    redacted = [f"{spec.name}.{name}" for spec in specs for name in spec.pii_columns("redact")]
+    marked = {
+        kind: [f"{spec.name}.{name}" for spec in specs for name in spec.pii_columns(kind)]
+        for kind in ("hash", "mask", "redact")
+    }
+    hashed, masked = marked["hash"], marked["mask"]
     if hashed and not os.environ.get(KEY_VARIABLE):
         return Finding(
             False,
@@ -174,7 +176,7 @@ def examine_sensitive(specs: list[DatasetSpec], warehouse: str) -> Finding | Non
             f"(PIPELINE_WAREHOUSE={warehouse})",
             "use pii: hash or pii: redact, or load the dataset into Snowflake",
         )
-    protected = len(hashed) + len(masked) + len(redacted)
+    protected = sum(len(columns) for columns in marked.values())
     if not protected:
         return None
     return Finding(True, "sensitive columns", f"{protected} column(s) protected as their specs say")

@@ -323,10 +323,7 @@ def month_statuses(
         elif word == "failed" and attempt is not None and attempt["status"] == "loaded":
             # The run failed after publishing (its models), or died before recording anything:
             # the figures shown are those of the load still served.
-            detail = (
-                f"serving the load of {attempt['finished_at']:%Y-%m-%d %H:%M} UTC from "
-                f"{Path(attempt['source_file']).name}"
-            )
+            detail = f"serving {_load_words(attempt)}"
         else:
             detail = ""
         statuses.append(
@@ -352,8 +349,7 @@ def _served(
     are the refused load's) unless the run's error, shown beside it, already names them."""
     served = warehouse.served_load(spec.name, month)
     text = (
-        f"not published; serving the load of {served['finished_at']:%Y-%m-%d %H:%M} UTC from "
-        f"{Path(served['source_file']).name}: {served['rows_loaded']:,} rows, "
+        f"not published; serving {_load_words(served)}: {served['rows_loaded']:,} rows, "
         f"{served['rows_rejected']:,} rejected"
         if served is not None
         else "never published"
@@ -362,6 +358,12 @@ def _served(
     if candidate and not any(candidate.split(",")[0] in error for error in errors):
         text += f"; the refused load's rows are in {candidate}"
     return text
+
+
+def _load_words(load: dict) -> str:
+    """`the load of <date> UTC from <file>`, for a ledger row."""
+    source = Path(load["source_file"]).name
+    return f"the load of {load['finished_at']:%Y-%m-%d %H:%M} UTC from {source}"
 
 
 def _latest_run_errors(instance: dg.DagsterInstance, runs: Sequence[dg.DagsterRun]) -> list[str]:

@@ -88,13 +88,10 @@ def sweep(root: Path, *, older_than: float | None = None, keep: Path | None = No
             continue
         if older_than is not None and directory not in stale(directory, older_than):
             continue
-        with lock.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live process is using it
-            remove(directory)
-            removed.append(directory)
+        with _taken(lock) as taken:
+            if taken:  # else a live process is using it
+                remove(directory)
+                removed.append(directory)
     return removed
 
 
@@ -110,13 +107,23 @@ def abandoned(root: Path) -> list[Path]:
 
 def _held(lock: Path) -> bool:
     """Whether a live process holds the staging whose lock file this is."""
+    with _taken(lock) as taken:
+        return not taken
+
+
+@contextmanager
+def _taken(lock: Path) -> Iterator[bool]:
+    """Take the staging's lock if no process holds it, for the block; False if one does."""
     with lock.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def stale(root: Path, older_than: float = ORPHAN_AGE_SECONDS) -> list[Path]:

@@ -561,7 +561,7 @@ def report(
     a summary per month, each month's findings with what to do, and the load ledger."""
     _, specs = _code_location()
     from pipeline.audit import anchors_file
-    from pipeline.reports.build import report_path, write_report
+    from pipeline.reports.build import output_path, report_path, write_report
     from pipeline.reports.pdf import BrowserMissing
     from pipeline.settings import Settings
 
@@ -569,7 +569,10 @@ def report(
     for spec in chosen:
         _months(spec, first, last)
     settings = Settings.from_env()
-    path = output or report_path(settings.reports_dir, [spec.name for spec in chosen])
+    try:
+        path = output_path(output or report_path(settings.reports_dir, [s.name for s in chosen]))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'-o'") from None
     try:
         with _warehouse(settings) as warehouse:
             written = write_report(warehouse, chosen, path, anchors_file(_instance()), first, last)

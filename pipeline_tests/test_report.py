@@ -16,7 +16,8 @@ from pipeline.assets.loads import build_load_asset
 from pipeline.audit import anchors_file
 from pipeline.definitions import build_resources, open_warehouse
 from pipeline.partitions import month_days, month_range
-from pipeline.reports.build import write_report
+from pipeline.reports.advice import advise
+from pipeline.reports.build import output_path, write_report
 from pipeline.reports.data import (
     PUBLISHED,
     REFUSED,
@@ -26,7 +27,7 @@ from pipeline.reports.data import (
     MonthView,
     RejectGroup,
 )
-from pipeline.reports.html import render_report, rows_figure
+from pipeline.reports.html import reject_rate_figure, render_report, rows_figure
 from pipeline.reports.pdf import BrowserMissing, find_browser
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
@@ -274,3 +275,29 @@ def test_a_refused_months_rows_are_not_drawn_as_loaded(flights: DatasetSpec) -> 
     assert bars["loaded"][1] is None and bars["loaded"][0] is not None
     assert bars["valid, not published"] == [None, bars["valid, not published"][1]]
     assert bars["valid, not published"][1] is not None
+
+
+def test_numbers_read_as_people_write_them(flights: DatasetSpec) -> None:
+    # A helper read "1033.0" days late, a hovered reject rate of 0.02002, and "re-export
+    # columns 4, 2, 3" in the order the rejects happened to be grouped.
+    month = _busy_month("2024-01", refused=True)
+    month.due = month.arrived - dt.timedelta(days=1033, hours=2)
+    month.header = ["day", "a", "b", "c"]
+    month.reject_groups = [
+        RejectGroup(column, "is not a number", 10, 2, 30) for column in ("c", "a", "b")
+    ]
+    view = DatasetView(spec=flights, months=[month], audit=[], check_names=[])
+
+    assert '<td class="num">1,033</td>' in render_report([view], "DuckDB")
+    assert "1033.0" not in render_report([view], "DuckDB")
+    assert reject_rate_figure(view).layout.yaxis.hoverformat == ".2%"
+    schema = CheckView("schema", "ERROR", False, 30.0, 0.05, "30 lines rejected")
+    assert "ask the sender to re-export columns 2, 3, 4," in advise(flights, month, schema)
+
+
+def test_a_report_asked_for_in_another_format_is_refused() -> None:
+    # `-o report.docx` wrote HTML to report.docx.html.
+    assert output_path(Path("out/report")) == Path("out/report.html")
+    assert output_path(Path("out/report.PDF")) == Path("out/report.PDF")
+    with pytest.raises(ValueError, match=r"report.docx: a report is written as .html or .pdf"):
+        output_path(Path("out/report.docx"))

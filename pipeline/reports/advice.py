@@ -135,7 +135,7 @@ def _advise_rejects(spec: DatasetSpec, view: MonthView, reload: str) -> str:
             columns.append(str(view.header.index(group.column) + 1))
     more = len(view.reject_groups) - 3
     found = "; ".join(parts) + (f"; and {more} more kind(s)" if more > 0 else "")
-    columns = list(dict.fromkeys(columns))
+    columns = sorted(set(columns), key=int)
     ask = (
         f"ask the sender to re-export column{'s' if len(columns) > 1 else ''} {', '.join(columns)}"
         if columns

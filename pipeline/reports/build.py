@@ -22,8 +22,16 @@ def report_path(reports_dir: Path, datasets: Sequence[str]) -> Path:
 
 
 def output_path(path: Path) -> Path:
-    """`-o PATH`: a PDF when it ends in .pdf, else HTML (`.html` added when it has neither)."""
-    return path if path.suffix.lower() in SUFFIXES else path.with_name(path.name + ".html")
+    """`-o PATH`: a PDF when it ends in .pdf, HTML when in .html or in nothing (`.html` added).
+
+    Raises ValueError for another suffix: `-o report.docx` wrote HTML to `report.docx.html`.
+    """
+    suffix = path.suffix.lower()
+    if suffix in SUFFIXES:
+        return path
+    if suffix:
+        raise ValueError(f"{path}: a report is written as .html or .pdf, not {path.suffix}")
+    return path.with_name(path.name + ".html")
 
 
 def write_report(

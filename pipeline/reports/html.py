@@ -150,10 +150,19 @@ def _template() -> jinja2.Template:
         number=lambda n: "–" if n is None else f"{n:,}",
         figure=lambda n: "–" if n is None else f"{n:,.4g}",
         percent=lambda r: "–" if r is None else f"{r:.2%}",
+        days=_days,
         basename=lambda path: Path(path or "").name,
         event=_event,
     )
     return environment.get_template(TEMPLATE)
+
+
+def _days(days: float | None) -> str:
+    """Days late: a tenth of a day tells apart 'hours late' and 'a day late'; beyond ten days
+    it only made `1033.0` harder to read."""
+    if days is None:
+        return "–"
+    return f"{days:,.0f}" if abs(days) >= 10 else f"{days:.1f}"
 
 
 def _event(attempt: dict[str, Any]) -> str:
@@ -279,7 +288,7 @@ def reject_rate_figure(view: DatasetView) -> go.Figure:
         ],
         layout=_layout(
             "Reject rate",
-            yaxis={"tickformat": ".2%", "rangemode": "tozero"},
+            yaxis={"tickformat": ".2%", "hoverformat": ".2%", "rangemode": "tozero"},
         ),
     )
 

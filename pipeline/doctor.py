@@ -89,6 +89,11 @@ def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Fin
     others = sorted(
         path.name for path in landing_dir.iterdir() if path.is_file() and path.name not in claimed
     )
+    for name in list(others):
+        found = _compressed_delivery(name, specs)
+        if found is not None:
+            others.remove(name)
+            yield found
     if others:
         shown = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
         yield Finding(
@@ -97,6 +102,26 @@ def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Fin
             f"{len(others)} file(s) match no dataset: {shown}",
             "rename them to a spec's file_pattern, or move them out of the landing folder",
         )
+
+
+def _compressed_delivery(name: str, specs: list[DatasetSpec]) -> Finding | None:
+    """A file that a spec's pattern would claim but for a compression suffix (`.tsv.gz` where
+    the pattern says `.tsv`): compressed files load as they are, once the pattern says so."""
+    path = Path(name)
+    if compression(path) is None:
+        return None
+    for spec in specs:
+        month = spec.month_of(path.stem)
+        if month is not None:
+            return Finding(
+                False,
+                f"landing {spec.name}",
+                f"{name} is a {compression(path)}-compressed {spec.name} file for {month}, but "
+                f"file_pattern {spec.file_pattern} does not end in {path.suffix}",
+                f"set file_pattern: {spec.file_pattern}{path.suffix} in the spec (compressed "
+                "files load as delivered) or deliver the file uncompressed",
+            )
+    return None
 
 
 def preview(path: Path, spec: DatasetSpec) -> Finding:

@@ -30,8 +30,15 @@ def test_problems_are_named_with_hints(settings: Settings) -> None:
     (settings.landing_dir / "flights_2024-01.tsv").write_text(HEADER.replace("\t", ",") + "\n")
     (settings.landing_dir / "flights_2024-02.tsv").write_text(HEADER.replace("\tfare", "") + "\n")
     (settings.landing_dir / "flights-march.tsv").write_text("x\n")
+    # A compressed delivery under the plain pattern: the hint said to rename it.
+    (settings.landing_dir / "flights_2024-03.tsv.gz").write_bytes(b"")
     result = run("doctor")
     assert result.returncode == 1
+    assert (
+        "PROBLEM landing flights: flights_2024-03.tsv.gz is a gzip-compressed flights file for "
+        "2024-03, but file_pattern flights_{month}.tsv does not end in .gz" in result.stdout
+    )
+    assert "set file_pattern: flights_{month}.tsv.gz in the spec" in result.stdout
     assert "PROBLEM file flights_2024-02.tsv: header lacks fare" in result.stdout
     assert "PROBLEM landing: 1 file(s) match no dataset: flights-march.tsv" in result.stdout
     assert "hint:" in result.stdout

@@ -15,6 +15,7 @@ from pipeline.checks.completeness import (
 )
 from pipeline.checks.drift import check_schema_drift
 from pipeline.checks.keys import check_unique
+from pipeline.checks.rejects import share
 from pipeline.checks.rules import check_rule
 from pipeline.checks.scope import MonthUnderCheck
 from pipeline.sample_data import month_frame
@@ -188,3 +189,20 @@ def test_a_summary_names_ten_missing_days_and_counts_the_rest(flights: DatasetSp
     )
     assert outcome.summary.endswith(", 2024-01-11 (Thu) and 20 more")
     assert len(outcome.samples["missing"]) == 30
+
+
+@pytest.mark.parametrize(
+    ("ratio", "limit", "written"),
+    [
+        (346 / 17286, 0.001, "2.0%"),  # was 2.0016%, against the allowed 0.1000%
+        (0.001003, 0.001, "0.1003%"),  # just over: as many decimals as tell it from the limit
+        (0.0, 0.001, "0.0%"),
+        (0.001, 0.001, "0.1%"),  # exactly the limit: within it
+        (0.001, None, "0.1%"),  # the limit itself
+        (0.05, None, "5%"),
+    ],
+)
+def test_the_reject_share_has_the_digits_that_matter(
+    ratio: float, limit: float | None, written: str
+) -> None:
+    assert share(ratio, limit) == written

@@ -16,7 +16,7 @@ from pipeline.checks.completeness import check_closed_days, check_completeness, 
 from pipeline.checks.drift import check_schema_drift
 from pipeline.checks.keys import check_unique
 from pipeline.checks.outcome import CheckOutcome
-from pipeline.checks.rejects import check_rejects
+from pipeline.checks.rejects import check_rejects, share
 from pipeline.checks.rules import check_rule
 from pipeline.checks.scope import MonthUnderCheck
 from pipeline.checks.volume import check_volume, month_and_history_counts
@@ -47,7 +47,7 @@ def month_checks(spec: DatasetSpec) -> list[MonthCheck]:
             description=(
                 f"Lines that break the spec of {spec.name} (field count, types, nulls, patterns, "
                 f"allowed values, ranges, dates outside the month) stay under "
-                f"{spec.checks.max_reject_ratio:.4%} of the file."
+                f"{share(spec.checks.max_reject_ratio)} of the file."
             ),
             evaluate=check_rejects,
         ),

@@ -8,6 +8,21 @@ from pipeline.checks.scope import MonthUnderCheck
 SAMPLE_ROWS = 20
 
 
+def share(ratio: float, against: float | None = None) -> str:
+    """`ratio` as a percent: alone, to four decimals without trailing zeros (`0.1%`); against
+    another ratio, with the fewest decimals, up to four, that tell the two apart (`2.0%` against
+    `0.1%`, `0.1003%` against `0.1%`). `2.0016%, over the allowed 0.1000%` had people read
+    every digit."""
+    if against is None:
+        return f"{ratio * 100:.4f}".rstrip("0").rstrip(".") + "%"
+    places = 1
+    while f"{ratio:.{places}%}" == f"{against:.{places}%}":
+        if places == 4:
+            return share(ratio)
+        places += 1
+    return f"{ratio:.{places}%}"
+
+
 def check_rejects(month: MonthUnderCheck) -> CheckOutcome:
     """Fail when rejected / read exceeds the spec's `checks.max_reject_ratio`.
 
@@ -31,7 +46,8 @@ def check_rejects(month: MonthUnderCheck) -> CheckOutcome:
         passed=passed,
         severity="ERROR",
         summary=(
-            f"{rejected} of {read} lines rejected ({ratio:.4%}), {verdict} the allowed {limit:.4%}"
+            f"{rejected:,} of {read:,} lines rejected ({share(ratio, limit)}), {verdict} the "
+            f"allowed {share(limit)}"
         ),
         observed=ratio,
         threshold=limit,

@@ -197,6 +197,8 @@ def test_a_summary_names_ten_missing_days_and_counts_the_rest(flights: DatasetSp
         (346 / 17286, 0.001, "2.0%"),  # was 2.0016%, against the allowed 0.1000%
         (0.001003, 0.001, "0.1003%"),  # just over: as many decimals as tell it from the limit
         (0.0, 0.001, "0.0%"),
+        (7 / 17052, 0.001, "0.04%"),  # not 0.0% beside 7 rejected lines
+        (1 / 10**7, 0.001, "<0.0001%"),
         (0.001, 0.001, "0.1%"),  # exactly the limit: within it
         (0.001, None, "0.1%"),  # the limit itself
         (0.05, None, "5%"),

@@ -10,17 +10,24 @@ SAMPLE_ROWS = 20
 
 def share(ratio: float, against: float | None = None) -> str:
     """`ratio` as a percent: alone, to four decimals without trailing zeros (`0.1%`); against
-    another ratio, with the fewest decimals, up to four, that tell the two apart (`2.0%` against
-    `0.1%`, `0.1003%` against `0.1%`). `2.0016%, over the allowed 0.1000%` had people read
-    every digit."""
+    another ratio, with the fewest decimals, up to four, that tell the two apart and do not show
+    a share above zero as zero (`2.0%` against `0.1%`, `0.1003%` against `0.1%`, `0.04%`).
+    `2.0016%, over the allowed 0.1000%` had people read every digit."""
     if against is None:
+        if _reads_as_zero(ratio, 4):
+            return "<0.0001%"
         return f"{ratio * 100:.4f}".rstrip("0").rstrip(".") + "%"
     places = 1
-    while f"{ratio:.{places}%}" == f"{against:.{places}%}":
+    while f"{ratio:.{places}%}" == f"{against:.{places}%}" or _reads_as_zero(ratio, places):
         if places == 4:
             return share(ratio)
         places += 1
     return f"{ratio:.{places}%}"
+
+
+def _reads_as_zero(ratio: float, places: int) -> bool:
+    """Whether a share above zero would print as zero (`7 of 17,052 lines rejected (0.0%)`)."""
+    return ratio > 0 and float(f"{ratio * 100:.{places}f}") == 0
 
 
 def check_rejects(month: MonthUnderCheck) -> CheckOutcome:

@@ -19,6 +19,32 @@ import click
 
 EXIT_DATA_PROBLEM = 1
 EXIT_USAGE = 2
+
+
+class MonthParam(click.ParamType):
+    """A month as `YYYY-MM`, zero-padded whatever was typed (`partitions.parse_month`)."""
+
+    name = "month"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        from pipeline.partitions import parse_month
+
+        try:
+            return parse_month(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+MONTH = MonthParam()
+FIRST_MONTH = click.option(
+    "--from",
+    "first",
+    type=MONTH,
+    metavar="YYYY-MM",
+    help="First month (default: the spec's first).",
+)
 # The summary shows each failure's first line; the run's full log stays in the UI.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -176,10 +202,11 @@ def main(context: click.Context) -> None:
 
 @main.command()
 @click.argument("dataset")
-@click.option("--from", "first", metavar="YYYY-MM", help="First month (default: the spec's first).")
+@FIRST_MONTH
 @click.option(
     "--to",
     "last",
+    type=MONTH,
     metavar="YYYY-MM",
     help="Last month (default: the latest that has landed, with --retry-failed also the latest "
     "that failed; else the last complete one).",
@@ -285,7 +312,6 @@ def _summarise(
 ) -> None:
     """Counts, where the rejects are (a refused month's never reached raw), and what to do about
     each failed month: deliver its file if there is none, else correct the file or the spec."""
-    from pipeline.reports.advice import reload_command
 
     failed = [result for result in results if not result.success]
     read = sum(result.rows.get("rows_read", 0) for result in results)
@@ -312,12 +338,13 @@ def _summarise(
         )
     refused = sorted(r.month for r in failed if r.month not in undelivered)
     if refused:
-        again = (
-            reload_command(dataset, refused[0])
-            if len(refused) == 1
-            else f"pipeline load {dataset} {_range(refused)} --retry-failed"
+        # The same advice whatever the range: a plain load reads a corrected file and skips an
+        # unchanged refused one, so correcting one file of several does not re-read the others.
+        again = f"pipeline load {dataset} {_range(refused)}"
+        click.echo(
+            f"Correct the file, then `{again}` (a corrected file is loaded, an unchanged one "
+            "skipped); after correcting the spec instead, add --retry-failed."
         )
-        click.echo(f"Correct the file (a new file is loaded as is) or the spec, then `{again}`.")
 
 
 def _range(months: Sequence[str]) -> str:
@@ -326,7 +353,7 @@ def _range(months: Sequence[str]) -> str:
 
 @main.command()
 @click.argument("dataset")
-@click.option("--month", required=True, metavar="YYYY-MM", help="The month to delete.")
+@click.option("--month", required=True, type=MONTH, metavar="YYYY-MM", help="The month to delete.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge(dataset: str, month: str, yes: bool) -> None:
     """Delete MONTH of DATASET from the raw, rejects and report tables.
@@ -348,7 +375,10 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     if (attempt is None or attempt["status"] == "purged") and not month_runs(
         defs, spec, month, instance
     ):
-        click.echo(f"{dataset} {month} has nothing to purge: it was never loaded, or is purged.")
+        click.echo(
+            f"{dataset} {month} has nothing to purge: no load of it was attempted, or none since "
+            "its last purge."
+        )
         return
     if not yes and not click.confirm(
         f"Delete {dataset} {month} from raw, rejects and report tables?"
@@ -367,10 +397,11 @@ def purge(dataset: str, month: str, yes: bool) -> None:
 
 @main.command()
 @click.argument("dataset")
-@click.option("--from", "first", metavar="YYYY-MM", help="First month (default: the spec's first).")
+@FIRST_MONTH
 @click.option(
     "--to",
     "last",
+    type=MONTH,
     metavar="YYYY-MM",
     help="Last month (default: the latest landed, loaded or failed).",
 )
@@ -498,7 +529,7 @@ AUDIT_HEADER = (
 
 @audit.command("show")
 @click.argument("dataset")
-@click.option("--month", metavar="YYYY-MM", help="Only this month's entries.")
+@click.option("--month", type=MONTH, metavar="YYYY-MM", help="Only this month's entries.")
 def audit_show(dataset: str, month: str | None) -> None:
     """The audit entries of DATASET (of one month with --month), oldest first."""
     _, specs = _code_location()
@@ -546,8 +577,14 @@ def _audit_line(row: dict) -> str:
 
 @main.command()
 @click.argument("datasets", nargs=-1, required=True)
-@click.option("--from", "first", metavar="YYYY-MM", help="First month (default: the spec's first).")
-@click.option("--to", "last", metavar="YYYY-MM", help="Last month (default: last complete month).")
+@FIRST_MONTH
+@click.option(
+    "--to",
+    "last",
+    type=MONTH,
+    metavar="YYYY-MM",
+    help="Last month (default: the latest the load ledger knows).",
+)
 @click.option(
     "-o",
     "--output",

@@ -21,6 +21,20 @@ def dataset_partitions(spec: DatasetSpec) -> dg.MonthlyPartitionsDefinition:
     return monthly_partitions(spec.start_month)
 
 
+def parse_month(text: str) -> str:
+    """`text` as a `YYYY-MM` month, zero-padded (`2024-8` is `2024-08`); ValueError naming the
+    value if it is not a month.
+
+    Months are compared and stored as text: an unpadded `2024-8` sorts after `2024-12`, so the
+    CLI's `--from 2024-8` ran to the latest month there was and `purge --month 2024-4` found
+    nothing to purge.
+    """
+    year, _, number = text.strip().partition("-")
+    if len(year) == 4 and year.isdigit() and number.isdigit() and 1 <= int(number) <= 12:
+        return f"{year}-{int(number):02d}"
+    raise ValueError(f"{text!r} is not a month: use YYYY-MM, e.g. 2024-03")
+
+
 def month_bounds(month: str) -> tuple[dt.date, dt.date]:
     """First and last day of a `YYYY-MM` month; ValueError naming the value if it is not one."""
     try:

@@ -457,14 +457,14 @@ def plan_months(
             failing.append(status.month)
             skipped[status.month] = (
                 "an ERROR check refused this file in the last load: a corrected file is loaded "
-                "as is; after correcting the spec, --force reloads this one"
+                "as is; after correcting the spec, --retry-failed reloads it"
             )
         elif not force and not retry_failed and same_file == "materialized":
             if status.failed:
                 failing.append(status.month)
                 skipped[status.month] = (
                     "already loaded from this file, and its checks FAILED: a corrected file is "
-                    "loaded as is; after correcting the spec, --force reloads this one"
+                    "loaded as is; after correcting the spec, --retry-failed reloads it"
                 )
             else:
                 skipped[status.month] = "already loaded from this file (--force reloads it)"

@@ -8,10 +8,12 @@ import sys
 import uuid
 from pathlib import Path
 
+import click
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from pipeline.cli import MONTH
 from pipeline.project import DBT_PROJECT_DIR
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
@@ -49,8 +51,9 @@ def test_load_then_status_round_trip(
         f"{refused[2]} more in the refused months' candidates"
     ) in loaded.stdout
     assert (
-        "Correct the file (a new file is loaded as is) or the spec, then "
-        "`pipeline load flights --from 2024-02 --to 2024-02 --force`"
+        "Correct the file, then `pipeline load flights --from 2024-02 --to 2024-02` (a corrected "
+        "file is loaded, an unchanged one skipped); after correcting the spec instead, add "
+        "--retry-failed."
     ) in loaded.stdout
     # Not a terminal: progress as plain lines, a line per phase, nothing drawn in place.
     assert "[1/2] 2024-01 read and validate: " in loaded.stdout
@@ -301,3 +304,18 @@ def test_a_hold_on_the_duckdb_file_is_waited_out_and_named_when_too_long(
     assert refused.stderr.endswith(
         "(another process holds the file: a run, or a DuckDB shell; try again when it is done)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("typed", "month"), [("2024-08", "2024-08"), ("2024-8", "2024-08"), (" 2024-11 ", "2024-11")]
+)
+def test_a_month_is_read_zero_padded(typed: str, month: str) -> None:
+    # `--from 2024-8` sorted after 2024-12 as text: the load ran to the latest month there was and
+    # recorded every one after 2024 as failed; `purge --month 2024-4` found nothing to purge.
+    assert MONTH.convert(typed, None, None) == month
+
+
+@pytest.mark.parametrize("typed", ["08-2024", "2024/08", "2024-13", "2024-0", "24-08", "2024"])
+def test_what_is_not_a_month_says_how_to_write_one(typed: str) -> None:
+    with pytest.raises(click.BadParameter, match=r"is not a month: use YYYY-MM, e\.g\. 2024-03"):
+        MONTH.convert(typed, None, None)

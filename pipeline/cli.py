@@ -11,9 +11,9 @@ import datetime as dt
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -45,6 +45,13 @@ FIRST_MONTH = click.option(
     metavar="YYYY-MM",
     help="First month (default: the spec's first).",
 )
+
+
+def last_month(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--to`: the same option in every command but for its default, which `help_text` says."""
+    return click.option("--to", "last", type=MONTH, metavar="YYYY-MM", help=help_text)
+
+
 # The summary shows each failure's first line; the run's full log stays in the UI.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -203,13 +210,9 @@ def main(context: click.Context) -> None:
 @main.command()
 @click.argument("dataset")
 @FIRST_MONTH
-@click.option(
-    "--to",
-    "last",
-    type=MONTH,
-    metavar="YYYY-MM",
-    help="Last month (default: the latest that has landed, with --retry-failed also the latest "
-    "that failed; else the last complete one).",
+@last_month(
+    "Last month (default: the latest that has landed, with --retry-failed also the latest "
+    "that failed; else the last complete one)."
 )
 @click.option("--force", is_flag=True, help="Reload months already loaded from the same file.")
 @click.option(
@@ -398,13 +401,7 @@ def purge(dataset: str, month: str, yes: bool) -> None:
 @main.command()
 @click.argument("dataset")
 @FIRST_MONTH
-@click.option(
-    "--to",
-    "last",
-    type=MONTH,
-    metavar="YYYY-MM",
-    help="Last month (default: the latest landed, loaded or failed).",
-)
+@last_month("Last month (default: the latest landed, loaded or failed).")
 def status(dataset: str, first: str | None, last: str | None) -> None:
     """One line per month of DATASET: materialized / check failed / failed / missing, rows, checks.
 
@@ -578,13 +575,7 @@ def _audit_line(row: dict) -> str:
 @main.command()
 @click.argument("datasets", nargs=-1, required=True)
 @FIRST_MONTH
-@click.option(
-    "--to",
-    "last",
-    type=MONTH,
-    metavar="YYYY-MM",
-    help="Last month (default: the latest the load ledger knows).",
-)
+@last_month("Last month (default: the latest the load ledger knows).")
 @click.option(
     "-o",
     "--output",

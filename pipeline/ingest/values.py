@@ -47,8 +47,8 @@ def control_character_failures(lines: SortedLines, spec: DatasetSpec) -> pl.Data
 
     A NUL or an escape code is invisible in most tools and nearly always means a broken export,
     so the line is a reject naming the column (build_rejects shows the value with `\\x..`
-    escapes). Only a
-    block whose bytes hold one (`SortedLines.control_bytes`) is searched column by column.
+    escapes). Only a block whose bytes hold one (`SortedLines.control_bytes`) is searched column
+    by column.
     """
     if not lines.control_bytes:
         return pl.DataFrame(schema=FAILURE_SCHEMA)

@@ -288,8 +288,8 @@ def test_numbers_read_as_people_write_them(flights: DatasetSpec) -> None:
     ]
     view = DatasetView(spec=flights, months=[month], audit=[], check_names=[])
 
-    assert '<td class="num">1,033</td>' in render_report([view], "DuckDB")
-    assert "1033.0" not in render_report([view], "DuckDB")
+    page = render_report([view], "DuckDB")
+    assert '<td class="num">1,033</td>' in page and "1033.0" not in page
     assert reject_rate_figure(view).layout.yaxis.hoverformat == ".2%"
     schema = CheckView("schema", "ERROR", False, 30.0, 0.05, "30 lines rejected")
     assert "ask the sender to re-export columns 2, 3, 4," in advise(flights, month, schema)

@@ -283,8 +283,15 @@ def load(
         load_display(out, spec.name, plan.run, live=not verbose) as display,
         watched_by(display),
     ):
+        # Skipped months are listed among the others in month order, as the runs reach them.
+        waiting = dict(sorted(plan.skipped.items()))
+
+        def show_skipped(before: str | None = None) -> None:
+            for month in [month for month in waiting if before is None or month < before]:
+                display.line(f"{month:<8} {'skipped':<13} {waiting.pop(month)}")
 
         def show(result: MonthResult) -> None:
+            show_skipped(before=result.month)
             status = "ok" if result.success else "FAILED"
             figures = _figures(result.rows)
             display.line(f"{result.month:<8} {status:<13} {figures}  {_checks(result.checks)}")
@@ -292,8 +299,6 @@ def load(
                 display.line(f"{'':<8} {line}")
             display.month_done(result.month, result.success, result.rows)
 
-        for month, reason in plan.skipped.items():
-            display.line(f"{month:<8} {'skipped':<13} {reason}")
         results = load_months(
             defs,
             spec,
@@ -303,6 +308,7 @@ def load(
             run_config=None if verbose else QUIET_RUN_CONFIG,
             parallel=parallel,
         )
+        show_skipped()
     _summarise(spec.name, results, plan.skipped, files)
     if plan.failing:
         click.echo(f"Still failing from an earlier load: {', '.join(plan.failing)}.")

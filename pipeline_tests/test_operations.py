@@ -45,6 +45,7 @@ def test_a_resumed_batch_runs_only_the_month_that_failed(settings: Settings) -> 
 
     assert resumed.returncode == 0, resumed.stderr
     lines = month_lines(resumed.stdout)
+    assert list(lines) == ["2024-01", "2024-02", "2024-03"]  # in month order, skipped or run
     assert "skipped" in lines["2024-01"] and "already loaded from this file" in lines["2024-01"]
     assert "skipped" in lines["2024-03"]
     assert "ok" in lines["2024-02"].split()

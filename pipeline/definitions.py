@@ -107,7 +107,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     if freshness:
         late_jobs.append(build_freshness_job(freshness))
         late_sensors += [
-            build_freshness_sensor(freshness),
+            build_freshness_sensor(freshness, late_jobs[0]),
             build_freshness_alerts_sensor(specs, late_jobs[0]),
         ]
     return dg.Definitions(

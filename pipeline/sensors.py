@@ -127,15 +127,33 @@ def build_landing_sensor(spec: DatasetSpec) -> dg.SensorDefinition:
     return landing
 
 
-def build_freshness_sensor(checks: Sequence[dg.AssetChecksDefinition]) -> dg.SensorDefinition:
+def build_freshness_sensor(
+    checks: Sequence[dg.AssetChecksDefinition], job: dg.UnresolvedAssetJobDefinition
+) -> dg.SensorDefinition:
     """Evaluates the datasets' freshness checks on its own, so a late month is reported without
-    anyone looking; off until turned on, like the landing sensors."""
+    anyone looking; off until turned on, like the landing sensors.
+
+    Dagster's freshness sensor decides which checks are due; its requests run as the implicit
+    asset job, whose runs the alerts sensor does not watch, so a late month found that way was
+    never announced. This sensor asks it, then runs the checks it picked as `job`
+    (check_freshness), the job the alerts sensor watches.
+    """
     with superseded_freshness_api():
-        return dg.build_sensor_for_freshness_checks(
-            freshness_checks=checks,
-            name=FRESHNESS_SENSOR,
-            minimum_interval_seconds=tick_interval(),
-        )
+        due = dg.build_sensor_for_freshness_checks(freshness_checks=checks, name=FRESHNESS_SENSOR)
+
+    @dg.sensor(
+        name=FRESHNESS_SENSOR,
+        job=job,
+        minimum_interval_seconds=tick_interval(),
+        description=due.description,
+    )
+    def freshness(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason | None:
+        request = due(context)  # keeps its place among the checks in this sensor's cursor
+        if not isinstance(request, dg.RunRequest):
+            return request
+        return dg.RunRequest(asset_check_keys=request.asset_check_keys, tags=request.tags)
+
+    return freshness
 
 
 def build_freshness_alerts_sensor(

@@ -347,8 +347,14 @@ class DatasetSpec(_Strict):
         return match.group(1)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently; a duplicate column must be an error."""
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; a duplicate column must be an error.
+
+    And only `true` and `false` are booleans, as in YAML 1.2: PyYAML follows YAML 1.1, where
+    `on`, `off`, `yes`, `no` are too, so the documented `alerts: {on: [ERROR, WARN]}` had the key
+    True and `country: NO` (Norway) was False. A boolean field still takes `no` or `yes` (pydantic
+    reads those strings as booleans).
+    """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         keys: set[Any] = set()
@@ -360,12 +366,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+BOOL_TAG = "tag:yaml.org,2002:bool"
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver(
+    BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def _read_document(path: Path) -> Any:
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix == ".json":
             return json.loads(text, object_pairs_hook=_reject_duplicate_json_keys)
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=_SpecLoader)
     except (yaml.YAMLError, json.JSONDecodeError, SpecError) as exc:
         raise SpecError(f"{path}: cannot be read: {exc}") from exc
 

@@ -51,6 +51,19 @@ def test_the_documented_contract_is_accepted(tmp_path: Path) -> None:
     assert spec.fiscal is None
 
 
+def test_yaml_words_that_yaml_1_1_reads_as_booleans_stay_words(tmp_path: Path) -> None:
+    """`on` as a key, `NO` as a country: PyYAML alone reads both as booleans."""
+    text = VALID.replace("nullable: false}", "nullable: no}", 1) + (
+        "  completeness: {calendar: business_days, country: NO}\n"
+        "alerts:\n  email: [team@example.com]\n  on: [ERROR, WARN]\n"
+    )
+    spec = load_spec(write(tmp_path, text))
+    assert spec.alerts is not None and spec.alerts.on == ["ERROR", "WARN"]
+    assert spec.checks.completeness is not None and spec.checks.completeness.country == "NO"
+    assert spec.columns["flight_date"].nullable is False
+    assert spec.checks.max_reject_ratio == 0.001  # numbers are still numbers
+
+
 def test_json_specs_are_accepted(tmp_path: Path) -> None:
     write(
         tmp_path,

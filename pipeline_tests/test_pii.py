@@ -304,6 +304,9 @@ def test_no_clear_value_reaches_the_warehouse_dagster_or_dbt(
     # Both runs anchored the head they left, in the anchors file and in their metadata.
     # Each run also wrote the dataset's report, itself an audit entry anchored as it was written.
     assert kinds == ["spec_seen", "load_failed", "report_written", "published", "report_written"]
+    # Every entry names the run it was written in, the reports' too.
+    runs = [row["run_id"] for row in rows]
+    assert None not in runs and runs == [runs[0]] * 3 + [runs[3]] * 2 and runs[0] != runs[3], runs
     assert logged.ok and (logged.head.seq, logged.anchors) == (5, 4), logged
     published = instance.fetch_materializations(dg.AssetKey(["raw", "flights"]), limit=1)
     metadata = published.records[0].asset_materialization.metadata

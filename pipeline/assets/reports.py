@@ -50,17 +50,26 @@ def build_report_asset(spec: DatasetSpec, pool: str = "duckdb") -> dg.AssetsDefi
     def report(
         context: dg.AssetExecutionContext, files: LandingFiles, warehouse: Warehouse
     ) -> dg.MaterializeResult:
-        metadata = write_dataset_report(files, warehouse, spec, anchors_file(context.instance))
+        metadata = write_dataset_report(
+            files, warehouse, spec, anchors_file(context.instance), context.run.run_id
+        )
         return dg.MaterializeResult(metadata=metadata)
 
     return report
 
 
 def write_dataset_report(
-    files: LandingFiles, warehouse: Warehouse, spec: DatasetSpec, anchors: Path
+    files: LandingFiles, warehouse: Warehouse, spec: DatasetSpec, anchors: Path, run_id: str
 ) -> dict[str, Any]:
-    """Write `<reports dir>/<dataset>.html`; its path, link and size as metadata."""
-    path = write_report(warehouse, [spec], report_path(files.reports_path, [spec.name]), anchors)
+    """Write `<reports dir>/<dataset>.html` in run `run_id`; its path, link and size as
+    metadata."""
+    path = write_report(
+        warehouse,
+        [spec],
+        report_path(files.reports_path, [spec.name]),
+        anchors,
+        run_id=run_id,
+    )
     return {
         "path": dg.MetadataValue.path(str(path)),
         "url": dg.MetadataValue.url(files.report_url(path)),
@@ -95,7 +104,9 @@ def close_month(
     report = files.report_url(report_path(files.reports_path, [spec.name]))
     if not published:
         try:
-            metadata = write_dataset_report(files, warehouse, spec, anchors_file(context.instance))
+            metadata = write_dataset_report(
+                files, warehouse, spec, anchors_file(context.instance), run_id
+            )
             context.log_event(
                 dg.AssetMaterialization(asset_key=report_asset_key(spec), metadata=metadata)
             )

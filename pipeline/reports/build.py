@@ -41,9 +41,11 @@ def write_report(
     anchors: Path,
     first: str | None = None,
     last: str | None = None,
+    run_id: str | None = None,
 ) -> Path:
     """Report `specs` over their months from `first` to `last` (default: all) into `path`, with
-    the audit log's verification against the heads in `anchors`; the report is an audit event."""
+    the audit log's verification against the heads in `anchors`; the report is an audit event,
+    with the id of the run that wrote it (None from the CLI)."""
     views = [
         read_dataset(warehouse, spec, dataset_months(warehouse, spec, first, last))
         for spec in specs
@@ -66,6 +68,7 @@ def write_report(
         warehouse,
         "report_written",
         anchors=anchors,
+        run_id=run_id,
         dataset=",".join(spec.name for spec in specs),
         source_file=str(path),
         file_size=path.stat().st_size,

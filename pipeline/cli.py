@@ -352,7 +352,7 @@ def _summarise(
         again = f"pipeline load {dataset} {_range(refused)}"
         click.echo(
             f"Correct the file, then `{again}` (a corrected file is loaded, an unchanged one "
-            "skipped); after correcting the spec instead, add --retry-failed."
+            "skipped); after correcting the spec or a setting instead, add --retry-failed."
         )
 
 

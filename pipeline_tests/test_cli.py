@@ -52,8 +52,8 @@ def test_load_then_status_round_trip(
     ) in loaded.stdout
     assert (
         "Correct the file, then `pipeline load flights --from 2024-02 --to 2024-02` (a corrected "
-        "file is loaded, an unchanged one skipped); after correcting the spec instead, add "
-        "--retry-failed."
+        "file is loaded, an unchanged one skipped); after correcting the spec or a setting "
+        "instead, add --retry-failed."
     ) in loaded.stdout
     # Not a terminal: progress as plain lines, a line per phase, nothing drawn in place.
     assert "[1/2] 2024-01 read and validate: " in loaded.stdout

@@ -227,3 +227,22 @@ def test_purge_forgets_the_month_whichever_way_it_was_run(
     assert all(instance.get_run_by_id(run_id) is not None for run_id in others)
     left = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "2024-01"}))
     assert [run.run_id for run in left] == [others[0]]  # settlements' 2024-01 alone
+
+
+def test_a_statement_the_database_refuses_fails_the_month_once_not_four_times(
+    settings: Settings, instance: dg.DagsterInstance, flights: DatasetSpec
+) -> None:
+    """A refused statement would be refused again: no retries (10 s, 20 s, 40 s of backoff)."""
+    with open_warehouse(settings) as warehouse:
+        # An object where the raw table goes: the insert into it is refused, every time.
+        warehouse.query("create schema if not exists raw")
+        warehouse.query("create view raw.flights as select 1 as flight")
+    land(settings, "2024-01", 1)
+
+    (result,) = load_months(build_definitions(settings), flights, ["2024-01"], instance)
+
+    assert not result.success
+    assert "flights" in result.errors[0] and "Exceeded max_retries" not in result.errors[0]
+    attempts = scalar(settings, "select count(*) from pipeline.load_ledger where month = '2024-01'")
+    assert attempts == 1
+    assert not any(settings.staging_dir.rglob("*.parquet")), "its parts are not kept for a retry"

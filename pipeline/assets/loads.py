@@ -242,24 +242,25 @@ class _Attempt:
         """Record a failure inside the block in the ledger.
 
         A LoadError (a file that cannot load, counts that do not reconcile) fails for good: the
-        staged parts go and Dagster does not retry. Any other error is the warehouse's trouble:
-        the step's retry policy tries again, reusing the staged parts. A refusal (dg.Failure) was
-        recorded already.
+        staged parts go and Dagster does not retry. So does a statement the database refused (a
+        name, a type, a feature it lacks), which it would refuse again. Any other error is the
+        warehouse's trouble: the step's retry policy tries again, reusing the staged parts. A
+        refusal (dg.Failure) was recorded already.
         """
         try:
             yield
         except dg.Failure:
             raise
-        except LoadError as exc:
+        except Exception as exc:
             self._record(str(exc))
+            final = isinstance(exc, LoadError) or self.warehouse.is_statement_error(exc)
+            if not final:
+                raise
             if staging_dir is not None:
                 staging.remove(staging_dir)
             raise dg.Failure(
                 description=str(exc), allow_retries=False, metadata=self.anchored()
             ) from None
-        except Exception as exc:
-            self._record(str(exc))
-            raise
 
     def anchored(self) -> dict[str, Any]:
         """Anchor the audit log's head after this run's entries outside the warehouse, in the

@@ -61,6 +61,9 @@ def main() -> None:
     with fakesnow.server(port=port) as server:
         create_database(server, LOCAL_DATABASE)
         variables = environment(server, LOCAL_DATABASE) | {"DAGSTER_HOME": str(LOCAL_DAGSTER_HOME)}
+        # It parses no masking policy statements: a `pii: mask` dataset is refused with the
+        # reason instead (the tests leave the switch on and read the statements as text).
+        variables["PIPELINE_SNOWFLAKE_DISABLE"] += ",masking_policies"
         print(f"# fakesnow on 127.0.0.1:{port}, in memory: its tables go when it stops (Ctrl-C).")
         print("# In another shell, from the repository, paste:")
         for name, value in variables.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -100,7 +101,12 @@ def _load_in_parallel(
     context = multiprocessing.get_context("spawn")
     with (
         context.Manager() as manager,
-        ProcessPoolExecutor(max_workers=min(parallel, len(months)), mp_context=context) as pool,
+        ProcessPoolExecutor(
+            max_workers=min(parallel, len(months)),
+            mp_context=context,
+            initializer=_take_warning_filters,
+            initargs=(list(warnings.filters),),
+        ) as pool,
     ):
         events = manager.Queue()
         pending = {
@@ -116,6 +122,12 @@ def _load_in_parallel(
                 if on_month is not None:
                     on_month(result)
     return [results[month] for month in months]
+
+
+def _take_warning_filters(filters: list) -> None:
+    """A spawned worker starts with Python's default warning filters: take its parent's, so the
+    Dagster notes the CLI hides do not print in the middle of its table."""
+    warnings.filters[:] = filters
 
 
 def _run_month_in_worker(

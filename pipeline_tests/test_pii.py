@@ -207,9 +207,12 @@ def test_mask_is_refused_where_there_are_no_masking_policies(
     spec = with_column(flights, "dest", MASKED_DEST)
     staged = ingest_file(spec, settings.landing_dir / "flights_2024-01.tsv", "2024-01", tmp_path)
     with open_warehouse(settings) as warehouse:
-        with pytest.raises(LoadError, match="dest say pii: mask, which needs Snowflake's masking"):
+        with pytest.raises(
+            LoadError, match="dest say pii: mask, which needs Snowflake's masking"
+        ) as refusal:
             warehouse.replace_month(staged, "run-1")
         assert warehouse.query("select count(*) as n from raw.flights") == [{"n": 0}]
+    assert "; DuckDB has none." in str(refusal.value)  # the warehouse's name, not a class's
 
 
 def test_mask_on_snowflake_attaches_a_masking_policy_for_the_reader_roles(

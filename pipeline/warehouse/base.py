@@ -514,9 +514,10 @@ class Warehouse(dg.ConfigurableResource):
         """
         masked = spec.pii_columns("mask")
         if masked:
+            warehouse = type(self).__name__.removesuffix("Warehouse")
             raise LoadError(
                 f"{spec.name}: column(s) {', '.join(masked)} say pii: mask, which needs "
-                f"Snowflake's masking policies; {type(self).__name__} has none. Use pii: hash or "
+                f"Snowflake's masking policies; {warehouse} has none. Use pii: hash or "
                 "pii: redact, or load this dataset into Snowflake; nothing was loaded"
             )
 

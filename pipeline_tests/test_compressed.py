@@ -184,3 +184,18 @@ def test_doctor_previews_a_compressed_file_and_names_a_broken_one(
     path.write_bytes(content)  # named .zst, but plain text
     finding = preview(path, spec)
     assert not finding.ok and "not readable as zstd" in finding.message
+
+
+def test_a_compressed_file_under_a_plain_pattern_is_named_in_the_error(
+    settings: Settings, flights: DatasetSpec, tmp_path: Path
+) -> None:
+    plain = settings.landing_dir / "flights_2024-03.tsv"
+    write_tsv(month_frame("2024-03", 2, seed=3), plain)
+    plain.with_name(plain.name + ".gz").write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    with pytest.raises(LoadError) as missing:
+        ingest_file(flights, plain, "2024-03", tmp_path / "staging")
+    assert str(missing.value).endswith(
+        "no file for flights 2024-03 (file_pattern flights_{month}.tsv); flights_2024-03.tsv.gz "
+        "is there: add .gz to the file_pattern to load it as delivered"
+    )

@@ -15,7 +15,7 @@ from typing import Any, TypedDict, Unpack
 
 from pipeline.ingest import staging
 from pipeline.ingest.batches import ValidatedBatch, validate_block
-from pipeline.ingest.files import fingerprint, open_delivered
+from pipeline.ingest.files import DECOMPRESSORS, fingerprint, open_delivered
 from pipeline.ingest.header import LoadError, read_header
 from pipeline.ingest.lines import Block, LineTally, iter_blocks
 from pipeline.ingest.parts import PartWriter
@@ -213,7 +213,21 @@ def ingest_file(
 
 
 def require_file(spec: DatasetSpec, path: Path, month: str) -> None:
-    if not path.is_file():
-        raise LoadError(
-            f"{path}: no file for {spec.name} {month} (file_pattern {spec.file_pattern})"
-        )
+    """Raise LoadError if the month's file is not there, saying so if it came compressed under
+    a pattern that does not name the compression (`.tsv.gz` for `.tsv`)."""
+    if path.is_file():
+        return
+    compressed = [
+        candidate.name
+        for candidate in (path.with_name(path.name + suffix) for suffix in DECOMPRESSORS)
+        if candidate.is_file()
+    ]
+    hint = (
+        f"; {compressed[0]} is there: add {Path(compressed[0]).suffix} to the file_pattern to "
+        "load it as delivered"
+        if compressed
+        else ""
+    )
+    raise LoadError(
+        f"{path}: no file for {spec.name} {month} (file_pattern {spec.file_pattern}){hint}"
+    )

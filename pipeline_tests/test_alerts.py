@@ -21,7 +21,7 @@ from pipeline.definitions import build_definitions, build_resources
 from pipeline.doctor import examine_smtp
 from pipeline.jobs import FRESHNESS_JOB
 from pipeline.sample_data import month_frame, write_tsv
-from pipeline.sensors import FRESHNESS_ALERTS_SENSOR, FRESHNESS_SENSOR
+from pipeline.sensors import FRESHNESS_ALERTS_SENSOR
 from pipeline.settings import AlertSettings, Settings
 from pipeline.specs import DatasetSpec
 from pipeline_tests.mailserver import PASSWORD, Inbox, free_port
@@ -253,36 +253,3 @@ def test_a_month_that_did_not_arrive_is_announced_once_and_resolved_when_it_load
     run_month(settings, flights, month[1], instance, defects=0.0)
     assert inbox.messages[-1]["Subject"] == f"[pipeline] flights {month[1]}: resolved: freshness"
     assert len(inbox.messages) == 3
-
-
-def test_a_late_month_the_freshness_sensor_finds_is_announced(
-    settings: Settings, instance: dg.DagsterInstance, inbox: Inbox
-) -> None:
-    """The unattended path, as the daemon drives it: the freshness sensor's request runs, then
-    the alerts sensor's next tick looks at the runs that ended since its last one."""
-    defs = build_definitions(Settings.from_env())
-    alerts = defs.resolve_sensor_def(FRESHNESS_ALERTS_SENSOR)
-
-    def alerts_tick(cursor: str | None) -> str | None:
-        context = dg.build_sensor_context(
-            instance=instance, definitions=defs, cursor=cursor, resources=defs.resources
-        )
-        alerts.evaluate_tick(context)
-        return context.cursor
-
-    cursor = alerts_tick(None)  # a run status sensor starts from now
-    sensor = defs.resolve_sensor_def(FRESHNESS_SENSOR)
-    request = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
-    assert isinstance(request, dg.RunRequest)
-    job = defs.resolve_job_def(sensor.job_name)
-    checks = set(request.asset_check_keys or [])
-    assert (
-        job.get_subset(asset_check_selection=checks)
-        .execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
-        .success
-    )
-    alerts_tick(cursor)
-
-    # Both bundled datasets are late (their sample months are 2024's): one mail each.
-    subjects = sorted(mail["Subject"] for mail in inbox.messages)
-    assert len(subjects) == 2 and "freshness FAILED" in subjects[0], subjects

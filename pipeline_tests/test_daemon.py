@@ -13,10 +13,13 @@ from dagster._core.utils import make_new_backfill_id
 from pipeline.assets.loads import raw_asset_key
 from pipeline.definitions import build_definitions
 from pipeline.instance import prepare_instance
+from pipeline.jobs import FRESHNESS_JOB
 from pipeline.runner import month_statuses
 from pipeline.sample_data import month_frame, write_tsv
+from pipeline.sensors import FRESHNESS_SENSOR
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
+from pipeline_tests.mailserver import Inbox
 from pipeline_tests.support import daemon_running, finished_runs, scalar
 
 
@@ -77,3 +80,23 @@ def test_a_backfill_from_the_asset_page_runs_each_month_with_its_checks(
     for status in month_statuses(defs, flights, instance, months):
         assert status.status == "materialized"
         assert status.checks and "not run" not in status.checks.values(), status
+
+
+def test_a_late_month_the_freshness_sensor_finds_is_announced_by_mail(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, inbox: Inbox
+) -> None:
+    # The unattended path: Dagster's own freshness sensor ran the check as the implicit asset
+    # job, which the alerts sensor does not watch, so no late month was ever announced.
+    instance = prepare_instance()
+    monkeypatch.setenv("PIPELINE_SENSOR_INTERVAL_SECONDS", "1")
+    with daemon_running(FRESHNESS_SENSOR):
+        (run,) = finished_runs(instance, 1)
+        deadline = time.monotonic() + 60
+        while len(inbox.messages) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    assert run.job_name == FRESHNESS_JOB and run.tags["dagster/sensor_name"] == FRESHNESS_SENSOR
+    # Both bundled datasets are late (their sample months are 2024's): one mail each.
+    subjects = sorted(mail["Subject"] for mail in inbox.messages)
+    assert len(subjects) == 2 and "flights" in subjects[0], subjects
+    assert "freshness FAILED (WARN)" in subjects[0] and "settlements" in subjects[1]

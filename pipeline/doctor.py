@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +54,7 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
     yield examine_staging(settings.staging_dir, fix)
     yield examine_instance()
     yield from examine_warehouse(settings)
-    smtp = examine_smtp(settings.alerts)
+    smtp = examine_smtp(settings.alerts, list(specs.values()))
     if smtp is not None:
         yield smtp
 
@@ -269,9 +269,10 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
 SMTP_TIMEOUT_SECONDS = 10
 
 
-def examine_smtp(alerts: AlertSettings) -> Finding | None:
+def examine_smtp(alerts: AlertSettings, specs: Sequence[DatasetSpec] = ()) -> Finding | None:
     """When PIPELINE_SMTP_HOST is set: connect and say EHLO (and STARTTLS when asked); no login,
-    no mail. Names settings, never the password."""
+    no mail. Names settings, never the password. Default recipients (PIPELINE_ALERT_TO) are
+    needed only for the `specs` that list none of their own (`alerts.email`)."""
     import smtplib
 
     if not alerts.smtp_host:
@@ -298,20 +299,22 @@ def examine_smtp(alerts: AlertSettings) -> Finding | None:
             f"{where} answers EHLO but offers no STARTTLS",
             "use the submission port, or PIPELINE_SMTP_STARTTLS=false on a trusted network",
         )
+    unaddressed = [spec.name for spec in specs if not spec.alerts.email]
     missing = [
         name
         for name, value in (
             ("PIPELINE_ALERT_FROM", alerts.sender),
-            ("PIPELINE_ALERT_TO", alerts.recipients),
+            ("PIPELINE_ALERT_TO", bool(alerts.recipients) or (bool(specs) and not unaddressed)),
         )
         if not value
     ]
     if missing:
+        whose = f" ({', '.join(unaddressed)} list none in alerts.email)" if unaddressed else ""
         return Finding(
             False,
             "smtp",
             f"{where} answers, but {', '.join(missing)} not set",
-            "set them: alerts need a sender and default recipients",
+            f"set them: alerts need a sender and recipients{whose}",
         )
     return Finding(
         code == 250,

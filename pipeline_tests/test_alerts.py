@@ -23,7 +23,7 @@ from pipeline.jobs import FRESHNESS_JOB
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.sensors import FRESHNESS_ALERTS_SENSOR
 from pipeline.settings import AlertSettings, Settings
-from pipeline.specs import DatasetSpec
+from pipeline.specs import AlertsSpec, DatasetSpec
 from pipeline_tests.mailserver import PASSWORD, Inbox, free_port
 from pipeline_tests.support import scalar
 
@@ -217,6 +217,21 @@ def test_doctor_says_hello_to_the_smtp_server_and_sends_nothing(
         finding
     )
     assert inbox.messages == [] and PASSWORD not in str(finding)
+
+
+def test_doctor_asks_for_default_recipients_only_where_a_spec_lists_none(
+    settings: Settings, inbox: Inbox, flights: DatasetSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PIPELINE_ALERT_TO")
+    addressed = flights.model_copy(update={"alerts": AlertsSpec(email=["team@example.test"])})
+
+    assert examine_smtp(AlertSettings.from_env(), [addressed]).ok
+    unaddressed = examine_smtp(
+        AlertSettings.from_env(), [addressed, flights.model_copy(update={"name": "trips"})]
+    )
+    assert not unaddressed.ok
+    assert "PIPELINE_ALERT_TO not set" in str(unaddressed)
+    assert "(trips list none in alerts.email)" in str(unaddressed)
 
 
 def test_a_month_that_did_not_arrive_is_announced_once_and_resolved_when_it_loads(

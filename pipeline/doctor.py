@@ -48,9 +48,7 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
         "" if specs else "add a YAML spec (see the README, 'Adding a dataset')",
     )
     yield from examine_landing(settings.landing_dir, list(specs.values()))
-    sensitive = examine_sensitive(list(specs.values()), settings.warehouse)
-    if sensitive is not None:
-        yield sensitive
+    yield from examine_sensitive(list(specs.values()), settings.warehouse)
     yield examine_staging(settings.staging_dir, fix)
     yield examine_instance()
     yield from examine_warehouse(settings)
@@ -178,33 +176,40 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
     return Finding(True, topic, "; ".join(facts))
 
 
-def examine_sensitive(specs: list[DatasetSpec], warehouse: str) -> Finding | None:
-    """What the specs' `pii` columns need from the deployment; None when no spec has any. A
-    load without it refuses the month, with advice about the file that does not apply."""
+def examine_sensitive(specs: list[DatasetSpec], warehouse: str) -> list[Finding]:
+    """What the specs' `pii` columns need from the deployment, every missing piece at once;
+    nothing when no spec has any. A load without it refuses the month."""
     marked = {
         kind: [f"{spec.name}.{name}" for spec in specs for name in spec.pii_columns(kind)]
         for kind in ("hash", "mask", "redact")
     }
     hashed, masked = marked["hash"], marked["mask"]
+    problems = []
     if hashed and not os.environ.get(KEY_VARIABLE):
-        return Finding(
-            False,
-            "sensitive columns",
-            f"{KEY_VARIABLE} is not set; {', '.join(hashed)} say pii: hash",
-            "set it to the deployment's secret key (README, 'Sensitive columns')",
+        problems.append(
+            Finding(
+                False,
+                "sensitive columns",
+                f"{KEY_VARIABLE} is not set; {', '.join(hashed)} say pii: hash",
+                "set it to the deployment's secret key (README, 'Sensitive columns')",
+            )
         )
     if masked and warehouse != "snowflake":
-        return Finding(
-            False,
-            "sensitive columns",
-            f"{', '.join(masked)} say pii: mask, which needs Snowflake's masking policies "
-            f"(PIPELINE_WAREHOUSE={warehouse})",
-            "use pii: hash or pii: redact, or load the dataset into Snowflake",
+        problems.append(
+            Finding(
+                False,
+                "sensitive columns",
+                f"{', '.join(masked)} say pii: mask, which needs Snowflake's masking policies "
+                f"(PIPELINE_WAREHOUSE={warehouse})",
+                "use pii: hash or pii: redact, or load the dataset into Snowflake",
+            )
         )
     protected = sum(len(columns) for columns in marked.values())
-    if not protected:
-        return None
-    return Finding(True, "sensitive columns", f"{protected} column(s) protected as their specs say")
+    if problems or not protected:
+        return problems
+    return [
+        Finding(True, "sensitive columns", f"{protected} column(s) protected as their specs say")
+    ]
 
 
 def examine_staging(staging_dir: Path, fix: bool) -> Finding:

@@ -136,19 +136,22 @@ def test_doctor_says_what_the_sensitive_columns_need_before_a_load_is_refused(
     # It reported all OK, and the load then failed with advice to correct the file.
     spec = pii_spec()
     monkeypatch.delenv(KEY_VARIABLE, raising=False)
-    keyless = examine_sensitive([spec], "duckdb")
-    assert keyless is not None and not keyless.ok
+    (keyless,) = examine_sensitive([spec], "duckdb")
+    assert not keyless.ok
     assert keyless.message == f"{KEY_VARIABLE} is not set; flights.email say pii: hash"
-    monkeypatch.setenv(KEY_VARIABLE, KEY)
-    assert examine_sensitive([spec], "duckdb") == Finding(
-        True, "sensitive columns", "2 column(s) protected as their specs say"
-    )
     masked = with_column(spec, "dest", MASKED_DEST)
-    on_duckdb = examine_sensitive([masked], "duckdb")
-    assert on_duckdb is not None and not on_duckdb.ok
+    # Every missing piece at once, not the next only after the first is fixed.
+    assert [finding.ok for finding in examine_sensitive([masked], "duckdb")] == [False, False]
+    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    assert examine_sensitive([spec], "duckdb") == [
+        Finding(True, "sensitive columns", "2 column(s) protected as their specs say")
+    ]
+    (on_duckdb,) = examine_sensitive([masked], "duckdb")
+    assert not on_duckdb.ok
     assert "flights.dest say pii: mask, which needs Snowflake's" in on_duckdb.message
-    assert examine_sensitive([masked], "snowflake").ok
-    assert examine_sensitive([DatasetSpec.model_validate(SPEC)], "duckdb") is None
+    (on_snowflake,) = examine_sensitive([masked], "snowflake")
+    assert on_snowflake.ok
+    assert examine_sensitive([DatasetSpec.model_validate(SPEC)], "duckdb") == []
 
 
 def flights_with_email(landing: Path, month: str, seed: int, defects: float) -> pl.DataFrame:

@@ -51,6 +51,14 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return orphaned
 
 
+def still_running(run: dg.DagsterRun) -> bool:
+    """False for a run this host's CLI started whose process is gone (not marked failed yet);
+    True otherwise, as far as this host can tell."""
+    if run.tags.get(HOST_TAG) != socket.gethostname() or PID_TAG not in run.tags:
+        return True
+    return _alive(int(run.tags[PID_TAG]))
+
+
 def _alive(pid: int) -> bool:
     """Whether a process with this pid exists (a pid reused since is taken as alive: the run is
     marked at a later command instead of wrongly now)."""

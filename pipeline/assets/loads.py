@@ -13,6 +13,7 @@ blocking checks stop downstream steps without failing the asset's partition or w
 """
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,7 @@ from pipeline.ingest.files import fingerprint
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import StagedLoad, new_load_id, require_file, stage_file
 from pipeline.metrics import MetricsExport
+from pipeline.orphans import still_running
 from pipeline.partitions import dataset_partitions
 from pipeline.progress import CHECKS, PUBLISH, READ, STAGE, MonthProgress
 from pipeline.reports.build import report_path
@@ -50,6 +52,15 @@ from pipeline.warehouse.ledger import CheckRecord, LedgerEntry, PhaseRecord
 
 # Transient trouble (a locked warehouse file, a dropped connection) is retried with growing,
 # jittered delays, reusing the staged parts; a bad file raises Failure(allow_retries=False).
+# The run tag Dagster gives a partition's run, and how often a month waiting for an earlier
+# one's load to end looks again (see await_earlier_months).
+PARTITION_TAG = "dagster/partition"
+EARLIER_MONTHS_POLL_SECONDS = 2
+# A run that has logged nothing for this long is taken for dead and not waited for: a run
+# worker the daemon launched that died leaves its run STARTED (the load logs every tenth of its
+# file, and each phase).
+SILENT_RUN_SECONDS = 30 * 60
+
 LOAD_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -153,6 +164,7 @@ def load_month(
         progress.phase(STAGE)
         candidate = warehouse.stage_candidate(staged, attempt.load_id)
         progress.phase(CHECKS)
+        await_earlier_months(context, spec, warehouse)
         # One scope for every check: figures several use (rows per day) are computed once.
         under_check = MonthUnderCheck(warehouse, staged, candidate)
         outcomes = {check.name: check.evaluate(under_check) for check in checks}
@@ -190,6 +202,54 @@ def load_month(
         | _report_link(files, spec, month)
     )
     yield from _results(outcomes, {"load_id": attempt.load_id})
+
+
+def await_earlier_months(
+    context: dg.AssetExecutionContext, spec: DatasetSpec, warehouse: Warehouse
+) -> None:
+    """Where months load in parallel, wait until no run loading an earlier month of the dataset
+    is still going: this month's checks compare it with the months published before it (volume
+    history, keys across months), so those must be published (or refused) first. The reading,
+    staging and copying of the months still overlap; a run waits only for runs that started
+    (never for a queued one, so no two runs wait for each other), and not for one that is dead
+    (a CLI run whose process is gone, or a run silent for SILENT_RUN_SECONDS)."""
+    from pipeline.jobs import load_job_name  # it imports this module
+
+    if not warehouse.parallel_months:
+        return
+    month, key = context.partition_key, raw_asset_key(spec)
+
+    def earlier_runs() -> list[dg.DagsterRun]:
+        return [
+            run
+            for run in context.instance.get_runs(
+                filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+            )
+            if run.run_id != context.run.run_id
+            and run.tags.get(PARTITION_TAG, month) < month
+            and (run.job_name == load_job_name(spec.name) or key in (run.asset_selection or ()))
+            and still_running(run)
+            and not silent(context.instance, run)
+        ]
+
+    announced: set[str] = set()
+    while runs := earlier_runs():
+        for run in runs:
+            if run.run_id not in announced:
+                announced.add(run.run_id)
+                context.log.info(
+                    f"{spec.name} {month}: waiting for the load of {run.tags[PARTITION_TAG]} "
+                    f"(run {run.run_id[:8]}) to end: this month's checks compare the months "
+                    "before it"
+                )
+        time.sleep(EARLIER_MONTHS_POLL_SECONDS)
+
+
+def silent(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether `run` has logged nothing for SILENT_RUN_SECONDS."""
+    latest = instance.get_records_for_run(run.run_id, ascending=False, limit=1).records
+    last = latest[0].event_log_entry.timestamp if latest else 0.0
+    return time.time() - last > SILENT_RUN_SECONDS
 
 
 def _account(

@@ -9,7 +9,6 @@ import dagster as dg
 
 from pipeline.assets.freshness import freshness_check_keys
 from pipeline.assets.loads import raw_asset_key
-from pipeline.partitions import dataset_partitions
 from pipeline.specs import DatasetSpec
 
 FRESHNESS_JOB = "check_freshness"
@@ -32,7 +31,6 @@ def build_load_job(spec: DatasetSpec) -> dg.UnresolvedAssetJobDefinition:
         # The freshness check is not about the month being loaded; its sensor runs it.
         selection=dg.AssetSelection.assets(raw_asset_key(spec)).downstream()
         - dg.AssetSelection.checks(*freshness_check_keys(spec)),
-        partitions_def=dataset_partitions(spec),
         description=f"Load one month of {spec.name}, check it, and rebuild its reports.",
         # DuckDB takes one writer at a time: run the steps of a month one after another.
         executor_def=dg.in_process_executor,

@@ -258,8 +258,16 @@ def load(
         if retry_failed
         else _last_landed_month(spec, first)
     )
-    months = _months(spec, first, last or default_last)
     settings = Settings.from_env()
+    if last is None and default_last is None and not retry_failed:
+        # Else every month since the spec's start would be a run failing for want of a file.
+        click.echo(
+            f"Nothing to load: no file of {spec.name} has landed in {settings.landing_dir} "
+            f"(file_pattern {spec.file_pattern}{f', from {first} on' if first else ''}). Deliver "
+            "a month's file, or name the months with --to to see each one's failure."
+        )
+        return
+    months = _months(spec, first, last or default_last)
     files = {month: settings.landing_dir / spec.file_name(month) for month in months}
     with _warehouse(settings) as warehouse:
         if parallel > 1 and not warehouse.parallel_months:
@@ -322,6 +330,8 @@ def _summarise(
     """Counts, where the rejects are (a refused month's never reached raw), and what to do about
     each failed month: deliver its file if there is none, else correct the file or the spec."""
 
+    from pipeline.ingest.files import compressed_siblings
+
     failed = [result for result in results if not result.success]
     read = sum(result.rows.get("rows_read", 0) for result in results)
 
@@ -339,13 +349,20 @@ def _summarise(
         reason = result.errors[0] if result.errors else "see the run in the Dagster UI"
         click.echo(f"  {result.month} failed: {reason}")
     undelivered = sorted(r.month for r in failed if not files[r.month].is_file())
-    if undelivered:
-        names = ", ".join(files[month].name for month in undelivered)
+    compressed = [month for month in undelivered if compressed_siblings(files[month])]
+    if compressed:
         click.echo(
-            f"Deliver {names} to {files[undelivered[0]].parent}, then "
-            f"`pipeline load {dataset} {_range(undelivered)}`."
+            f"{_names(compressed, files)} came compressed: add "
+            f"{compressed_siblings(files[compressed[0]])[0].suffix} to the file_pattern in the "
+            f"spec, then `pipeline load {dataset} {_range(compressed)}`."
         )
-    refused = sorted(r.month for r in failed if r.month not in undelivered)
+    missing = [month for month in undelivered if month not in compressed]
+    if missing:
+        click.echo(
+            f"Deliver {_names(missing, files)} to {files[missing[0]].parent}, then "
+            f"`pipeline load {dataset} {_range(missing)}`."
+        )
+    refused = sorted(r.month for r in failed if r.month not in undelivered and _refused(r))
     if refused:
         # The same advice whatever the range: a plain load reads a corrected file and skips an
         # unchanged refused one, so correcting one file of several does not re-read the others.
@@ -354,6 +371,24 @@ def _summarise(
             f"Correct the file, then `{again}` (a corrected file is loaded, an unchanged one "
             "skipped); after correcting the spec or a setting instead, add --retry-failed."
         )
+    stopped = sorted(r.month for r in failed if r.month not in undelivered + refused)
+    if stopped:
+        # No check refused their files, so a plain load runs these months again, file or not.
+        click.echo(
+            f"Fix what the reason above names for {', '.join(stopped)} (the file, the spec, a "
+            f"setting or the warehouse), then `pipeline load {dataset} {_range(stopped)}`."
+        )
+
+
+def _refused(result) -> bool:
+    """Whether an ERROR check refused the month's file (not a step failing before or after)."""
+    from pipeline.runner import FAILED_ERROR
+
+    return FAILED_ERROR in result.checks.values()
+
+
+def _names(months: Sequence[str], files: dict[str, Path]) -> str:
+    return ", ".join(files[month].name for month in months)
 
 
 def _range(months: Sequence[str]) -> str:

@@ -330,6 +330,9 @@ def month_statuses(
         refused = failed_load and attempt["candidate"]
         # A refused load materialized nothing: its figures are the ledger's, with its candidate.
         figures = attempt if refused else metadata
+        if word == "materialized" and warehouse is not None and not _in(warehouse, attempt):
+            statuses.append(_not_in_warehouse(month, warehouse))
+            continue
         if failed_load:
             detail = _served(warehouse, spec, month, attempt, errors)
         elif word == "failed" and attempt is not None and attempt["status"] == "loaded":
@@ -351,6 +354,30 @@ def month_statuses(
             )
         )
     return statuses
+
+
+def _in(warehouse: Warehouse, attempt: dict | None) -> bool:
+    """Whether the warehouse serves a load of the month whose last ledger entry is `attempt`."""
+    if attempt is None or attempt["status"] == "purged":
+        return False
+    return attempt["status"] == "loaded" or (
+        warehouse.served_load(attempt["dataset"], attempt["month"]) is not None
+    )
+
+
+def _not_in_warehouse(month: str, warehouse: Warehouse) -> MonthStatus:
+    """A month Dagster recorded as loaded that the warehouse has no load of: a new or emptied
+    database, or the instance of another warehouse. Missing, so the next load loads it."""
+    return MonthStatus(
+        month=month,
+        status="missing",
+        rows={},
+        checks={},
+        detail=(
+            f"Dagster recorded a load, but {warehouse.location()} has none: a new or emptied "
+            "database, or another warehouse's DAGSTER_HOME; the next load loads it"
+        ),
+    )
 
 
 def _served(
@@ -456,15 +483,30 @@ def plan_months(
     """Partition status as the checkpoint: re-running a half-finished batch does only the rest.
 
     A month already materialized from a file with the same fingerprint is skipped unless `force`;
-    with `retry_failed` only months whose last run or check failed are run.
+    with `retry_failed` only months whose last run or check failed are run. A materialized month
+    whose file has left the landing folder (archived) is skipped: there is nothing to reload it
+    from, and a run would only fail it. With `retry_failed`, so is a failed month with no file.
     """
     run: list[str] = []
     skipped: dict[str, str] = {}
     failing: list[str] = []
     for status in statuses:
+        delivered = fingerprints.get(status.month) is not None
         same_file = status.fingerprint_matches(fingerprints.get(status.month))
         if retry_failed and not status.failed:
-            skipped[status.month] = "did not fail"
+            skipped[status.month] = (
+                "not loaded yet: a load without --retry-failed loads it"
+                if status.status == "missing"
+                else "did not fail"
+            )
+        elif not delivered and (status.status == "materialized" or retry_failed):
+            if status.failed:
+                failing.append(status.month)
+            skipped[status.month] = (
+                "failed, and its file is not in the landing folder: deliver it to load again"
+                if status.failed
+                else "loaded earlier from a file no longer in the landing folder (archived?)"
+            )
         elif not force and not retry_failed and same_file == "refused":
             failing.append(status.month)
             skipped[status.month] = (

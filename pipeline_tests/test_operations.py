@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -52,6 +54,73 @@ def test_a_resumed_batch_runs_only_the_month_that_failed(settings: Settings) -> 
     assert "Months: 1 loaded, 2 skipped, 0 failed" in resumed.stdout
 
 
+def test_files_archived_or_not_yet_landed_make_no_failed_runs(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    # A dataset nothing has landed for: no run per month since its start, each failing.
+    nothing = run("load", "flights")
+    assert nothing.returncode == 0, nothing.stderr
+    assert "Nothing to load: no file of flights has landed in " in nothing.stdout
+    assert instance.get_runs() == []
+
+    land(settings, "2024-01", 1)
+    land(settings, "2024-02", 2)
+    assert run("load", "flights").returncode == 0
+    # Delivered files are archived once loaded: the loaded months stay as they are.
+    archive = settings.landing_dir.parent / "archive"
+    archive.mkdir()
+    (settings.landing_dir / "flights_2024-01.tsv").rename(archive / "flights_2024-01.tsv")
+    for options in ([], ["--force"]):
+        again = run("load", "flights", "--from", "2024-01", "--to", "2024-02", *options)
+        assert again.returncode == 0, again.stdout
+        assert "loaded earlier from a file no longer in the landing folder" in again.stdout
+        assert "FAILED" not in again.stdout
+    status = month_lines(run("status", "flights", "--to", "2024-02").stdout)
+    assert status["2024-01"].split()[1] == "materialized"
+
+    # A file delivered compressed under a pattern that does not say so: the advice says so.
+    land(settings, "2024-03", 3)
+    plain = settings.landing_dir / "flights_2024-03.tsv"
+    plain.with_name(plain.name + ".gz").write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    compressed = run("load", "flights", "--from", "2024-03", "--to", "2024-03")
+    assert compressed.returncode == 1
+    assert (
+        "flights_2024-03.tsv came compressed: add .gz to the file_pattern in the spec, then "
+        "`pipeline load flights --from 2024-03 --to 2024-03`."
+    ) in compressed.stdout
+    assert "Deliver" not in compressed.stdout
+
+    # A file no check refused (its header lacks a column): fix it and load again, no flag.
+    write_tsv(
+        month_frame("2024-04", 20, seed=4).drop("carrier"), plain.with_name("flights_2024-04.tsv")
+    )
+    stopped = run("load", "flights", "--from", "2024-04", "--to", "2024-04")
+    assert stopped.returncode == 1
+    assert (
+        "Fix what the reason above names for 2024-04 (the file, the spec, a setting or the "
+        "warehouse), then `pipeline load flights --from 2024-04 --to 2024-04`."
+    ) in stopped.stdout
+    assert "Correct the file" not in stopped.stdout and "Deliver" not in stopped.stdout
+
+
+def test_a_month_the_warehouse_lost_is_missing_and_loaded_again(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    land(settings, "2024-01", 1)
+    assert run("load", "flights").returncode == 0
+    # A new database (deleted to start over, or another warehouse with the same DAGSTER_HOME).
+    Path(settings.duckdb_path).unlink()
+
+    status = run("status", "flights")
+    assert month_lines(status.stdout)["2024-01"].split()[1] == "missing"
+    assert "missing (Dagster recorded a load, but duckdb:" in status.stdout
+    reloaded = run("load", "flights")
+    assert reloaded.returncode == 0, reloaded.stdout
+    assert month_lines(reloaded.stdout)["2024-01"].split()[1] == "ok"
+    assert scalar(settings, "select count(*) from raw.flights") > 0
+
+
 def test_plan_skips_what_is_done_and_retries_what_failed() -> None:
     from pipeline.runner import MonthStatus
 
@@ -64,17 +133,31 @@ def test_plan_skips_what_is_done_and_retries_what_failed() -> None:
         # Refused by an ERROR check: not read again from the same file, but from a new one.
         MonthStatus("2024-06", "failed", {}, {}, "f", refused_fingerprint="f"),
         MonthStatus("2024-07", "failed", {}, {}, "g", refused_fingerprint="g"),
+        # Files no longer (or not yet) in the landing folder.
+        MonthStatus("2024-08", "materialized", {}, {"schema": "passed"}, "h"),  # archived
+        MonthStatus("2024-09", "failed", {}, {}, None),  # its run found no file
+        MonthStatus("2024-10", "missing", {}, {}, None),
     ]
     files = {
         **{"2024-01": "a", "2024-02": "b", "2024-03": "c", "2024-04": "new", "2024-05": "e"},
         **{"2024-06": "f", "2024-07": "corrected"},
     }
-    assert plan_months(statuses, files).run == ["2024-03", "2024-04", "2024-05", "2024-07"]
-    assert plan_months(statuses, files, force=True).run == [s.month for s in statuses]
+    plain = plan_months(statuses, files)
+    assert plain.run == ["2024-03", "2024-04", "2024-05", "2024-07", "2024-09", "2024-10"]
+    assert plain.failing == ["2024-02", "2024-06"]
+    # An archived month is kept, even with --force: there is nothing to reload it from.
+    archived = "loaded earlier from a file no longer in the landing folder (archived?)"
+    assert plain.skipped["2024-08"] == archived
+    forced = plan_months(statuses, files, force=True)
+    assert forced.run == [s.month for s in statuses if s.month != "2024-08"]
+    assert forced.skipped == {"2024-08": archived}
     retry = plan_months(statuses, files, retry_failed=True)
     assert retry.run == ["2024-02", "2024-03", "2024-06", "2024-07"]
     assert retry.skipped["2024-01"] == "did not fail"  # a WARN finding is not a failure
-    assert plan_months(statuses, files).failing == ["2024-02", "2024-06"]
+    assert retry.skipped["2024-05"] == "not loaded yet: a load without --retry-failed loads it"
+    # A failed month with no file is still failing, but not run to fail the same way again.
+    assert retry.skipped["2024-09"].startswith("failed, and its file is not in the landing")
+    assert retry.failing == ["2024-09"]
 
 
 def test_purge_deletes_the_month_everywhere_and_records_it(

@@ -67,6 +67,13 @@ def compression(path: Path) -> str | None:
     return None if known is None else known[0]
 
 
+def compressed_siblings(path: Path) -> list[Path]:
+    """`path` delivered compressed under a name the pattern does not give (`x.tsv.gz` for
+    `x.tsv`): the files beside it that would be its content."""
+    siblings = (path.with_name(path.name + suffix) for suffix in DECOMPRESSORS)
+    return [sibling for sibling in siblings if sibling.is_file()]
+
+
 @dataclass(frozen=True)
 class OpenFile:
     """A landing file open for reading: `content` gives its bytes decompressed, `delivered` is

@@ -15,7 +15,7 @@ from typing import Any, TypedDict, Unpack
 
 from pipeline.ingest import staging
 from pipeline.ingest.batches import ValidatedBatch, validate_block
-from pipeline.ingest.files import DECOMPRESSORS, fingerprint, open_delivered
+from pipeline.ingest.files import compressed_siblings, fingerprint, open_delivered
 from pipeline.ingest.header import LoadError, read_header
 from pipeline.ingest.lines import Block, LineTally, iter_blocks
 from pipeline.ingest.parts import PartWriter
@@ -217,13 +217,9 @@ def require_file(spec: DatasetSpec, path: Path, month: str) -> None:
     a pattern that does not name the compression (`.tsv.gz` for `.tsv`)."""
     if path.is_file():
         return
-    compressed = [
-        candidate.name
-        for candidate in (path.with_name(path.name + suffix) for suffix in DECOMPRESSORS)
-        if candidate.is_file()
-    ]
+    compressed = compressed_siblings(path)
     hint = (
-        f"; {compressed[0]} is there: add {Path(compressed[0]).suffix} to the file_pattern to "
+        f"; {compressed[0].name} is there: add {compressed[0].suffix} to the file_pattern to "
         "load it as delivered"
         if compressed
         else ""

@@ -48,7 +48,8 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
         "" if specs else "add a YAML spec (see the README, 'Adding a dataset')",
     )
     yield from examine_landing(settings.landing_dir, list(specs.values()))
-    yield from examine_sensitive(list(specs.values()), settings.warehouse)
+    disabled = settings.snowflake.disabled if settings.snowflake else frozenset()
+    yield from examine_sensitive(list(specs.values()), settings.warehouse, disabled)
     yield examine_staging(settings.staging_dir, fix)
     yield examine_instance()
     yield from examine_warehouse(settings)
@@ -176,9 +177,12 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
     return Finding(True, topic, "; ".join(facts))
 
 
-def examine_sensitive(specs: list[DatasetSpec], warehouse: str) -> list[Finding]:
+def examine_sensitive(
+    specs: list[DatasetSpec], warehouse: str, disabled: frozenset[str] = frozenset()
+) -> list[Finding]:
     """What the specs' `pii` columns need from the deployment, every missing piece at once;
-    nothing when no spec has any. A load without it refuses the month."""
+    nothing when no spec has any. A load without it refuses the month. `disabled`: the Snowflake
+    capabilities turned off (PIPELINE_SNOWFLAKE_DISABLE), as for the test server."""
     marked = {
         kind: [f"{spec.name}.{name}" for spec in specs for name in spec.pii_columns(kind)]
         for kind in ("hash", "mask", "redact")
@@ -202,6 +206,16 @@ def examine_sensitive(specs: list[DatasetSpec], warehouse: str) -> list[Finding]
                 f"{', '.join(masked)} say pii: mask, which needs Snowflake's masking policies "
                 f"(PIPELINE_WAREHOUSE={warehouse})",
                 "use pii: hash or pii: redact, or load the dataset into Snowflake",
+            )
+        )
+    elif masked and "masking_policies" in disabled:
+        problems.append(
+            Finding(
+                False,
+                "sensitive columns",
+                f"{', '.join(masked)} say pii: mask, but masking_policies is turned off "
+                "(PIPELINE_SNOWFLAKE_DISABLE, as for a Snowflake-protocol test server)",
+                "use pii: hash or pii: redact, or an account with masking policies",
             )
         )
     protected = sum(len(columns) for columns in marked.values())

@@ -151,6 +151,12 @@ def test_doctor_says_what_the_sensitive_columns_need_before_a_load_is_refused(
     assert "flights.dest say pii: mask, which needs Snowflake's" in on_duckdb.message
     (on_snowflake,) = examine_sensitive([masked], "snowflake")
     assert on_snowflake.ok
+    # The test server (`make snowflake-local`) has none: it said OK, and the load refused.
+    (on_test_server,) = examine_sensitive([masked], "snowflake", frozenset({"masking_policies"}))
+    assert not on_test_server.ok
+    assert "flights.dest say pii: mask, but masking_policies is turned off" in (
+        on_test_server.message
+    )
     assert examine_sensitive([DatasetSpec.model_validate(SPEC)], "duckdb") == []
 
 

@@ -282,9 +282,12 @@ def load(
         {month: fingerprint(path) if path.is_file() else None for month, path in files.items()},
         force=force,
         retry_failed=retry_failed,
+        sensitive_columns=spec.sensitive_columns(),
     )
     count = f"{len(months)} month{'s' if len(months) > 1 else ''}"
     click.echo(f"Loading {spec.name}: {months[0]}..{months[-1]} ({count})")
+    for month, reason in plan.reloaded.items():
+        click.echo(f"{month} is loaded again from its file: {reason}.")
     click.echo(HEADER)
     with (
         _summary_stream(quiet=not verbose) as out,

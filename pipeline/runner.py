@@ -272,6 +272,7 @@ class MonthStatus:
     detail: str = ""  # what a failed month's readers get instead, and where its rows wait
     refused_fingerprint: str | None = None  # the file an ERROR check refused in the last attempt
     errors: tuple[str, ...] = ()  # why the month's latest run failed, as the load summary says it
+    sensitive_columns: str | None = None  # as its spec marked them when it was loaded, if known
 
     @property
     def failed(self) -> bool:
@@ -351,6 +352,7 @@ def month_statuses(
                 detail=detail,
                 refused_fingerprint=attempt["fingerprint"] if refused else None,
                 errors=tuple(errors),
+                sensitive_columns=metadata.get("sensitive_columns"),
             )
         )
     return statuses
@@ -471,6 +473,8 @@ class Plan:
     run: list[str]
     skipped: dict[str, str]
     failing: list[str] = field(default_factory=list)  # skipped, but their last verdict failed
+    # Run although loaded from the same file: why (their sensitive columns changed).
+    reloaded: dict[str, str] = field(default_factory=dict)
 
 
 def plan_months(
@@ -479,6 +483,7 @@ def plan_months(
     *,
     force: bool = False,
     retry_failed: bool = False,
+    sensitive_columns: str | None = None,
 ) -> Plan:
     """Partition status as the checkpoint: re-running a half-finished batch does only the rest.
 
@@ -486,13 +491,21 @@ def plan_months(
     with `retry_failed` only months whose last run or check failed are run. A materialized month
     whose file has left the landing folder (archived) is skipped: there is nothing to reload it
     from, and a run would only fail it. With `retry_failed`, so is a failed month with no file.
+    A month loaded while the spec marked other `sensitive_columns` (`pii`) than it does now is
+    loaded again, file unchanged or not: it may hold a newly marked column in clear.
     """
     run: list[str] = []
     skipped: dict[str, str] = {}
     failing: list[str] = []
+    reloaded: dict[str, str] = {}
     for status in statuses:
         delivered = fingerprints.get(status.month) is not None
         same_file = status.fingerprint_matches(fingerprints.get(status.month))
+        remarked = (
+            status.status == "materialized"
+            and None not in (status.sensitive_columns, sensitive_columns)
+            and status.sensitive_columns != sensitive_columns
+        )
         if retry_failed and not status.failed:
             skipped[status.month] = (
                 "not loaded yet: a load without --retry-failed loads it"
@@ -506,6 +519,17 @@ def plan_months(
                 "failed, and its file is not in the landing folder: deliver it to load again"
                 if status.failed
                 else "loaded earlier from a file no longer in the landing folder (archived?)"
+            )
+            if remarked:
+                skipped[status.month] += (
+                    f"; loaded with sensitive columns {status.sensitive_columns}, the spec now "
+                    f"says {sensitive_columns}: deliver the file again, or purge the month"
+                )
+        elif remarked and not retry_failed:
+            run.append(status.month)
+            reloaded[status.month] = (
+                f"loaded with sensitive columns {status.sensitive_columns}; the spec now says "
+                f"{sensitive_columns}"
             )
         elif not force and not retry_failed and same_file == "refused":
             failing.append(status.month)
@@ -524,7 +548,7 @@ def plan_months(
                 skipped[status.month] = "already loaded from this file (--force reloads it)"
         else:
             run.append(status.month)
-    return Plan(run=run, skipped=skipped, failing=failing)
+    return Plan(run=run, skipped=skipped, failing=failing, reloaded=reloaded)
 
 
 def partitioned_downstream(defs: dg.Definitions, key: dg.AssetKey) -> list[dg.AssetKey]:

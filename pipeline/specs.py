@@ -330,6 +330,12 @@ class DatasetSpec(_Strict):
         """The columns marked with one of the `pii` kinds, in spec order."""
         return [name for name, column in self.columns.items() if column.pii in kinds]
 
+    def sensitive_columns(self) -> str:
+        """`name: kind, …` for the `pii` columns, or `none`: recorded with each published month,
+        so a month loaded before a column was marked is loaded again from its file."""
+        marked = [f"{name}: {column.pii}" for name, column in self.columns.items() if column.pii]
+        return ", ".join(marked) or "none"
+
     def file_name(self, month: str) -> str:
         """The landing file name for a month (`YYYY-MM`)."""
         return self.file_pattern.replace(MONTH_PLACEHOLDER, month)

@@ -29,6 +29,7 @@ from pipeline.specs import DatasetSpec, load_specs
 from pipeline.warehouse.base import Warehouse
 from pipeline.warehouse.snowflake import REJECT_VALUE_COLUMNS
 from pipeline_tests.mailserver import Inbox
+from pipeline_tests.support import run
 from pipeline_tests.test_ingest import HEADER, SPEC
 
 KEY = "test-key-not-a-secret"
@@ -377,3 +378,45 @@ def test_no_clear_value_reaches_an_alert(
     assert "rejected line" in text  # the CSV's sample of rejected lines is there
     assert keyed_hash(KEY.encode(), broken.split("\t")[-1]) in text
     assert MARKER not in text
+
+
+def test_marking_a_column_sensitive_loads_the_months_loaded_before_again(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column marked `pii: hash` after months were loaded: a plain load skipped them as
+    'already loaded from this file', leaving the addresses in clear."""
+    document = yaml.safe_load((BUNDLED_DATASETS_DIR / "flights.yaml").read_text())
+    document["columns"]["passenger_email"] = {k: v for k, v in EMAIL.items() if k != "pii"}
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    (datasets / "flights.yaml").write_text(yaml.safe_dump(document))
+    monkeypatch.setenv("PIPELINE_DATASETS_DIR", str(datasets))
+    for seed, month in enumerate(["2024-01", "2024-02"]):
+        flights_with_email(settings.landing_dir, month, seed, defects=0)
+    assert run("load", "flights").returncode == 0
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (settings.landing_dir / "flights_2024-01.tsv").rename(archive / "flights_2024-01.tsv")
+
+    document["columns"]["passenger_email"] = EMAIL
+    (datasets / "flights.yaml").write_text(yaml.safe_dump(document))
+    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    marked = run("load", "flights")
+
+    assert marked.returncode == 0, marked.stdout
+    assert (
+        "2024-02 is loaded again from its file: loaded with sensitive columns none; the spec now "
+        "says passenger_email: hash."
+    ) in marked.stdout
+    # A month whose file is gone cannot be: the summary says so, and what to do.
+    assert (
+        "the spec now says passenger_email: hash: deliver the file again, or purge the month"
+        in (marked.stdout)
+    )
+    with open_warehouse(settings) as warehouse:
+        clear = warehouse.query(
+            "select _month, count(*) as n from raw.flights "
+            f"where passenger_email like '%{MARKER}%' group by _month"
+        )
+    assert clear == [{"_month": "2024-01", "n": clear[0]["n"]}]
+    assert "is loaded again" not in run("load", "flights").stdout  # once, not on every load

@@ -449,6 +449,7 @@ def _published_metadata(staged: StagedLoad, candidate: Candidate) -> dict[str, A
         "dagster/row_count": candidate.rows,
         "blank_lines": staged.blank_lines,
         "extra_columns": ", ".join(staged.extra_columns) or "none",
+        "sensitive_columns": staged.spec.sensitive_columns(),
         "load_id": candidate.load_id,
         "rejects_table": f"{RAW_SCHEMA}.{rejects_table(staged.dataset)}",
     }

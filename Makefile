@@ -29,7 +29,7 @@ demo: install
 	@echo "  $(BIN)/pipeline status flights      per-month status, rows and checks (also: settlements)"
 	@echo "  make dev                             the Dagster UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "  data/warehouse.duckdb                raw.*, pipeline.check_results, analytics.* (fiscal columns)"
-	@echo "  planted on purpose, as the summaries above say:"
+	@echo "  planted on purpose, as the first run's summaries said (pipeline status shows them):"
 	@echo "  ERROR  flights 2024-08 schema (2% bad lines), flights 2024-11 completeness (a missing day)"
 	@echo "  WARN   flights 2024-05 a WARNING rule; settlements 2024-02 closed_days (a holiday),"
 	@echo "         2024-03 volume (a spike) and schema_drift (an extra column)"
@@ -40,7 +40,7 @@ demo: install
 
 # A Snowflake-protocol server (fakesnow, in memory) to try the Snowflake path without an account:
 # it prints the variables to export in another shell.
-snowflake-local: install
+snowflake-local: $(INSTALLED)
 	$(BIN)/python -m pipeline_tests.snowflake_server
 
 dev: install

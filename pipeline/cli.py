@@ -59,10 +59,18 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}
 def _instance():
     """The Dagster instance at DAGSTER_HOME (default `.dagster_home/`), created if absent, with
     the runs of `pipeline load` processes that died marked failed (see pipeline.orphans)."""
-    from pipeline.instance import prepare_instance
+    from pipeline.instance import DEFAULT_HOME, prepare_instance
     from pipeline.orphans import fail_orphaned_runs
 
+    created = not os.environ.get("DAGSTER_HOME") and not Path(DEFAULT_HOME).exists()
     instance = prepare_instance()
+    if created:
+        # Run from another folder, the default makes an empty instance there: say so.
+        click.echo(
+            f"Note: created a Dagster instance in {instance.root_directory}, since DAGSTER_HOME "
+            "is not set; the loads run from another folder are not in it.",
+            err=True,
+        )
     fail_orphaned_runs(instance)
     return instance
 

@@ -320,3 +320,21 @@ def test_a_month_is_read_zero_padded(typed: str, month: str) -> None:
 def test_what_is_not_a_month_says_how_to_write_one(typed: str) -> None:
     with pytest.raises(click.BadParameter, match=r"is not a month: use YYYY-MM, e\.g\. 2024-03"):
         MONTH.convert(typed, None, None)
+
+
+def test_a_command_run_away_from_the_instance_says_it_made_a_new_one(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without DAGSTER_HOME, `.dagster_home` is looked for in the current folder: from another
+    # one, status listed every month `missing` with nothing to say why.
+    monkeypatch.delenv("DAGSTER_HOME")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    first, second = run("status", "flights"), run("status", "flights")
+    assert first.returncode == 0, first.stderr
+    assert (
+        f"Note: created a Dagster instance in {elsewhere / '.dagster_home'}, since DAGSTER_HOME "
+        "is not set"
+    ) in first.stderr
+    assert "Note:" not in second.stderr

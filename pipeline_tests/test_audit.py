@@ -9,12 +9,16 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import dagster as dg
 from click.testing import CliRunner
 
+from pipeline.assets.loads import build_load_asset
+from pipeline.assets.reports import build_report_asset
 from pipeline.audit import anchor, read_anchors, record_event, record_spec, verify, write_anchor
 from pipeline.cli import main
+from pipeline.definitions import build_resources, open_warehouse
 from pipeline.ingest.stream import new_load_id
-from pipeline.sample_data import month_frame
+from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.audit import AUDIT_COLUMNS, AuditHead, acting_as
@@ -226,3 +230,22 @@ def test_the_cli_verifies_and_shows(deployment: Settings, warehouse: Warehouse) 
     assert behind.output.startswith("FAILED: entry 2: missing, the head (1) is behind its anchor")
     assert tampered.exit_code == 1
     assert tampered.output.startswith("FAILED: entry 1: edited, alert_sent flights 2024-02")
+
+
+def test_a_sensor_runs_entries_all_name_the_sensor(
+    settings: Settings, instance: dg.DagsterInstance, flights: DatasetSpec
+) -> None:
+    # The report step's `report_written` said the OS user where the load's entries said the sensor.
+    write_tsv(month_frame("2024-01", 10, seed=1), settings.landing_dir / "flights_2024-01.tsv")
+    result = dg.materialize(
+        [build_load_asset(flights), build_report_asset(flights)],
+        partition_key="2024-01",
+        resources=build_resources(settings),
+        instance=instance,
+        tags={"dagster/sensor_name": "flights_landing"},
+    )
+    assert result.success
+    with open_warehouse(settings) as warehouse:
+        entries = warehouse.query(f"select kind, actor from {LOG} where kind <> 'spec_seen'")
+    assert {entry["kind"] for entry in entries} >= {"published", "report_written"}
+    assert {entry["actor"] for entry in entries} == {"sensor flights_landing"}

@@ -16,10 +16,11 @@ import dagster as dg
 from pipeline.alerts.channels import Alerts
 from pipeline.alerts.notify import notify_month
 from pipeline.assets.loads import raw_asset_key
-from pipeline.audit import anchors_file
+from pipeline.audit import anchors_file, run_actor
 from pipeline.reports.build import report_path, write_report
 from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec
+from pipeline.warehouse.audit import acting_as
 from pipeline.warehouse.base import Warehouse
 
 REPORTS_PREFIX = "reports"
@@ -50,9 +51,11 @@ def build_report_asset(spec: DatasetSpec, pool: str = "duckdb") -> dg.AssetsDefi
     def report(
         context: dg.AssetExecutionContext, files: LandingFiles, warehouse: Warehouse
     ) -> dg.MaterializeResult:
-        metadata = write_dataset_report(
-            files, warehouse, spec, anchors_file(context.instance), context.run.run_id
-        )
+        # Its audit entry names who started the run (a sensor, a backfill), as the load's do.
+        with acting_as(run_actor(context.run.tags)):
+            metadata = write_dataset_report(
+                files, warehouse, spec, anchors_file(context.instance), context.run.run_id
+            )
         return dg.MaterializeResult(metadata=metadata)
 
     return report

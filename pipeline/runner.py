@@ -466,6 +466,24 @@ def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) 
     return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
 
 
+def handled_file(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> str | None:
+    """The fingerprint of the file the month's latest outcome was about: the file it is
+    materialized from, the file its last load refused, or the file it was loaded from when it
+    was purged (the load step and `purge_month` observe the last two); None if there is none."""
+    records_filter = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month])
+    latest = [
+        record
+        for fetch in (instance.fetch_materializations, instance.fetch_observations)
+        for record in fetch(records_filter, limit=1).records
+    ]
+    if not latest:
+        return None
+    newest = max(latest, key=lambda record: record.storage_id)
+    event = newest.asset_materialization or newest.asset_observation
+    value = event.metadata.get("fingerprint") if event is not None else None
+    return value.value if value is not None else None
+
+
 @dataclass(frozen=True)
 class Plan:
     """Which months a `load` runs, and why it leaves the others."""
@@ -605,6 +623,9 @@ def purge_month(
     the record.
     """
     keys = partitioned_downstream(defs, raw_asset_key(spec))
+    last = warehouse.latest_attempt(spec.name, month)
+    # The file the purged month came from: a landing sensor does not load it again (handled_file).
+    purged_file = {"fingerprint": last["fingerprint"]} if last and last["fingerprint"] else {}
     stamp = now()
     entry = LedgerEntry.without_rows(spec.name, month, "pipeline purge", "purged", stamp, stamp)
     deleted = warehouse.purge_month(spec, month, [key.path[-1] for key in keys[1:]], entry)
@@ -617,7 +638,9 @@ def purge_month(
     for key in keys:
         instance.report_runless_asset_event(
             dg.AssetObservation(
-                key, partition=month, metadata={"purged": f"pipeline purge, load {entry.load_id}"}
+                key,
+                partition=month,
+                metadata={"purged": f"pipeline purge, load {entry.load_id}"} | purged_file,
             )
         )
     for run in month_runs(defs, spec, month, instance):

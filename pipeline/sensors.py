@@ -1,10 +1,13 @@
 """File-arrival sensors: a landed month file starts that month's load job.
 
 The run key is the file's fingerprint (size, mtime, head/tail hash), so Dagster never starts a
-second run for an unchanged file and always starts one for a corrected file. A file the month is
-already materialized from (loaded by `pipeline load` or in the UI before the sensor was turned on)
-is not loaded again. A file is picked up only once it is stable: the same size and mtime on two
-ticks in a row, or, if the spec names a `ready_marker`, once the marker file exists beside it.
+second run for an unchanged file and always starts one for a corrected file. A file the month's
+latest outcome was about, however it was reached (`pipeline load`, the UI, before the sensor was
+turned on), is not loaded again: the file the month is materialized from, the file its last load
+refused, and the file a purged month had been loaded from (the purge keeps it out until a new
+file lands or `pipeline load` loads it). A file is picked up only once it is stable: the same
+size and mtime on two ticks in a row, or, if the spec names a `ready_marker`, once the marker file
+exists beside it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pipeline.jobs import load_job_name
 from pipeline.partitions import dataset_partitions
 from pipeline.reports.build import report_path
 from pipeline.resources import LandingFiles
-from pipeline.runner import latest_metadata
+from pipeline.runner import handled_file
 from pipeline.sizing import k8s_run_tags
 from pipeline.specs import MONTH_PLACEHOLDER, DatasetSpec
 from pipeline.warehouse.base import Warehouse
@@ -55,10 +58,10 @@ def scan_landing(
     landing_dir: Path,
     previous: dict[str, dict[str, str]],
     months: set[str],
-    loaded_from: Callable[[str], str | None],
+    handled: Callable[[str], str | None],
 ) -> Scan:
-    """Decide which files to load now, from the folder and `loaded_from(month)`: the fingerprint
-    of the file the month is materialized from, if any.
+    """Decide which files to load now, from the folder and `handled(month)`: the fingerprint of
+    the file the month's latest outcome was about (loaded, refused or purged), if any.
 
     A stable file is requested on every tick with the same run key, which Dagster runs once,
     unless the month is materialized from it already; its fingerprint is kept in the cursor so
@@ -88,8 +91,8 @@ def scan_landing(
         state = {"seen": seen}
         if stable:
             state["fingerprint"] = (unchanged and before.get("fingerprint")) or fingerprint(path)
-        # Asked on every tick, not kept: a purge makes a loaded month's file new again.
-        if stable and loaded_from(month) != state["fingerprint"]:
+        # Asked on every tick, not kept: the CLI loads and purges months between ticks.
+        if stable and handled(month) != state["fingerprint"]:
             requests.append(
                 dg.RunRequest(
                     run_key=f"{spec.name}:{month}:{state['fingerprint']}",
@@ -115,10 +118,10 @@ def build_landing_sensor(spec: DatasetSpec) -> dg.SensorDefinition:
         previous = json.loads(context.cursor) if context.cursor else {}
         months = set(dataset_partitions(spec).get_partition_keys())
 
-        def loaded_from(month: str) -> str | None:
-            return latest_metadata(context.instance, raw_asset_key(spec), month).get("fingerprint")
+        def handled(month: str) -> str | None:
+            return handled_file(context.instance, raw_asset_key(spec), month)
 
-        scan = scan_landing(spec, files.landing_path, previous, months, loaded_from)
+        scan = scan_landing(spec, files.landing_path, previous, months, handled)
         for message in scan.skipped:
             context.log.warning(f"skipped {message}")
         # One small entry per landed file of this dataset: its size/mtime and fingerprint.

@@ -9,9 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipeline.definitions import build_definitions
+from pipeline.definitions import build_definitions, open_warehouse
 from pipeline.resources import LandingFiles
-from pipeline.runner import load_months
+from pipeline.runner import load_months, purge_month
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.sensors import build_landing_sensor
 from pipeline.settings import Settings
@@ -100,6 +100,31 @@ def test_a_month_already_loaded_from_the_file_is_not_loaded_again(
     ticks.tick()
     (request,) = ticks.tick()
     assert request.partition_key == "2024-03"
+
+
+def test_a_refused_file_and_a_purged_month_are_not_loaded_again(
+    ticks: Ticks, settings: Settings, flights: DatasetSpec, instance: dg.DagsterInstance
+) -> None:
+    # After `make demo`, turning the sensor on loaded the refused months again from their
+    # unchanged files; and a month purged while its file was in landing was back within a tick.
+    refused_file = settings.landing_dir / "flights_2024-03.tsv"
+    purged_file = settings.landing_dir / "flights_2024-04.tsv"
+    write_tsv(month_frame("2024-03", rows_per_day=5, seed=3, defect_ratio=0.05), refused_file)
+    write_tsv(month_frame("2024-04", rows_per_day=5, seed=4), purged_file)
+    defs = build_definitions(settings)
+    refused, loaded = load_months(defs, flights, ["2024-03", "2024-04"], instance)
+    assert not refused.success and loaded.success
+    with open_warehouse(settings) as warehouse:
+        purge_month(defs, flights, "2024-04", instance, warehouse)
+
+    ticks.tick()
+    assert ticks.tick() == []
+
+    # New deliveries of both months are loaded.
+    write_tsv(month_frame("2024-03", rows_per_day=6, seed=3), refused_file)
+    write_tsv(month_frame("2024-04", rows_per_day=6, seed=4), purged_file)
+    ticks.tick()
+    assert sorted(request.partition_key for request in ticks.tick()) == ["2024-03", "2024-04"]
 
 
 def test_junk_names_are_skipped_not_crashed_on(

@@ -175,6 +175,12 @@ def load_month(
             yield from _results(
                 outcomes, {"candidate": candidate.names(), "load_id": attempt.load_id}
             )
+            # The refused file, in the asset's history: a landing sensor does not load it again.
+            yield dg.AssetObservation(
+                raw_asset_key(spec),
+                partition=month,
+                metadata={"refused": f"load {attempt.load_id}", "fingerprint": staged.fingerprint},
+            )
             _refuse(warehouse, staged, candidate, attempt.run_id, refused)
             staging.remove(directory)
             raise dg.Failure(

@@ -465,8 +465,17 @@ def status(dataset: str, first: str | None, last: str | None) -> None:
 
     spec = _spec(specs, dataset)
     instance = _instance()
-    months = _months(spec, first, last or _last_known_month(spec, instance, first))
-    with _warehouse(Settings.from_env()) as warehouse:
+    known = _last_known_month(spec, instance, first)
+    settings = Settings.from_env()
+    if last is None and known is None:
+        # Else every month since start_month, each `missing`: true, and no help.
+        click.echo(
+            f"No month of {spec.name} has landed in {settings.landing_dir}, been loaded or failed "
+            f"yet{f' from {first} on' if first else ''}; --to lists the months up to one."
+        )
+        return
+    months = _months(spec, first, last or known)
+    with _warehouse(settings) as warehouse:
         statuses = month_statuses(defs, spec, instance, months, warehouse)
     click.echo(HEADER)
     for month in statuses:

@@ -241,12 +241,24 @@ def examine_staging(staging_dir: Path, fix: bool) -> Finding:
         ]
         if found
     ]
+    # Not a problem, but --fix removes them too: say so, or doctor's OK and --fix disagree.
+    retained = [
+        " ".join(directory.relative_to(staging_dir).parts[:2])
+        for directory in staging.kept(staging_dir)
+        if directory not in stale
+    ]
+    note = (
+        f"; {len(retained)} complete staging(s) kept for a retry ({', '.join(retained)}): the "
+        "next load of the same file reuses them, --fix removes them"
+        if retained
+        else ""
+    )
     return Finding(
         not problems,
         "staging",
-        f"staging(s) in {staging_dir}: {'; '.join(problems)}"
+        f"staging(s) in {staging_dir}: {'; '.join(problems)}{note}"
         if problems
-        else f"no stale staged parts in {staging_dir}",
+        else f"no stale staged parts in {staging_dir}{note}",
         "pipeline doctor --fix removes those no running load holds" if problems else "",
     )
 

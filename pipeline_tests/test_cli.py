@@ -338,3 +338,5 @@ def test_a_command_run_away_from_the_instance_says_it_made_a_new_one(
         "is not set"
     ) in first.stderr
     assert "Note:" not in second.stderr
+    # Nothing landed, loaded or failed: said once, not as every month since start_month, missing.
+    assert second.stdout.startswith("No month of flights has landed in ")

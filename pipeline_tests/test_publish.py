@@ -107,6 +107,13 @@ def test_a_complete_staging_is_reused_and_orphans_are_swept(
     os.utime(orphan / "rows-00000.parquet", (week_old, week_old))
     assert staging.sweep(settings.staging_dir, older_than=staging.ORPHAN_AGE_SECONDS) == [orphan]
     assert not orphan.exists() and (directory / staging.MANIFEST).is_file()
+    # Kept for a retry, the complete one is no problem, but doctor says --fix would remove it
+    # (it said "no stale staged parts", and --fix then removed one).
+    with staging.claimed(directory):
+        pass  # as a load that was killed after staging leaves it
+    kept = examine_staging(settings.staging_dir, fix=False)
+    assert kept.ok
+    assert "1 complete staging(s) kept for a retry (flights 2024-01)" in kept.message
 
 
 def test_a_month_leaves_no_staged_parts_once_published(

@@ -105,6 +105,16 @@ def abandoned(root: Path) -> list[Path]:
     ]
 
 
+def kept(root: Path) -> list[Path]:
+    """Complete stagings below `root` that no process holds: kept for a retry of the warehouse
+    step, which reuses them instead of reading the file again."""
+    return [
+        lock.parent
+        for lock in sorted(root.glob(f"**/{LOCK}"))
+        if read_manifest(lock.parent) is not None and not _held(lock)
+    ]
+
+
 def _held(lock: Path) -> bool:
     """Whether a live process holds the staging whose lock file this is."""
     with _taken(lock) as taken:

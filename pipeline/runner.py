@@ -323,7 +323,7 @@ def month_statuses(
             statuses.append(MonthStatus(month=month, status="missing", rows={}, checks={}))
             continue
         metadata = latest_metadata(instance, key, month)
-        errors = _latest_run_errors(instance, month_runs(defs, spec, month, instance))
+        errors = latest_run_errors(instance, month_runs(defs, spec, month, instance))
         # The raw rows can be materialized while the month's reports failed to build.
         word = "failed" if errors else status.value.lower()
         attempt = warehouse.latest_attempt(spec.name, month) if warehouse else None
@@ -407,7 +407,7 @@ def _load_words(load: dict) -> str:
     return f"the load of {load['finished_at']:%Y-%m-%d %H:%M} UTC from {source}"
 
 
-def _latest_run_errors(instance: dg.DagsterInstance, runs: Sequence[dg.DagsterRun]) -> list[str]:
+def latest_run_errors(instance: dg.DagsterInstance, runs: Sequence[dg.DagsterRun]) -> list[str]:
     """Why the latest finished of `runs` (newest first) failed; nothing if it succeeded."""
     finished = [run for run in runs if run.status in FINISHED]
     if not finished or finished[0].status != dg.DagsterRunStatus.FAILURE:
@@ -418,7 +418,21 @@ def _latest_run_errors(instance: dg.DagsterInstance, runs: Sequence[dg.DagsterRu
         return errors
     # No step failed: the run was failed from outside (its process died, see pipeline.orphans).
     records = instance.all_logs(finished[0].run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-    return [record.dagster_event.message for record in records if record.dagster_event]
+    return [_explained(record.dagster_event.message) for record in records if record.dagster_event]
+
+
+# What Dagster's code server says of a run whose worker process it launched died.
+FAILED_FROM_OUTSIDE = "marked as failed from outside the execution context"
+
+
+def _explained(message: str) -> str:
+    """Dagster's words for a run whose process died, with what they mean and what to do."""
+    if FAILED_FROM_OUTSIDE not in message:
+        return message
+    return (
+        f"{message.rstrip('.')}: its process ended before the run did (killed or crashed); "
+        "`pipeline load --retry-failed` loads the month again"
+    )
 
 
 def month_runs(

@@ -13,7 +13,7 @@ from dagster_dbt import DbtCliResource
 
 from pipeline.definitions import build_definitions, open_warehouse
 from pipeline.project import DBT_EXECUTABLE, dbt_project
-from pipeline.runner import load_months, month_statuses, step_errors
+from pipeline.runner import latest_run_errors, load_months, month_statuses, step_errors
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
@@ -225,3 +225,26 @@ def test_a_step_error_names_its_cause(retries: dg.RetryPolicy | None, said: str)
 
     failures = [event for event in result.all_events if event.is_step_failure]
     assert step_errors(failures) == [f"reports__flights: {said}"]
+
+
+def test_a_run_whose_process_died_under_the_daemon_says_what_to_do(
+    instance: dg.DagsterInstance,
+) -> None:
+    # A killed backfill run's worker: Dagster's code server fails the run with words that say
+    # nothing of why or what next, and a one-month backfill has ended, so it is not retried.
+    @dg.op
+    def step() -> None: ...
+
+    @dg.job
+    def one_step() -> None:
+        step()
+
+    run = instance.create_run_for_job(job_def=one_step)
+    instance.report_run_failed(run)
+
+    (error,) = latest_run_errors(instance, [instance.get_run_by_id(run.run_id)])
+    assert error == (
+        "This run has been marked as failed from outside the execution context: its process "
+        "ended before the run did (killed or crashed); `pipeline load --retry-failed` loads the "
+        "month again"
+    )

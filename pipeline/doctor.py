@@ -56,6 +56,32 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
     smtp = examine_smtp(settings.alerts, list(specs.values()))
     if smtp is not None:
         yield smtp
+    dotenv = examine_dotenv(Path.cwd() / ".env")
+    if dotenv is not None:
+        yield dotenv
+
+
+def examine_dotenv(path: Path) -> Finding | None:
+    """Variables a `.env` sets that this process does not have: `dagster dev` reads the file
+    for the runs it launches, the `pipeline` commands read only their environment, so alerts
+    or metrics configured there were silently off for `pipeline load`."""
+    if not path.is_file():
+        return None
+    names = [
+        line.removeprefix("export ").split("=", 1)[0].strip()
+        for line in path.read_text(errors="replace").splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    ]
+    unset = [name for name in names if name and name not in os.environ]
+    if not unset:
+        return None
+    return Finding(
+        False,
+        "environment",
+        f"{path} sets {', '.join(unset)}, which `make dev` gives its runs but this shell does "
+        "not have: pipeline commands read only their environment",
+        f"export them first: set -a; . {path}; set +a",
+    )
 
 
 def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Finding]:

@@ -17,13 +17,27 @@ HEADER = (
 )
 
 
-def test_a_healthy_deployment_is_all_ok(settings: Settings) -> None:
+def test_a_healthy_deployment_is_all_ok(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # away from a developer's own .env
     (settings.landing_dir / "flights_2024-01.tsv").write_text(HEADER + "\r\n")
     result = run("doctor")
     assert result.returncode == 0, result.stdout
     assert "OK      landing flights: 1 month(s) from 2024-01 to 2024-01" in result.stdout
     assert "UTF-8; CRLF line endings" in result.stdout
     assert "OK      warehouse: duckdb" in result.stdout
+
+    # Alerts configured in .env reach the runs `make dev` launches, not `pipeline load`: said.
+    (tmp_path / ".env").write_text("# alerts\nPIPELINE_ALERT_TO=ops@example.test\n")
+    dotenv = run("doctor")
+    assert dotenv.returncode == 1
+    assert (
+        f"PROBLEM environment: {tmp_path / '.env'} sets PIPELINE_ALERT_TO, which `make dev` "
+        "gives its runs but this shell does not have"
+    ) in dotenv.stdout
+    monkeypatch.setenv("PIPELINE_ALERT_TO", "ops@example.test")
+    assert run("doctor").returncode == 0
 
 
 def test_problems_are_named_with_hints(settings: Settings) -> None:
@@ -46,8 +60,9 @@ def test_problems_are_named_with_hints(settings: Settings) -> None:
 
 
 def test_snowflake_connection_role_warehouse_database_and_schemas(
-    snowflake_deployment: Settings,
+    snowflake_deployment: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # away from a developer's own .env
     result = run("doctor")
     assert result.returncode == 0, result.stdout
     for line in [

@@ -248,7 +248,8 @@ def _anchor_problems(
     problems = []
     for item in anchors:
         seq = item.seq
-        where = f"anchored {item.anchored_at} by run {item.run_id} (anchors file line {item.line})"
+        by = f"run {item.run_id}" if item.run_id else "a command outside any run"
+        where = f"anchored {item.anchored_at} by {by} (anchors file line {item.line})"
         if seq > head:
             problems.append(
                 (seq, f"entry {seq}: missing, the head ({head}) is behind its anchor: {where}")

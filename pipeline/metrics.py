@@ -175,6 +175,11 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+class MetricsNotSent(Exception):
+    """The textfile could not be written, or the Pushgateway refused or was out of reach (the
+    message says whether the textfile was written all the same)."""
+
+
 class MetricsExport(dg.ConfigurableResource):
     """Where the metrics go: a folder for `<dataset>.prom` textfiles, a Pushgateway, both or
     neither (PIPELINE_METRICS_DIR, PIPELINE_PUSHGATEWAY_URL)."""
@@ -190,15 +195,24 @@ class MetricsExport(dg.ConfigurableResource):
         sent = []
         if self.textfile_dir:
             path = Path(self.textfile_dir) / f"{spec.name}.prom"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_to_textfile(str(path), registry)  # a temp file renamed over the old one
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_to_textfile(str(path), registry)  # a temp file renamed over the old one
+            except OSError as exc:
+                raise MetricsNotSent(f"not written to {path}: {exc}") from exc
             sent.append(str(path))
         if self.pushgateway_url:
-            push_to_gateway(
-                self.pushgateway_url,
-                job=PUSHGATEWAY_JOB,
-                registry=registry,
-                grouping_key={"dataset": spec.name},
-            )
+            try:
+                push_to_gateway(
+                    self.pushgateway_url,
+                    job=PUSHGATEWAY_JOB,
+                    registry=registry,
+                    grouping_key={"dataset": spec.name},
+                )
+            except Exception as exc:
+                written = f" (written to {sent[0]} all the same)" if sent else ""
+                raise MetricsNotSent(
+                    f"not pushed to {self.pushgateway_url}: {exc}{written}"
+                ) from exc
             sent.append(self.pushgateway_url)
         return sent

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.assets.freshness import deadline_cron
 from pipeline.assets.loads import build_load_asset
 from pipeline.definitions import build_resources
-from pipeline.metrics import METRICS, MetricsExport, freshness_deadline
+from pipeline.metrics import METRICS, MetricsExport, MetricsNotSent, freshness_deadline
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec, FreshnessSpec
@@ -184,6 +184,15 @@ def test_the_same_metrics_are_pushed_grouped_by_dataset(
         warehouse.record_load(attempt("2024-01", "loaded", at("2024-02-07", 12), 1000))
         export = MetricsExport(textfile_dir=str(tmp_path), pushgateway_url=pushgateway)
         written = export.export(warehouse, flights)
+        # A gateway out of reach: the textfile is written all the same, and the error says so
+        # (the run's warning said "timings or metrics not updated").
+        unreachable = MetricsExport(
+            textfile_dir=str(tmp_path / "again"), pushgateway_url="http://127.0.0.1:9"
+        )
+        unsent = r"not pushed to http://127\.0\.0\.1:9: "
+        with pytest.raises(MetricsNotSent, match=unsent) as refused:
+            unreachable.export(warehouse, flights)
+    assert f"(written to {tmp_path / 'again' / 'flights.prom'} all the same)" in str(refused.value)
 
     assert written == [str(tmp_path / "flights.prom"), pushgateway]
     pushed = Pushgateway.received["/metrics/job/pipeline/dataset/flights"]
@@ -219,7 +228,8 @@ def test_the_load_step_writes_the_metrics_whoever_runs_it_and_trouble_is_only_a_
     assert phases == {"read and validate", "stage", "checks", "publish"}
     assert blocked.success  # the month published; only its metrics could not be written
     messages = [entry.user_message for entry in instance.all_logs(blocked.run_id)]
-    assert any("flights 2024-01: timings or metrics not updated" in m for m in messages)
+    blocked_file = tmp_path / "blocked" / "flights.prom"
+    assert any(f"flights 2024-01: metrics not written to {blocked_file}" in m for m in messages)
 
 
 def test_the_lateness_deadline_is_the_freshness_checks_own() -> None:

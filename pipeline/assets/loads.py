@@ -276,10 +276,13 @@ def _account(
     try:
         if timings:  # none when the file was missing
             warehouse.record_phases(timings)
+    except Exception as exc:
+        context.log.warning(f"{spec.name} {month}: phase timings not recorded: {exc}")
+    try:
         for destination in metrics.export(warehouse, spec):
             context.log.info(f"{spec.name}: metrics of every month sent to {destination}")
     except Exception as exc:
-        context.log.warning(f"{spec.name} {month}: timings or metrics not updated: {exc}")
+        context.log.warning(f"{spec.name} {month}: metrics {exc}")
 
 
 def _report_link(files: LandingFiles, spec: DatasetSpec, month: str) -> dict[str, Any]:

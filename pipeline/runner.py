@@ -320,7 +320,10 @@ def month_statuses(
     for month in months:
         status = by_partition.get(month)
         if status is None:  # never loaded, or purged: older check results no longer apply
-            statuses.append(MonthStatus(month=month, status="missing", rows={}, checks={}))
+            attempt = warehouse.latest_attempt(spec.name, month) if warehouse else None
+            purged = attempt is not None and attempt["status"] == "purged"
+            detail = f"purged {attempt['finished_at']:%Y-%m-%d %H:%M} UTC" if purged else ""
+            statuses.append(MonthStatus(month, "missing", rows={}, checks={}, detail=detail))
             continue
         metadata = latest_metadata(instance, key, month)
         errors = latest_run_errors(instance, month_runs(defs, spec, month, instance))

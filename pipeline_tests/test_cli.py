@@ -108,6 +108,9 @@ def test_load_then_status_round_trip(
         f"{refused[1]} rows deleted",
         f"{refused[2]} rows deleted",
     ]
+    # Status says the month was purged, not only that it is missing.
+    after = run("status", "flights", "--from", "2024-02", "--to", "2024-02").stdout
+    assert "2024-02  missing" in after and "         missing (purged 20" in after
     # Purging it again, or a month never loaded, deletes and records nothing.
     ledger = "select count(*) from pipeline.load_ledger"
     records = scalar(settings, ledger)

@@ -11,6 +11,7 @@ from pipeline.ingest import staging
 from pipeline.ingest.files import compression, open_delivered
 from pipeline.ingest.header import UTF8_BOM, LoadError
 from pipeline.ingest.pii import KEY_VARIABLE
+from pipeline.partitions import dataset_partitions
 from pipeline.settings import AlertSettings, Settings, snowflake_key_problem
 from pipeline.specs import DatasetSpec, SpecError, load_specs
 from pipeline.warehouse.sql import Run
@@ -102,6 +103,18 @@ def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Fin
             if month is not None:
                 months[month] = path
         claimed.update(path.name for path in months.values())
+        # The sensor and `pipeline load` skip these: say so here rather than count them.
+        keys = set(dataset_partitions(spec).get_partition_keys())
+        outside = sorted(month for month in months if month not in keys)
+        if outside:
+            yield Finding(
+                False,
+                f"landing {spec.name}",
+                f"{', '.join(months[month].name for month in outside)}: outside {spec.name}'s "
+                f"months (start_month {spec.start_month}, up to the last complete month)",
+                "check the file's name, or start_month in the spec",
+            )
+        months = {month: path for month, path in months.items() if month in keys}
         if not months:
             yield Finding(True, f"landing {spec.name}", f"no {spec.file_pattern} files yet")
             continue

@@ -44,6 +44,7 @@ def test_problems_are_named_with_hints(settings: Settings) -> None:
     (settings.landing_dir / "flights_2024-01.tsv").write_text(HEADER.replace("\t", ",") + "\n")
     (settings.landing_dir / "flights_2024-02.tsv").write_text(HEADER.replace("\tfare", "") + "\n")
     (settings.landing_dir / "flights-march.tsv").write_text("x\n")
+    (settings.landing_dir / "flights_2023-12.tsv").write_text(HEADER + "\n")  # before start_month
     # A compressed delivery under the plain pattern: the hint said to rename it.
     (settings.landing_dir / "flights_2024-03.tsv.gz").write_bytes(b"")
     result = run("doctor")
@@ -55,6 +56,11 @@ def test_problems_are_named_with_hints(settings: Settings) -> None:
     assert "set file_pattern: flights_{month}.tsv.gz in the spec" in result.stdout
     assert "PROBLEM file flights_2024-02.tsv: header lacks fare" in result.stdout
     assert "PROBLEM landing: 1 file(s) match no dataset: flights-march.tsv" in result.stdout
+    assert (
+        "PROBLEM landing flights: flights_2023-12.tsv: outside flights's months (start_month "
+        "2024-01" in result.stdout
+    )
+    assert "OK      landing flights: 2 month(s) from 2024-01 to 2024-02" in result.stdout
     assert "hint:" in result.stdout
     assert "Traceback" not in result.stderr
 

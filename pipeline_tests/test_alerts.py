@@ -262,6 +262,8 @@ def test_a_month_that_did_not_arrive_is_announced_once_and_resolved_when_it_load
     (mail,) = [mail for mail in inbox.messages if mail["Subject"] == subjects[0]]
     body = parts(mail)["text/plain"][0].get_content()
     assert f"pipeline load flights --from {month[1]} --to {month[1]}" in body
+    # The report has no section for a month never loaded: the link opens the report itself.
+    assert re.search(r"Report: \S+/flights\.html\s*$", body, re.MULTILINE), body
     check_and_alert()  # still late: nothing new to say
     assert len(inbox.messages) == 2
 

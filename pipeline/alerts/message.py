@@ -60,9 +60,10 @@ class Alert:
 
     @property
     def report_link(self) -> str | None:
-        """The report, opened on this month."""
-        if self.report_url is None:
-            return None
+        """The report, opened on this month if it has a section for it: a late month never
+        attempted has none (the link went to an anchor the page lacks)."""
+        if self.report_url is None or self.month.attempt is None:
+            return self.report_url
         return f"{self.report_url}#{self.view.name}={self.month.month}"
 
     def text(self) -> str:

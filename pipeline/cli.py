@@ -360,12 +360,13 @@ def _summarise(
         reason = result.errors[0] if result.errors else "see the run in the Dagster UI"
         click.echo(f"  {result.month} failed: {reason}")
     undelivered = sorted(r.month for r in failed if not files[r.month].is_file())
-    compressed = [month for month in undelivered if compressed_siblings(files[month])]
+    siblings = {month: compressed_siblings(files[month]) for month in undelivered}
+    compressed = [month for month in undelivered if siblings[month]]
     if compressed:
         click.echo(
-            f"{_names(compressed, files)} came compressed: add "
-            f"{compressed_siblings(files[compressed[0]])[0].suffix} to the file_pattern in the "
-            f"spec, then `pipeline load {dataset} {_range(compressed)}`."
+            f"{_names(compressed, files)} came compressed: add {siblings[compressed[0]][0].suffix}"
+            f" to the file_pattern in the spec, then `pipeline load {dataset} "
+            f"{_range(compressed)}`."
         )
     missing = [month for month in undelivered if month not in compressed]
     if missing:
@@ -373,7 +374,7 @@ def _summarise(
             f"Deliver {_names(missing, files)} to {files[missing[0]].parent}, then "
             f"`pipeline load {dataset} {_range(missing)}`."
         )
-    refused = sorted(r.month for r in failed if r.month not in undelivered and _refused(r))
+    refused = sorted(r.month for r in failed if r.month not in undelivered and r.refused)
     if refused:
         # The same advice whatever the range: a plain load reads a corrected file and skips an
         # unchanged refused one, so correcting one file of several does not re-read the others.
@@ -389,13 +390,6 @@ def _summarise(
             f"Fix what the reason above names for {', '.join(stopped)} (the file, the spec, a "
             f"setting or the warehouse), then `pipeline load {dataset} {_range(stopped)}`."
         )
-
-
-def _refused(result) -> bool:
-    """Whether an ERROR check refused the month's file (not a step failing before or after)."""
-    from pipeline.runner import FAILED_ERROR
-
-    return FAILED_ERROR in result.checks.values()
 
 
 def _names(months: Sequence[str], files: dict[str, Path]) -> str:

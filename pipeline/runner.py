@@ -56,6 +56,11 @@ class MonthResult:
     notes: tuple[str, ...] = ()  # INFO verdicts: passed without judging, and why
     published: bool = False  # its rows and rejects reached raw (a refused month's did not)
 
+    @property
+    def refused(self) -> bool:
+        """An ERROR check refused the month's file (not a step failing before or after it)."""
+        return FAILED_ERROR in self.checks.values()
+
 
 def load_months(
     defs: dg.Definitions,
@@ -319,8 +324,8 @@ def month_statuses(
     statuses = []
     for month in months:
         status = by_partition.get(month)
+        attempt = warehouse.latest_attempt(spec.name, month) if warehouse else None
         if status is None:  # never loaded, or purged: older check results no longer apply
-            attempt = warehouse.latest_attempt(spec.name, month) if warehouse else None
             purged = attempt is not None and attempt["status"] == "purged"
             detail = f"purged {attempt['finished_at']:%Y-%m-%d %H:%M} UTC" if purged else ""
             statuses.append(MonthStatus(month, "missing", rows={}, checks={}, detail=detail))
@@ -329,7 +334,6 @@ def month_statuses(
         errors = latest_run_errors(instance, month_runs(defs, spec, month, instance))
         # The raw rows can be materialized while the month's reports failed to build.
         word = "failed" if errors else status.value.lower()
-        attempt = warehouse.latest_attempt(spec.name, month) if warehouse else None
         failed_load = attempt is not None and attempt["status"] == "failed"
         refused = failed_load and attempt["candidate"]
         # A refused load materialized nothing: its figures are the ledger's, with its candidate.

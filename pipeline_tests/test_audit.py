@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,9 +22,9 @@ from pipeline.ingest.stream import new_load_id
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
-from pipeline.warehouse.audit import AUDIT_COLUMNS, AuditHead, acting_as
+from pipeline.warehouse.audit import AUDIT_COLUMNS, AuditHead, acting_as, appending_to
 from pipeline.warehouse.base import Warehouse, now
-from pipeline.warehouse.ledger import LedgerEntry
+from pipeline.warehouse.ledger import AlertRecord, LedgerEntry
 from pipeline_tests.support import candidate_month, stage_month
 
 LOG = "pipeline.audit_log"
@@ -249,3 +250,33 @@ def test_a_sensor_runs_entries_all_name_the_sensor(
         entries = warehouse.query(f"select kind, actor from {LOG} where kind <> 'spec_seen'")
     assert {entry["kind"] for entry in entries} >= {"published", "report_written"}
     assert {entry["actor"] for entry in entries} == {"sensor flights_landing"}
+
+
+def test_an_alert_waits_for_the_audit_lock_like_every_other_entry(warehouse: Warehouse) -> None:
+    # Regression: an alert's `alert_sent` entry was appended without the log's lock, so beside a
+    # publish (--parallel, the daemon) both could read the same head and fork the chain.
+    record = AlertRecord(
+        alert_id=new_load_id(),
+        dataset="flights",
+        month="2024-02",
+        check_name="schema",
+        verdict="ERROR",
+        fingerprint="f",
+        channel="email",
+        recipients="ops@example.com",
+        subject="flights 2024-02: refused",
+        status="sent",
+        attempts=1,
+        error=None,
+        run_id="run-1",
+        sent_at=now(),
+    )
+    assert warehouse.audit_head() is None  # creates the tables first, as any earlier run has
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with appending_to(warehouse.location()):  # another writer's audited transaction
+            sent = pool.submit(warehouse.record_alert, record)
+            time.sleep(1)
+            assert not sent.done()
+        sent.result(timeout=60)
+
+    assert warehouse.audit_head().seq == 1

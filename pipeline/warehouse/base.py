@@ -451,11 +451,12 @@ class Warehouse(dg.ConfigurableResource):
 
     def record_alert(self, record: AlertRecord) -> None:
         """Append one announced finding to pipeline.alerts and, when it got through, its
-        `alert_sent` audit entry, in one transaction."""
+        `alert_sent` audit entry, in one audited transaction (the entry must not read the
+        same head as another writer's)."""
 
         def write(run: Run) -> None:
             self._ensure_meta(run)
-            with transaction(run):
+            with self.audited_transaction(run):
                 append(run, self.dialect, META_SCHEMA, ALERTS_TABLE, record.row())
                 if record.status == "sent":
                     append_audit(run, self.dialect, META_SCHEMA, AuditEvent.for_alert(record))

@@ -48,8 +48,9 @@ LAUNCHER_TAGS = (
 def record_event(
     warehouse: Warehouse, kind: str, *, anchors: Path | None = None, **facts: Any
 ) -> AuditHead:
-    """Append an event that changes nothing else in the warehouse (`alert_sent`,
-    `report_written`, ...) to the audit log, and anchor the new head in `anchors` if given.
+    """Append an event that changes nothing else in the warehouse (`report_written`) to the
+    audit log, and anchor the new head in `anchors` if given (an alert's entry is written with
+    its row in pipeline.alerts instead, `Warehouse.record_alert`).
 
     `facts` are AuditEvent fields: dataset, month, run_id, source_file, fingerprint, detail, ...
     """

@@ -50,8 +50,6 @@ from pipeline.warehouse.base import (
 )
 from pipeline.warehouse.ledger import CheckRecord, LedgerEntry, PhaseRecord
 
-# Transient trouble (a locked warehouse file, a dropped connection) is retried with growing,
-# jittered delays, reusing the staged parts; a bad file raises Failure(allow_retries=False).
 # The run tag Dagster gives a partition's run, and how often a month waiting for an earlier
 # one's load to end looks again (see await_earlier_months).
 PARTITION_TAG = "dagster/partition"
@@ -61,6 +59,8 @@ EARLIER_MONTHS_POLL_SECONDS = 2
 # file, and each phase).
 SILENT_RUN_SECONDS = 30 * 60
 
+# Transient trouble (a locked warehouse file, a dropped connection) is retried with growing,
+# jittered delays, reusing the staged parts; a bad file raises Failure(allow_retries=False).
 LOAD_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )

@@ -488,8 +488,8 @@ class Warehouse(dg.ConfigurableResource):
         append_audit(run, self.dialect, META_SCHEMA, AuditEvent.for_ledger(entry))
 
     def record_audit(self, event: AuditEvent) -> AuditHead:
-        """Append an event that changes nothing else (an alert sent, a report written) to the
-        audit log, in its own transaction; returns the new head."""
+        """Append an event that changes nothing else (a report written) to the audit log, in its
+        own transaction; returns the new head."""
 
         def record(run: Run) -> AuditHead:
             self._ensure_meta(run)

@@ -60,7 +60,7 @@ class DuckDBWarehouse(Warehouse):
     """A DuckDB database file (PIPELINE_DUCKDB_PATH).
 
     DuckDB lets one process write a file at a time, so connections are opened per operation and
-    closed at once, and the jobs run one step at a time (see definitions.py).
+    closed at once, and the jobs run one step at a time (see jobs.py).
     """
 
     path: str

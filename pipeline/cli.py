@@ -1,7 +1,9 @@
-"""`pipeline`: load months, read their status, make sample data.
+"""`pipeline`: load, purge and report months, read their status and audit trail, check a
+deployment (`doctor`), make sample data.
 
-Exit codes: 0 all months fine; 1 a month failed to load or failed an ERROR check (a data problem);
-2 a usage or configuration problem (unknown dataset, bad spec, bad month range).
+Exit codes: 0 all months fine; 1 a month failed to load or failed an ERROR check (a data problem),
+or the warehouse could not be used; 2 a usage or setup mistake, found before anything ran
+(unknown dataset, bad month range, a spec or setting that does not parse).
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ import click
 
 EXIT_DATA_PROBLEM = 1
 EXIT_USAGE = 2
+
+
+class SetupError(click.ClickException):
+    """A spec or setting the user must correct before any command can run."""
+
+    exit_code = EXIT_USAGE
 
 
 class MonthParam(click.ParamType):
@@ -115,7 +123,7 @@ def _code_location():
 
         specs = load_specs(Settings.from_env().datasets_dir)
     except (SpecError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise SetupError(str(exc)) from None
     return defs, specs
 
 
@@ -208,11 +216,11 @@ def main(context: click.Context) -> None:
     try:
         settings = Settings.from_env()  # a setting's mistake, once, before any command reads them
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise SetupError(str(exc)) from None
     # Doctor reports it among its findings; the runs read the key only when they connect.
     problem = settings.warehouse == "snowflake" and snowflake_key_problem()
     if problem and context.invoked_subcommand != "doctor":
-        raise click.ClickException(problem)
+        raise SetupError(problem)
 
 
 @main.command()

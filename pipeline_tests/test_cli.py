@@ -152,7 +152,7 @@ def test_warehouse_settings_mistakes_are_one_line_without_a_secret(
 ) -> None:
     monkeypatch.setenv("PIPELINE_WAREHOUSE", "oracle")
     unknown = run("doctor")
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2
     assert unknown.stderr == (
         "Error: PIPELINE_WAREHOUSE='oracle' is not supported; choose one of: duckdb, snowflake\n"
     )
@@ -163,7 +163,7 @@ def test_warehouse_settings_mistakes_are_one_line_without_a_secret(
     monkeypatch.delenv("SNOWFLAKE_PASSWORD", raising=False)
     monkeypatch.delenv("SNOWFLAKE_PRIVATE_KEY_PATH", raising=False)
     no_secret = run("status", "flights")
-    assert no_secret.returncode == 1
+    assert no_secret.returncode == 2
     assert "set SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH" in no_secret.stderr
     doctor = run("doctor")
     assert "PROBLEM snowflake variables: not set: SNOWFLAKE_PASSWORD or" in doctor.stdout
@@ -194,7 +194,7 @@ def test_warehouse_settings_mistakes_are_one_line_without_a_secret(
         (wrong, f"{encrypted}: not a PEM private key (rsa_key.p8), or SNOWFLAKE_PRIVATE_KEY_PASS"),
         (unreadable, f"{not_a_key}: not a PEM private key (rsa_key.p8), or SNOWFLAKE_PRIVATE_KEY"),
     ]:
-        assert status.returncode == 1 and status.stderr.startswith(
+        assert status.returncode == 2 and status.stderr.startswith(
             f"Error: SNOWFLAKE_PRIVATE_KEY_PATH={problem}"
         )
         assert len(status.stderr.splitlines()) == 1, status.stderr
@@ -230,7 +230,7 @@ def test_a_broken_spec_is_reported_with_its_file(
     )
     monkeypatch.setenv("PIPELINE_DATASETS_DIR", str(datasets))
     result = run("status", "bad")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a setup mistake, not a month that failed
     assert f"{datasets / 'bad.yaml'}: field columns.d.type" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -208,6 +208,17 @@ def test_a_failed_delivery_is_retried_recorded_and_never_fails_the_load(
     assert audited == 0  # an alert that did not get through was not sent
 
 
+def test_a_webhook_url_without_its_scheme_fails_without_showing_its_token() -> None:
+    # Regression: urllib's "unknown url type: 'hooks.slack.com/services/T0/B0/SECRET'" was
+    # raised, and logged by the run with the token in it.
+    alerts = Alerts(webhook_url="hooks.slack.com/services/T0/B0/SECRET", attempts=1)
+
+    delivery = alerts.post_webhook({"text": "flights 2024-02"})
+
+    assert delivery.status == "failed" and "SECRET" not in str(delivery.error)
+    assert "PIPELINE_ALERT_WEBHOOK_URL does not start with https://" in str(delivery.error)
+
+
 def test_doctor_says_hello_to_the_smtp_server_and_sends_nothing(
     settings: Settings, inbox: Inbox
 ) -> None:

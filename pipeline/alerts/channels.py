@@ -12,6 +12,7 @@ import json
 import smtplib
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,14 @@ class Alerts(dg.ConfigurableResource):
 
     def post_webhook(self, payload: dict[str, Any]) -> Delivery:
         assert self.webhook_url is not None
+        if urllib.parse.urlsplit(self.webhook_url).scheme not in ("http", "https"):
+            # urllib's own error would quote the URL, token and all, into the run's log.
+            return Delivery(
+                "failed",
+                0,
+                "PIPELINE_ALERT_WEBHOOK_URL does not start with https:// (not shown: it holds "
+                "a token)",
+            )
         request = urllib.request.Request(
             self.webhook_url,
             data=json.dumps(payload).encode(),

@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipeline.ingest.files import fingerprint
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.lines import LineTally
 from pipeline.ingest.stream import StagedLoad, ingest_file
@@ -213,3 +214,24 @@ def test_an_empty_file_and_a_missing_file_are_load_errors(
         ingest(tmp_path, spec, b"")
     with pytest.raises(LoadError, match="no file for flights 2024-02"):
         ingest_file(spec, tmp_path / "nope.tsv", "2024-02", tmp_path / "staging")
+
+
+def test_the_fingerprint_is_of_the_file_as_it_was_opened(tmp_path: Path, spec: DatasetSpec) -> None:
+    # Regression: it was taken after the read, so a correction moved into place meanwhile was
+    # recorded as loaded, and the landing sensor never loaded it.
+    good = [line for line, rule in LINES.values() if rule is None]
+    path = write(tmp_path, text([HEADER] + good * 50))
+    delivered = fingerprint(path)
+    correction = path.with_name("correction.tsv")
+    correction.write_bytes(text([HEADER] + good * 60))
+
+    def replace_once(*_: object) -> None:
+        if correction.exists():
+            correction.replace(path)
+
+    staged = ingest_file(
+        spec, path, "2024-01", tmp_path / "staging", block_bytes=1024, progress=replace_once
+    )
+
+    assert staged.rows_read == len(good) * 50  # the open file was read to its end
+    assert staged.fingerprint == delivered != fingerprint(path)

@@ -157,6 +157,9 @@ def ingest_file(
     require_file(spec, path, month)
     protection = Protection.for_spec(spec, pii_key, path)
     started_at = dt.datetime.now(dt.UTC)
+    # The file as it is opened: a correction that replaces it during the read has another
+    # fingerprint, so the landing sensor loads it next.
+    delivered = fingerprint(path)
     for leftover in staging_dir.glob("*.parquet"):
         leftover.unlink()  # a killed ingest's parts; the manifest was never written
     size = path.stat().st_size
@@ -196,7 +199,7 @@ def ingest_file(
         month=month,
         source_file=str(path),
         file_size=size,
-        fingerprint=fingerprint(path),
+        fingerprint=delivered,
         rows_read=tally.data_lines,
         rows_loaded=rows_loaded,
         rows_rejected=rows_rejected,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from pipeline.ingest import staging
 from pipeline.ingest.files import compression, open_delivered
-from pipeline.ingest.header import UTF8_BOM, LoadError
+from pipeline.ingest.header import UTF8_BOM, LoadError, header_names
 from pipeline.ingest.pii import KEY_VARIABLE
 from pipeline.partitions import dataset_partitions
 from pipeline.settings import AlertSettings, Settings, snowflake_key_problem
@@ -191,7 +192,10 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
         )
     first = text.split("\n", 1)[0]
     facts.append("CRLF line endings" if first.endswith("\r") else "LF line endings")
-    header = first.rstrip("\r").split(spec.delimiter)
+    try:
+        header = header_names(first.rstrip("\r"), spec)
+    except csv.Error as error:
+        return Finding(False, topic, f"the header cannot be read: {error}", "fix its quoting")
     if len(header) == 1:
         delimiters = {"tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
         found = [name for name, char in delimiters.items() if first.count(char) >= 1]

@@ -113,3 +113,19 @@ def test_a_line_that_is_not_utf8_is_named_by_its_number(tmp_path: Path) -> None:
     path.write_bytes(HEADER.replace("fare", "farè").encode("latin-1") + b"\n" + line.encode())
     header = preview(path, flights)
     assert not header.ok and header.message == "the header is not UTF-8 (byte 61)"
+
+
+def test_doctor_reads_a_header_as_the_load_does(tmp_path: Path) -> None:
+    # Regression: doctor split the header itself, without dropping spaces around the names, and
+    # said "header lacks flight_date, carrier, ..." of a file that loads.
+    flights = load_specs(BUNDLED_DATASETS_DIR)["flights"]
+    path = tmp_path / "flights_2024-01.tsv"
+    padded = "\t".join(f"{name} " for name in HEADER.split("\t"))
+    path.write_text(
+        f"{padded}\n2024-01-01\tAA\t1\tJFK\tLAX\t2475\t0\t1.00\tfalse\t2024-01-01 06:00:00\n"
+    )
+
+    finding = preview(path, flights)
+
+    assert finding.ok, finding
+    assert "10 columns" in finding.message

@@ -40,6 +40,12 @@ def split_line(line: str, spec: DatasetSpec) -> list[str]:
     return next(csv.reader([line], delimiter=spec.delimiter, quotechar=spec.quote, strict=True))
 
 
+def header_names(text: str, spec: DatasetSpec) -> tuple[str, ...]:
+    """The column names of a header line (without its line end), as the load reads them: split
+    as the spec says, surrounding spaces dropped. Raises csv.Error for a broken quote."""
+    return tuple(name.strip() for name in split_line(text, spec))
+
+
 def read_header(handle: BinaryIO, spec: DatasetSpec, path: Path) -> Header:
     """Read line 1 from `handle` (left positioned at line 2) and map it onto the spec."""
     raw = handle.readline()
@@ -47,7 +53,7 @@ def read_header(handle: BinaryIO, spec: DatasetSpec, path: Path) -> Header:
         raise LoadError(f"{path} line 1: the file is empty; expected a header with the columns")
     try:
         text = raw.removeprefix(UTF8_BOM).decode("utf-8").rstrip("\r\n")
-        names = tuple(name.strip() for name in split_line(text, spec))
+        names = header_names(text, spec)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise LoadError(f"{path} line 1: the header cannot be read: {exc}") from exc
     duplicates = sorted({name for name in names if names.count(name) > 1})

@@ -94,6 +94,12 @@ def test_a_complete_staging_is_reused_and_orphans_are_swept(
     monkeypatch.setattr(stream, "ingest_file", no_second_read)
     assert stage_file(flights, path, "2024-01", directory) == first
 
+    reading = settings.staging_dir / "flights" / "2024-02" / "reading"
+    with staging.claimed(reading):  # a load still on its first block: nothing written yet
+        assert staging.stale(settings.staging_dir) == []  # was dated 1970, "older than a day"
+        assert examine_staging(settings.staging_dir, fix=False).ok
+    staging.remove(reading)
+
     orphan = settings.staging_dir / "flights" / "2024-01" / "killed"
     with staging.claimed(orphan):
         (orphan / "rows-00000.parquet").write_bytes(b"half a part")
@@ -104,7 +110,8 @@ def test_a_complete_staging_is_reused_and_orphans_are_swept(
     left = examine_staging(settings.staging_dir, fix=False)
     assert not left.ok and "1 left half-written by a killed load" in left.message
     week_old = os.path.getmtime(orphan) - 7 * 24 * 3600
-    os.utime(orphan / "rows-00000.parquet", (week_old, week_old))
+    for path in (orphan / "rows-00000.parquet", orphan):
+        os.utime(path, (week_old, week_old))
     assert staging.sweep(settings.staging_dir, older_than=staging.ORPHAN_AGE_SECONDS) == [orphan]
     assert not orphan.exists() and (directory / staging.MANIFEST).is_file()
     # Kept for a retry, the complete one is no problem, but doctor says --fix would remove it

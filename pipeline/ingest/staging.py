@@ -146,9 +146,12 @@ def stale(root: Path, older_than: float = ORPHAN_AGE_SECONDS) -> list[Path]:
 
 
 def _last_touched(directory: Path) -> float:
-    """When parts or the manifest were last written (the lock is opened by every claim)."""
+    """When parts or the manifest were last written, or the staging made (a load still reading
+    its first block has written nothing yet); the lock is opened by every claim, so its time
+    says nothing."""
     return max(
-        (path.stat().st_mtime for path in directory.iterdir() if path.name != LOCK), default=0.0
+        [directory.stat().st_mtime]
+        + [path.stat().st_mtime for path in directory.iterdir() if path.name != LOCK]
     )
 
 

@@ -107,8 +107,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     if freshness:
         late_jobs.append(build_freshness_job(freshness))
         late_sensors += [
-            build_freshness_sensor(freshness, late_jobs[0]),
-            build_freshness_alerts_sensor(specs, late_jobs[0]),
+            build_freshness_sensor(freshness, late_jobs[0], settings.sensor_interval_seconds),
+            build_freshness_alerts_sensor(specs, late_jobs[0], settings.sensor_interval_seconds),
         ]
     return dg.Definitions(
         assets=[build_load_asset(spec, settings.warehouse) for spec in specs]
@@ -116,7 +116,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         + build_dbt_assets(specs, pool=settings.warehouse),
         asset_checks=freshness,
         jobs=[build_load_job(spec) for spec in specs] + late_jobs,
-        sensors=[build_landing_sensor(spec) for spec in specs] + late_sensors,
+        sensors=[build_landing_sensor(spec, settings.sensor_interval_seconds) for spec in specs]
+        + late_sensors,
         schedules=[build_report_schedule(specs)] if specs else [],
         resources=build_resources(settings),
     )

@@ -13,7 +13,6 @@ exists beside it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +33,8 @@ from pipeline.sizing import k8s_run_tags
 from pipeline.specs import MONTH_PLACEHOLDER, DatasetSpec
 from pipeline.warehouse.base import Warehouse
 
-DEFAULT_INTERVAL_SECONDS = 60
 FRESHNESS_SENSOR = "freshness"
 FRESHNESS_ALERTS_SENSOR = "freshness_alerts"
-
-
-def tick_interval() -> int:
-    """Seconds between looks at the landing folder (PIPELINE_SENSOR_INTERVAL_SECONDS)."""
-    return int(os.environ.get("PIPELINE_SENSOR_INTERVAL_SECONDS") or DEFAULT_INTERVAL_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -105,13 +98,13 @@ def scan_landing(
     return Scan(requests=requests, files=files, skipped=skipped)
 
 
-def build_landing_sensor(spec: DatasetSpec) -> dg.SensorDefinition:
+def build_landing_sensor(spec: DatasetSpec, interval_seconds: int) -> dg.SensorDefinition:
     """The sensor that loads `spec`'s months as their files land."""
 
     @dg.sensor(
         name=f"{spec.name}_landing",
         job_name=load_job_name(spec.name),
-        minimum_interval_seconds=tick_interval(),
+        minimum_interval_seconds=interval_seconds,
         description=f"Loads a month of {spec.name} when {spec.file_pattern} lands and is stable.",
     )
     def landing(context: dg.SensorEvaluationContext, files: LandingFiles) -> dg.SensorResult:
@@ -131,7 +124,9 @@ def build_landing_sensor(spec: DatasetSpec) -> dg.SensorDefinition:
 
 
 def build_freshness_sensor(
-    checks: Sequence[dg.AssetChecksDefinition], job: dg.UnresolvedAssetJobDefinition
+    checks: Sequence[dg.AssetChecksDefinition],
+    job: dg.UnresolvedAssetJobDefinition,
+    interval_seconds: int,
 ) -> dg.SensorDefinition:
     """Evaluates the datasets' freshness checks on its own, so a late month is reported without
     anyone looking; off until turned on, like the landing sensors.
@@ -147,7 +142,7 @@ def build_freshness_sensor(
     @dg.sensor(
         name=FRESHNESS_SENSOR,
         job=job,
-        minimum_interval_seconds=tick_interval(),
+        minimum_interval_seconds=interval_seconds,
         description=due.description,
     )
     def freshness(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason | None:
@@ -160,7 +155,7 @@ def build_freshness_sensor(
 
 
 def build_freshness_alerts_sensor(
-    specs: Sequence[DatasetSpec], job: dg.UnresolvedAssetJobDefinition
+    specs: Sequence[DatasetSpec], job: dg.UnresolvedAssetJobDefinition, interval_seconds: int
 ) -> dg.SensorDefinition:
     """Alerts for the failed freshness checks of each finished run of `job`, `check_freshness`
     (the freshness sensor's, or one started by hand): a month that did not arrive is announced once,
@@ -172,7 +167,7 @@ def build_freshness_alerts_sensor(
         run_status=dg.DagsterRunStatus.SUCCESS,
         monitored_jobs=[job],
         default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=tick_interval(),
+        minimum_interval_seconds=interval_seconds,
     )
     def freshness_alerts(
         context: dg.RunStatusSensorContext,

@@ -147,6 +147,7 @@ class Settings:
     duckdb_memory_limit: str | None = None  # DuckDB's buffers; None: DuckDBWarehouse's default
     duckdb_lock_wait_seconds: int | None = None  # None: DuckDBWarehouse's default
     pushgateway_url: str | None = None
+    sensor_interval_seconds: int = 60  # between a sensor's looks (landing folder, freshness)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -177,6 +178,8 @@ class Settings:
             ingest_workers=_positive_env("PIPELINE_INGEST_WORKERS"),
             duckdb_memory_limit=os.environ.get("PIPELINE_DUCKDB_MEMORY_LIMIT") or None,
             duckdb_lock_wait_seconds=_int_env("PIPELINE_DUCKDB_LOCK_WAIT_SECONDS"),
+            sensor_interval_seconds=_positive_env("PIPELINE_SENSOR_INTERVAL_SECONDS")
+            or cls.sensor_interval_seconds,
         )
 
     def export_for_subprocesses(self) -> None:

@@ -117,6 +117,20 @@ def test_ingest_workers_come_from_the_environment_and_default_to_the_cores(
         Settings.from_env()
 
 
+def test_the_sensor_interval_is_a_setting_that_names_its_mistakes(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It was read by the sensors themselves: `60s` failed the code location with "invalid
+    # literal for int()", naming no variable, and 0 was taken.
+    monkeypatch.setenv("PIPELINE_SENSOR_INTERVAL_SECONDS", "5")
+    sensors = build_definitions(Settings.from_env()).sensors
+    assert sensors and {sensor.minimum_interval_seconds for sensor in sensors} == {5}
+    for mistake, message in (("60s", "'60s' is not a whole number"), ("0", "0 must be at least 1")):
+        monkeypatch.setenv("PIPELINE_SENSOR_INTERVAL_SECONDS", mistake)
+        with pytest.raises(ValueError, match=f"PIPELINE_SENSOR_INTERVAL_SECONDS={message}"):
+            Settings.from_env()
+
+
 def test_duckdbs_memory_limit_comes_from_the_environment(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

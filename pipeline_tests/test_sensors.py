@@ -23,7 +23,7 @@ class Ticks:
     """Evaluates the sensor like the daemon does, carrying the cursor from tick to tick."""
 
     def __init__(self, spec: DatasetSpec, settings: Settings, instance: dg.DagsterInstance):
-        self.sensor = build_landing_sensor(spec)
+        self.sensor = build_landing_sensor(spec, interval_seconds=60)
         self.files = LandingFiles(
             landing_dir=str(settings.landing_dir), staging_dir=str(settings.staging_dir)
         )

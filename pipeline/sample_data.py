@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,11 +157,11 @@ def settlements_frame(
     )
 
 
-def write_tsv(frame: pl.DataFrame, path: Path, *, append: bool = False) -> None:
+def write_tsv(frame: pl.DataFrame, path: Path) -> None:
     """Write text columns as TSV without any quoting, as upstream systems deliver them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab" if append else "wb") as handle:
-        frame.write_csv(handle, separator="\t", quote_style="never", include_header=not append)
+    with path.open("wb") as handle:
+        frame.write_csv(handle, separator="\t", quote_style="never")
 
 
 @dataclass(frozen=True)
@@ -257,21 +256,3 @@ def planted_problems() -> list[str]:
             for month, column in PLANTED_EXTRA_COLUMNS.items()
         ),
     ]
-
-
-def write_large_month(path: Path, month: str, target_bytes: int, defect_ratio: float) -> int:
-    """A month file of about `target_bytes`, written in slices so memory stays small; its rows."""
-    rows = 0
-    for index, frame in enumerate(_slices(month, defect_ratio)):
-        write_tsv(frame, path, append=index > 0)
-        rows += frame.height
-        if path.stat().st_size >= target_bytes:
-            break
-    return rows
-
-
-def _slices(month: str, defect_ratio: float) -> Iterator[pl.DataFrame]:
-    seed = 1000
-    while True:
-        yield month_frame(month, rows_per_day=20_000, seed=seed, defect_ratio=defect_ratio)
-        seed += 1

@@ -20,8 +20,8 @@ from typing import Any
 import dagster as dg
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
-from pipeline.partitions import month_bounds
-from pipeline.specs import DatasetSpec, FreshnessSpec
+from pipeline.partitions import freshness_deadline
+from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import META_SCHEMA, Warehouse
 from pipeline.warehouse.ledger import CHECK_RESULTS_TABLE, LEDGER_TABLE, PHASES_TABLE
 
@@ -87,14 +87,6 @@ def fold_ledger(ledger: Sequence[Mapping[str, Any]]) -> dict[str, MonthLoads]:
             month.published = True
             month.first_published_at = month.first_published_at or row["finished_at"]
     return months
-
-
-def freshness_deadline(month: str, freshness: FreshnessSpec) -> dt.datetime:
-    """When `month` is due: 00:00 UTC on day `days_after_month_end` + 1 of the next month, the
-    instant the freshness check's cron (`assets.freshness.deadline_cron`) starts to expect it."""
-    _, last_day = month_bounds(month)
-    due = last_day + dt.timedelta(days=freshness.days_after_month_end + 1)
-    return dt.datetime.combine(due, dt.time(), tzinfo=dt.UTC)
 
 
 def build_registry(

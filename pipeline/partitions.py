@@ -6,7 +6,7 @@ import datetime as dt
 
 import dagster as dg
 
-from pipeline.specs import DatasetSpec
+from pipeline.specs import DatasetSpec, FreshnessSpec
 
 MONTH_FORMAT = "%Y-%m"
 
@@ -43,6 +43,14 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
         raise ValueError(f"{month!r} is not a month: use YYYY-MM, e.g. 2024-03") from None
     next_first = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     return first, next_first - dt.timedelta(days=1)
+
+
+def freshness_deadline(month: str, freshness: FreshnessSpec) -> dt.datetime:
+    """When `month` is due: 00:00 UTC on day `days_after_month_end` + 1 of the next month, the
+    instant the freshness check's cron (`assets.freshness.deadline_cron`) starts to expect it."""
+    _, last_day = month_bounds(month)
+    due = last_day + dt.timedelta(days=freshness.days_after_month_end + 1)
+    return dt.datetime.combine(due, dt.time(), tzinfo=dt.UTC)
 
 
 def month_days(month: str) -> list[dt.date]:

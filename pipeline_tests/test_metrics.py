@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.assets.freshness import deadline_cron
 from pipeline.assets.loads import build_load_asset
 from pipeline.definitions import build_resources
-from pipeline.metrics import METRICS, MetricsExport, MetricsNotSent, freshness_deadline
+from pipeline.metrics import METRICS, MetricsExport, MetricsNotSent
+from pipeline.partitions import freshness_deadline
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec, FreshnessSpec

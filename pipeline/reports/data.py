@@ -18,7 +18,13 @@ from typing import Any
 from pipeline.assets.checks import month_checks
 from pipeline.checks.completeness import open_days, regular_days
 from pipeline.checks.volume import weekday_baselines
-from pipeline.partitions import month_bounds, month_days, month_range, months_before
+from pipeline.partitions import (
+    freshness_deadline,
+    month_bounds,
+    month_days,
+    month_range,
+    months_before,
+)
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import (
     CANDIDATE_SCHEMA,
@@ -167,6 +173,7 @@ def read_dataset(warehouse: Warehouse, spec: DatasetSpec, months: Sequence[str])
         [spec.name, first, last],
     )
     checks = _latest_checks(warehouse, spec, first, last)
+    freshness = spec.checks.freshness
     views = []
     attempts: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in ledger:
@@ -177,7 +184,7 @@ def read_dataset(warehouse: Warehouse, spec: DatasetSpec, months: Sequence[str])
             month=month,
             state=_state(latest),
             attempt=latest,
-            due=_due(spec, month),
+            due=freshness_deadline(month, freshness) if freshness else None,
             arrived=_first_arrival(attempts[month]),
             served=_last_published(attempts[month]),
         )
@@ -243,16 +250,6 @@ def _state(latest: dict[str, Any] | None) -> str:
     if latest["status"] == "purged":
         return PURGED
     return REFUSED if latest.get("candidate") else FAILED
-
-
-def _due(spec: DatasetSpec, month: str) -> dt.datetime | None:
-    """00:00 UTC after day `days_after_month_end` of the next month (the freshness deadline)."""
-    freshness = spec.checks.freshness
-    if freshness is None:
-        return None
-    _, last = month_bounds(month)
-    day = last + dt.timedelta(days=freshness.days_after_month_end + 1)
-    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
 
 
 def _since_last_purge(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 BUNDLED_DATASETS_DIR = Path(__file__).parent / "datasets"
 SUPPORTED_WAREHOUSES = ("duckdb", "snowflake")
+# Snowflake's advice for PUT + COPY: parts of 100-250 MB compressed (PIPELINE_SNOWFLAKE_PART_MB).
+SNOWFLAKE_PART_MB = 200
 # Snowflake features a stand-in server may lack; PIPELINE_SNOWFLAKE_DISABLE turns them off by name
 # (what each degrades to: warehouse/snowflake.py; temporary_tables: dbt_project.yml).
 SNOWFLAKE_CAPABILITIES = ("query_tag", "stage_cleanup", "temporary_tables", "masking_policies")
@@ -98,7 +100,7 @@ class SnowflakeSettings:
             port=_int_env("SNOWFLAKE_PORT"),
             protocol=os.environ.get("SNOWFLAKE_PROTOCOL") or None,
             timeout_seconds=_int_env("PIPELINE_SNOWFLAKE_TIMEOUT_SECONDS"),
-            part_mb=_int_env("PIPELINE_SNOWFLAKE_PART_MB") or 200,
+            part_mb=_int_env("PIPELINE_SNOWFLAKE_PART_MB") or SNOWFLAKE_PART_MB,
             disabled=disabled,
             pii_reader_roles=readers,
         )

@@ -32,7 +32,7 @@ from snowflake.connector import errors as sf_errors
 
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import StagedLoad
-from pipeline.settings import SnowflakeSettings
+from pipeline.settings import SNOWFLAKE_PART_MB, SnowflakeSettings
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import (
     META_SCHEMA,
@@ -104,7 +104,7 @@ class SnowflakeWarehouse(Warehouse):
     """
 
     snowflake: SnowflakeResource
-    part_mb: int = 200
+    part_mb: int = SNOWFLAKE_PART_MB
     upload_threads: int = 4
     retry_attempts: int = 5
     retry_base_seconds: float = 1.0

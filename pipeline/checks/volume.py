@@ -18,7 +18,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
-from pipeline.checks.completeness import WEEKDAYS, label, regular_days
+from pipeline.checks.completeness import WEEKDAYS, days_with_rows, label, regular_days
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.scope import MonthUnderCheck
 from pipeline.partitions import months_before
@@ -57,22 +57,19 @@ class Baseline:
 def month_and_history_counts(
     month: MonthUnderCheck, lookback_months: int
 ) -> tuple[DayCounts, dict[str, DayCounts]]:
-    """Rows per day of the month's candidate, and of every month published in the
-    `lookback_months` before it: one GROUP BY over both."""
+    """Rows per day of the month's candidate (counted once for every check that needs them),
+    and of every month published in the `lookback_months` before it."""
     earlier = months_before(month.month, lookback_months)
     day = month.column(month.spec.date_column)
     rows = month.query(
-        f"select ? as month, {day} as day, count(*) as row_count from {month.rows} "
-        f"group by {day} union all "
         f"select _month as month, {day} as day, count(*) as row_count from {month.published} "
         f"where _month >= ? and _month < ? group by _month, {day}",
-        [month.month, earlier[0], month.month],
+        [earlier[0], month.month],
     )
-    counts: dict[str, DayCounts] = defaultdict(dict)
+    history: dict[str, DayCounts] = defaultdict(dict)
     for row in rows:
-        counts[row["month"]][row["day"]] = row["row_count"]
-    observed = counts.pop(month.month, {})
-    return observed, dict(counts)
+        history[row["month"]][row["day"]] = row["row_count"]
+    return days_with_rows(month), dict(history)
 
 
 def weekday_baselines(

@@ -265,6 +265,8 @@ def test_a_report_model_that_fails_names_itself_and_the_missing_column(
     (mail,) = inbox.messages
     assert mail["Subject"] == "[pipeline] flights 2024-01: dbt FAILED"
     assert reason in mail.get_body(("plain",)).get_content()
+    report = (deployment.reports_dir / "flights.html").resolve().as_uri()  # it had no link
+    assert f"Report: {report}#flights=2024-01" in mail.get_body(("plain",)).get_content()
 
     # With the column back in the spec, the month's next build succeeds and resolves it, once.
     monkeypatch.setenv("PIPELINE_DATASETS_DIR", str(BUNDLED_DATASETS_DIR))

@@ -97,7 +97,7 @@ def notify_build(
     month: str,
     run_id: str,
     error: str | None,
-    report_url: str | None = None,
+    report_url: str,
 ) -> list[AlertRecord]:
     """Announce that a published month's dbt build failed (`error`), once, or resolve such an
     announcement when a later build succeeds (`error` None). The load step's own alerts neither

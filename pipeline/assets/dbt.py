@@ -33,6 +33,8 @@ from pipeline.project import (
     keep_parse,
     sweep_build_folders,
 )
+from pipeline.reports.build import report_path
+from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec, FiscalSpec
 from pipeline.warehouse.base import REPORT_SCHEMA, Warehouse, statement_context
 
@@ -165,6 +167,7 @@ def _dbt_assets(
         dbt: DbtCli,
         warehouse: Warehouse,
         alerts: Alerts,
+        files: LandingFiles,
     ) -> Iterator[Any]:
         enter_phase(REPORTS)
         # Also fill the query comment of every statement dbt runs (macros/run_comment.sql).
@@ -184,7 +187,9 @@ def _dbt_assets(
             yield from with_row_counts(events, invocation.manifest, warehouse)
         failure = None if invocation.is_successful() else dbt_failure(invocation)
         if alerting is not None and context.has_partition_key:
-            _announce(context, alerting, warehouse, alerts, failure)
+            # The run writes the dataset's report beside this step (it needs the load alone).
+            report = files.report_url(report_path(files.reports_path, [alerting.name]))
+            _announce(context, alerting, warehouse, alerts, failure, report)
         if failure is not None:
             raise failure
 
@@ -197,11 +202,14 @@ def _announce(
     warehouse: Warehouse,
     alerts: Alerts,
     failure: Exception | None,
+    report_url: str,
 ) -> None:
     """The month's dbt build, failed or fine, to its alerts; never the build's outcome."""
     error = None if failure is None else getattr(failure, "description", None) or str(failure)
     try:
-        notify_build(warehouse, alerts, spec, context.partition_key, context.run.run_id, error)
+        notify_build(
+            warehouse, alerts, spec, context.partition_key, context.run.run_id, error, report_url
+        )
     except Exception as exc:  # alerts never fail a run
         context.log.warning(f"{spec.name} {context.partition_key}: alerts not sent: {exc}")
 

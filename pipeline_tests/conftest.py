@@ -23,7 +23,7 @@ from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
 from pipeline.specs import DatasetSpec, load_specs
 from pipeline.warehouse.base import Warehouse
 from pipeline_tests.mailserver import PASSWORD, USER, Inbox, free_port
-from pipeline_tests.snowflake_server import create_database, environment
+from pipeline_tests.snowflake_server import create_database, environment, remove_stage_folder
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -52,6 +52,12 @@ def instance(settings: Settings) -> Iterator[dg.DagsterInstance]:
     """A real, persistent Dagster instance in the temp DAGSTER_HOME."""
     with dg.DagsterInstance.get() as instance:
         yield instance
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Every pytest process (each worker, and the one that starts them) imports fakesnow, which
+    makes a folder it never removes."""
+    remove_stage_folder()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import fakesnow
 import snowflake.connector
+from fakesnow.transforms import stage
 
 # Not PIPELINE: the server (DuckDB underneath) cannot tell a database from the loader's schema
 # of the same name.
@@ -20,6 +22,12 @@ LOCAL_DATABASE = "SANDBOX"
 LOCAL_PORT = 8765  # SNOWFLAKE_LOCAL_PORT overrides it
 # Its own Dagster instance: months loaded into DuckDB by the demo are not loaded on this server.
 LOCAL_DAGSTER_HOME = Path(__file__).resolve().parent.parent / ".dagster_home_snowflake_local"
+
+
+def remove_stage_folder() -> None:
+    """Remove the folder fakesnow keeps PUT files in: it makes one in the temp folder when it is
+    imported and never removes it, so every test session and server left a few MB behind."""
+    shutil.rmtree(stage.LOCAL_BUCKET_PATH, ignore_errors=True)
 
 
 def create_database(server: dict[str, Any], database: str) -> None:
@@ -77,6 +85,8 @@ def main() -> None:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+        finally:
+            remove_stage_folder()
 
 
 if __name__ == "__main__":

@@ -80,9 +80,30 @@ class ColumnSpec(_Strict):
             raise ValueError(f"allow_non_finite applies to float columns, not {self.type}")
         if self.scale > self.precision:
             raise ValueError(f"scale {self.scale} is larger than precision {self.precision}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is larger than max {self.max:g}: no value fits")
+        if self.allowed is not None:
+            self._allowed_fit_type(self.allowed)
         if self.pii in ("hash", "mask") and self.type != "string":
             raise ValueError(f"pii: {self.pii} applies to string columns, not {self.type}")
         return self
+
+    def _allowed_fit_type(self, allowed: list[str | int | float | bool]) -> None:
+        """Every allowed value is of the column's type: a string column's `[01, 02]` reads as
+        the numbers 1 and 2, which no text equals (the load failed on it after its retries)."""
+        fits = {
+            "string": lambda value: isinstance(value, str),
+            "int": lambda value: isinstance(value, int) and not isinstance(value, bool),
+            "float": lambda value: isinstance(value, int | float) and not isinstance(value, bool),
+            "bool": lambda value: isinstance(value, bool),
+        }
+        fits["decimal"] = fits["float"]
+        if self.type not in fits:
+            raise ValueError(f"allowed applies to {', '.join(fits)} columns, not {self.type}")
+        odd = [value for value in allowed if not fits[self.type](value)]
+        if odd:
+            hint = ": quote them in the spec ('01', not 01)" if self.type == "string" else ""
+            raise ValueError(f"allowed values {odd} are not of the column's type {self.type}{hint}")
 
 
 class CompletenessSpec(_Strict):
@@ -109,6 +130,21 @@ class CompletenessSpec(_Strict):
         if value not in holidays.list_supported_countries():
             raise ValueError(f"country {value!r} is not known to the holidays package")
         return value
+
+    @model_validator(mode="after")
+    def _known_subdivision(self) -> CompletenessSpec:
+        """Asked of the package itself, which also takes names (`New York`) for codes (`NY`)."""
+        import holidays
+
+        try:
+            holidays.country_holidays(self.country, subdiv=self.subdiv)
+        except NotImplementedError:
+            known = holidays.list_supported_countries()[self.country]
+            raise ValueError(
+                f"subdiv {self.subdiv!r} is not a subdivision of {self.country} in the holidays "
+                f"package; known: {', '.join(known) or 'none'}"
+            ) from None
+        return self
 
 
 class UniqueSpec(_Strict):
@@ -371,6 +407,16 @@ class _SpecLoader(yaml.SafeLoader):
             keys.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        """A date YAML reads unquoted (`2024-13-02`) that is no date: PyYAML's ValueError named
+        neither the line nor the value."""
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise SpecError(
+                f"line {node.start_mark.line + 1}: {node.value} is not a date ({exc})"
+            ) from None
+
 
 BOOL_TAG = "tag:yaml.org,2002:bool"
 _SpecLoader.yaml_implicit_resolvers = {
@@ -380,6 +426,7 @@ _SpecLoader.yaml_implicit_resolvers = {
 _SpecLoader.add_implicit_resolver(
     BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+_SpecLoader.add_constructor("tag:yaml.org,2002:timestamp", _SpecLoader.construct_yaml_timestamp)
 
 
 def _read_document(path: Path) -> Any:

@@ -160,6 +160,37 @@ def test_json_specs_are_accepted(tmp_path: Path) -> None:
             "(top level)",
             "checks.unique names redacted column(s) time_hour",
         ),
+        # These loaded, and failed every month at load (after its retries), or refused every line.
+        (
+            "allowed: [EWR, JFK, LGA]",
+            "allowed: [01, 02]",
+            "columns.origin",
+            "allowed values [1, 2] are not of the column's type string: quote them",
+        ),
+        (
+            "{type: int, nullable: false, min: 1}",
+            "{type: int, allowed: ['1', 2]}",
+            "columns.flight",
+            "allowed values ['1'] are not of the column's type int",
+        ),
+        (
+            "{type: int, nullable: false, min: 1}",
+            "{type: int, min: 60, max: 50}",
+            "columns.flight",
+            "min 60 is larger than max 50: no value fits",
+        ),
+        (
+            "checks:",
+            "checks:\n  completeness: {calendar: business_days, country: US, subdiv: ZZ}",
+            "checks.completeness",
+            "subdiv 'ZZ' is not a subdivision of US in the holidays package; known: AK, AL",
+        ),
+        (  # was a traceback, naming neither the file nor the line
+            "checks:",
+            "checks:\n  completeness: {extra_closed_dates: [2024-13-02]}",
+            "line 15",
+            "2024-13-02 is not a date (month must be in 1..12)",
+        ),
     ],
 )
 def test_mistakes_name_the_file_and_the_field(

@@ -282,9 +282,9 @@ def test_numbers_read_as_people_write_them(flights: DatasetSpec) -> None:
     # columns 4, 2, 3" in the order the rejects happened to be grouped.
     month = _busy_month("2024-01", refused=True)
     month.due = month.arrived - dt.timedelta(days=1033, hours=2)
-    month.header = ["day", "a", "b", "c"]
+    month.header = ["day", "a", "b", "c", "d"]
     month.reject_groups = [
-        RejectGroup(column, "is not a number", 10, 2, 30) for column in ("c", "a", "b")
+        RejectGroup(column, "is not a number", 10, 2, 30) for column in ("c", "a", "b", "d")
     ]
     view = DatasetView(spec=flights, months=[month], audit=[], check_names=[])
 
@@ -292,7 +292,10 @@ def test_numbers_read_as_people_write_them(flights: DatasetSpec) -> None:
     assert '<td class="num">1,033</td>' in page and "1033.0" not in page
     assert reject_rate_figure(view).layout.yaxis.hoverformat == ".2%"
     schema = CheckView("schema", "ERROR", False, 30.0, 0.05, "30 lines rejected")
-    assert "ask the sender to re-export columns 2, 3, 4," in advise(flights, month, schema)
+    advice = advise(flights, month, schema)
+    # Every column with rejects, not only the three kinds spelled out ("columns 2, 3, 4").
+    assert "where c is not a number, lines 2 to 30; " in advice  # was "have a c that is not"
+    assert "; and 1 more kind(s); ask the sender to re-export columns 2, 3, 4, 5," in advice
 
 
 def test_a_report_asked_for_in_another_format_is_refused() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipeline.ingest.schema import MISSING_RULE
 from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.sample_data import write_tsv
 from pipeline.settings import Settings
@@ -217,7 +218,9 @@ def test_a_broken_rule_shows_the_value_as_written(tmp_path: Path) -> None:
         "ratio": {"type": "float", "min": 0},
         "paid": {"type": "bool", "allowed": [True]},
     }
-    ruled = DatasetSpec.model_validate(SPEC | {"columns": columns, "date_column": "booked"})
+    ruled = DatasetSpec.model_validate(
+        SPEC | {"columns": columns, "date_column": "booked", "null_values": ["", "NA"]}
+    )
     cases = [
         ("units", "-5", "must be >= 0"),
         ("units", "-05", "must be >= 0"),
@@ -227,14 +230,17 @@ def test_a_broken_rule_shows_the_value_as_written(tmp_path: Path) -> None:
         ("ratio", "-1e3", "must be >= 0"),
         ("paid", "No", "must be one of True"),
         ("booked", "01/02/2013", "must fall inside 2013-01"),
-        ("day", "", "is required but empty"),  # no value: none is shown
+        ("day", "", MISSING_RULE),  # no value: none is shown
+        ("day", "NA", MISSING_RULE),  # a null marker: none either (it said "value ''")
     ]
     rejects = read_parts(stage(tmp_path, ruled, case_lines(cases)).reject_parts)
 
-    assert rejects["_value"].to_list() == [text or None for _, text, _ in cases]
-    assert rejects["_reason"].to_list() == [
-        f"{column}: {rule} (value '{text}')" for column, text, rule in cases
-    ]
+    assert rejects["_value"].to_list() == [text or None for _, text, _ in cases[:-1]] + [None]
+    assert (
+        rejects["_reason"].to_list()
+        == [f"{column}: {rule} (value '{text}')" for column, text, rule in cases[:-2]]
+        + [f"day: {MISSING_RULE}"] * 2
+    )
 
 
 def test_accepted_values_reach_the_warehouse_exactly(

@@ -38,7 +38,7 @@ LINES = {
     3: ("2024-01-01\tAA\t12\tEWR\t1400.5\t2024-01-01T05:00:00Z\tok\textra", "line has 8 fields"),
     4: ("2024-01-32\tAA\t13\tEWR\t1400.5\t2024-01-01T05:00:00Z\tok", "is not a valid date"),
     5: ("2024-01-02\tAA\t1x4\tJFK\t1400.5\t2024-01-02T05:00:00Z\tok", "is not a valid int"),
-    6: ("2024-01-02\t\t15\tJFK\t1400.5\t2024-01-02T05:00:00Z\tok", "is required but empty"),
+    6: ("2024-01-02\t\t15\tJFK\t1400.5\t2024-01-02T05:00:00Z\tok", "is required but has no value"),
     7: ("2024-02-01\tAA\t16\tJFK\t1400.5\t2024-02-01T05:00:00Z\tok", "must fall inside 2024-01"),
     8: ('2024-01-03\t"A\t17\tLGA\t1400.5\t2024-01-03T05:00:00Z\tok', "must match pattern"),
     9: ("2024-01-03\tB6\t18\tLGA\t187\t2024-01-03T05:00:00+02:00\tafter the quote", None),

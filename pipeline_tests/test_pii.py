@@ -20,6 +20,7 @@ from pipeline.definitions import build_definitions, build_resources, open_wareho
 from pipeline.doctor import Finding, examine_sensitive
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.pii import KEY_VARIABLE, keyed_hash
+from pipeline.ingest.schema import MISSING_RULE
 from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.project import DBT_PROJECT_DIR
 from pipeline.runner import load_months
@@ -90,7 +91,7 @@ def test_sensitive_values_are_replaced_before_staging_and_rules_judge_the_clear_
     assert by_line[4]["_column"] == "carrier" and by_line[4]["_value"] == "a1x"
     assert by_line[5]["_column"] == "email" and "must match pattern" in by_line[5]["_reason"]
     assert by_line[5]["_value"] == keyed_hash(KEY.encode(), f"no-at-sign.{MARKER}")
-    assert by_line[6]["_column"] == "phone" and by_line[6]["_rule"] == "is required but empty"
+    assert by_line[6]["_column"] == "phone" and by_line[6]["_rule"] == MISSING_RULE
     assert by_line[7]["_raw_line"].startswith("[withheld: 10 fields where the header has 9")
     # Nothing staged holds a clear value: not the rows, not any column of the rejects.
     for frame in (rows, rejects):

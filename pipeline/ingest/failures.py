@@ -42,9 +42,9 @@ def build_rejects(failures: pl.DataFrame, raw_lines: pl.DataFrame) -> pl.DataFra
     reason = (
         pl.when(pl.col("column").is_null())
         .then(pl.col("rule"))
-        .otherwise(
-            pl.format("{}: {} (value '{}')", "column", "rule", pl.col("value").fill_null(""))
-        )
+        .when(pl.col("value").is_null())  # no value to show (an empty field, or `NA`)
+        .then(pl.format("{}: {}", "column", "rule"))
+        .otherwise(pl.format("{}: {} (value '{}')", "column", "rule", "value"))
     )
     per_line = (
         failures.with_columns(reason.alias("_reason"))

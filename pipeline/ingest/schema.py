@@ -16,7 +16,8 @@ from pipeline.ingest.types import polars_dtype
 from pipeline.partitions import month_bounds
 from pipeline.specs import ColumnSpec, DatasetSpec
 
-MISSING_RULE = "is required but empty"
+# A null marker (`NA`) is read as null first, so the field may not be empty in the line.
+MISSING_RULE = "is required but has no value (empty, or one of null_values)"
 
 
 def build_schema(spec: DatasetSpec, month: str) -> pa.DataFrameSchema:

@@ -54,6 +54,7 @@ def claimed(directory: Path) -> Iterator[Path]:
 
 def write_manifest(directory: Path, facts: dict[str, object]) -> None:
     """Mark the staging complete: written last, atomically, so a killed ingest leaves none."""
+    directory.mkdir(parents=True, exist_ok=True)  # a file without data lines wrote no part
     temporary = directory / f".{MANIFEST}.tmp"
     temporary.write_text(json.dumps(facts, default=_json_value))
     os.replace(temporary, directory / MANIFEST)

@@ -129,6 +129,18 @@ def test_a_month_far_off_its_expected_total_is_flagged(
     )
 
 
+def test_a_month_without_rows_is_a_volume_finding(
+    settings: Settings, warehouse: Warehouse, history: DatasetSpec
+) -> None:
+    # A header-only file passed as "not enough history ... no weekday has 4 regular days".
+    empty = steady_month("2024-05", 5).head(0)
+    outcome = volume(candidate_month(settings, warehouse, history, "2024-05", empty))
+
+    assert not outcome.passed and outcome.severity == "WARN"
+    assert outcome.summary.startswith("no rows on any of the month's 30 regular days; its ")
+    assert outcome.facts["total_rows"] == 0 and outcome.facts["expected_total_rows"] > 500
+
+
 def test_a_business_day_calendar_compares_open_days_only(
     settings: Settings, warehouse: Warehouse, history: DatasetSpec
 ) -> None:

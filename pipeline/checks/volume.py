@@ -110,8 +110,11 @@ def check_volume(
             f"{month}; at least {volume.min_history_months} needed",
         )
     baselines = weekday_baselines(spec, volume, history)
-    days = [day for day in regular_days(month, spec.checks.completeness) if day in observed]
+    regular = regular_days(month, spec.checks.completeness)
+    days = [day for day in regular if day in observed]
     judged = [day for day in days if day.weekday() in baselines]
+    if not days and baselines:
+        return _empty(volume, regular, baselines)
     if not judged:
         return _not_enough(
             f"no weekday has {volume.min_days_per_weekday} regular days of history in "
@@ -185,6 +188,25 @@ def _flagged_row(day: dt.date, count: int, baseline: Baseline, max_z: float) -> 
         "median": baseline.median,
         "robust_z": round(baseline.z(count), 1),
     }
+
+
+def _empty(
+    volume: VolumeSpec, regular: list[dt.date], baselines: dict[int, Baseline]
+) -> CheckOutcome:
+    """No rows on any regular day: the month's total is nothing, whatever the days' verdicts
+    (missing days themselves are the completeness check's finding)."""
+    expected = sum(baselines[day.weekday()].median for day in regular if day.weekday() in baselines)
+    return CheckOutcome(
+        passed=False,
+        severity=volume.severity,
+        summary=(
+            f"no rows on any of the month's {len(regular)} regular days; its weekdays predict "
+            f"{expected:,.0f}"
+        ),
+        observed=1,
+        threshold=0,
+        facts={"total_rows": 0, "expected_total_rows": round(expected), "total_change": -1.0},
+    )
 
 
 def _not_enough(why: str) -> CheckOutcome:

@@ -147,6 +147,14 @@ def test_repeated_keys_fail_within_and_across_months(
     across = check_unique(month, feb_key)
     assert across.facts == {"repeated_keys": 0, "keys_in_other_months": 5}
     assert not across.passed
+    # Named, with their month: only their number was said.
+    others = across.samples["in_other_months"]
+    assert len(others) == 5 and {row["other_month"] for row in others} == {"2024-01"}
+    first = others[0]
+    assert across.summary.endswith(
+        f"5 also appear in another month (first: {first['carrier']} {first['flight']} "
+        f"{first['dest']} in 2024-01)"
+    )
     assert check_unique(month, UniqueSpec(columns=["carrier", "flight", "dest"])).passed
 
 

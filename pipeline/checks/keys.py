@@ -19,13 +19,14 @@ def check_unique(month: MonthUnderCheck, unique: UniqueSpec) -> CheckOutcome:
     )
     duplicates = month.query(f"select count(*) as n from ({repeated}) d")[0]["n"]
     sample = month.query(f"{repeated} order by copies desc limit {SAMPLE_KEYS}")
-    elsewhere = 0
+    elsewhere, in_other_months = 0, []
     if unique.across_months:
         elsewhere = month.query(
             f"select count(*) as n from (select {key} from {month.rows} "
             f"intersect select {key} from {month.published} where _month <> ?) d",
             [month.month],
         )[0]["n"]
+        in_other_months = _in_other_months(month, unique.columns) if elsewhere else []
     found = duplicates + elsewhere
     scope = "in this month" + (" or another" if unique.across_months else "")
     return CheckOutcome(
@@ -36,9 +37,33 @@ def check_unique(month: MonthUnderCheck, unique: UniqueSpec) -> CheckOutcome:
             if found == 0
             else f"{duplicates} key(s) ({shown}) repeat within the month"
             + (f", {elsewhere} also appear in another month" if unique.across_months else "")
+            + (_first(in_other_months, unique.columns) if in_other_months else "")
         ),
         observed=found,
         threshold=0,
         facts={"repeated_keys": duplicates, "keys_in_other_months": elsewhere},
-        samples={"repeated": sample},
+        samples={"repeated": sample, "in_other_months": in_other_months},
     )
+
+
+def _in_other_months(month: MonthUnderCheck, columns: list[str]) -> list[dict]:
+    """A sample of the month's keys that published months hold too, with those months (keys
+    compared as the INTERSECT that counts them does: nulls equal)."""
+    published = ", ".join(f"p.{month.column(name)}" for name in columns)
+    same = " and ".join(
+        f"p.{month.column(name)} is not distinct from m.{month.column(name)}" for name in columns
+    )
+    return month.query(
+        f"select {published}, p._month as other_month from {month.published} p "
+        f"join (select distinct {month.columns(columns)} from {month.rows}) m on {same} "
+        f"where p._month <> ? group by {published}, p._month "
+        f"order by p._month, {published} limit {SAMPLE_KEYS}",
+        [month.month],
+    )
+
+
+def _first(keys: list[dict], columns: list[str]) -> str:
+    """` (first: EWR 1545 in 2024-01)`: one key found in another month, as the summary names it."""
+    first = keys[0]
+    values = " ".join(str(first[name.lower()]) for name in columns)
+    return f" (first: {values} in {first['other_month']})"

@@ -205,6 +205,12 @@ def test_a_header_missing_a_column_refuses_the_whole_file(
     message = str(error.value)
     assert "flights_2024-01.tsv line 1" in message and "lacks column(s) origin" in message
     assert not (tmp_path / "staging").exists() or not any((tmp_path / "staging").rglob("*.parquet"))
+    assert "case-sensitive" not in message
+
+    # A name in another case is pointed out: "lacks origin" with Origin in the list was a puzzle.
+    with pytest.raises(LoadError) as error:
+        ingest(tmp_path, spec, text([HEADER.replace("origin", "Origin"), LINES[2][0]]))
+    assert "; it has 'Origin' for 'origin': names are case-sensitive; nothing" in str(error.value)
 
 
 def test_an_empty_file_and_a_missing_file_are_load_errors(

@@ -63,10 +63,18 @@ def read_header(handle: BinaryIO, spec: DatasetSpec, path: Path) -> Header:
     if missing:
         raise LoadError(
             f"{path} line 1: the header lacks column(s) {', '.join(missing)} required by the "
-            f"spec of {spec.name!r} (found: {', '.join(names)}); nothing was loaded"
+            f"spec of {spec.name!r} (found: {', '.join(names)}){_case_hint(missing, names)}; "
+            "nothing was loaded"
         )
     return Header(
         names=names,
         positions={name: names.index(name) for name in spec.columns},
         extra_columns=tuple(name for name in names if name not in spec.columns),
     )
+
+
+def _case_hint(missing: list[str], names: tuple[str, ...]) -> str:
+    """Names the header has in another case (`Depot` for `depot`): names are case-sensitive."""
+    by_lower = {name.lower(): name for name in names}
+    other = [f"{by_lower[n.lower()]!r} for {n!r}" for n in missing if n.lower() in by_lower]
+    return f"; it has {', '.join(other)}: names are case-sensitive" if other else ""

@@ -165,12 +165,14 @@ def test_purge_deletes_the_month_everywhere_and_records_it(
 ) -> None:
     settings = deployment
     for seed, month in enumerate(["2024-01", "2024-02"]):
-        write_tsv(
-            month_frame(month, 20, seed=seed, defect_ratio=0.0005),
+        write_tsv(  # one reject each, under the spec's 0.1%: published with its rejects
+            month_frame(month, 40, seed=seed, defect_ratio=0.0008),
             settings.landing_dir / f"flights_{month}.tsv",
         )
     defs = build_definitions(settings)
     assert all(r.success for r in load_months(defs, flights, ["2024-01", "2024-02"], instance))
+    rejects = "select count(*) from raw.flights_rejects where _month = '2024-01'"
+    assert scalar(settings, rejects) == 1  # so that purging them is seen (0.0005 planted none)
     # Reading the status fills Dagster's partition status cache, as the UI and the CLI do.
     assert month_statuses(defs, flights, instance, ["2024-01"])[0].status == "materialized"
 

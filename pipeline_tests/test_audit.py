@@ -4,10 +4,13 @@ records, and `verify` naming the first entry that was edited, removed or moved."
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -62,6 +65,21 @@ def history(settings: Settings, warehouse: Warehouse, spec: DatasetSpec, anchors
     anchor(warehouse, anchors, "run-4")
 
 
+def readme_hash(entry: dict) -> str:
+    """An entry's hash computed as the README, "Audit trail", tells anyone to: not by pipeline's
+    own code, which would agree with itself whatever it did."""
+    values = {}
+    for name, value in entry.items():
+        if isinstance(value, dt.datetime):
+            value = value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        elif isinstance(value, Decimal | float) and value == int(value):
+            value = int(value)  # whole numbers as integers, as either warehouse returns them
+        values[name] = value
+    del values["entry_hash"]
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def verdict(warehouse: Warehouse, anchors: Path, from_seq: int = 1):
     rows = warehouse.query(f"select * from {LOG} where seq >= ?", [from_seq - 1])
     return verify(rows, read_anchors(anchors, warehouse.location()), from_seq)
@@ -98,6 +116,8 @@ def test_every_event_is_one_chained_entry_and_the_untouched_log_verifies(
     assert refused["detail"].startswith("refused by check schema:") and refused["rows_rejected"]
     assert entries[6]["detail"] == f"was {entries[0]['fingerprint']}"
     assert all(e["prev_hash"] == p["entry_hash"] for p, e in itertools.pairwise(entries))
+    assert entries[0]["prev_hash"] == "0" * 64
+    assert [readme_hash(e) for e in entries] == [e["entry_hash"] for e in entries]
     assert all(e["recorded_at"].utcoffset() is not None for e in entries)
 
     result = verdict(warehouse, anchors)

@@ -3,6 +3,8 @@ writes or sends; `pii: mask` is Snowflake's masking policy, and refused where th
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import uuid
 from pathlib import Path
@@ -84,7 +86,9 @@ def test_sensitive_values_are_replaced_before_staging_and_rules_judge_the_clear_
     rows, rejects = staged_frames(staged)
 
     assert rows["_line_number"].to_list() == [2, 3]
-    assert rows["email"].to_list() == [keyed_hash(KEY.encode(), email(1))] * 2
+    # The README's HMAC-SHA256, as anyone can compute it (the pipeline prepares its own states).
+    expected = hmac.new(KEY.encode(), email(1).encode(), hashlib.sha256).hexdigest()
+    assert rows["email"].to_list() == [expected] * 2 == [keyed_hash(KEY.encode(), email(1))] * 2
     assert rows["phone"].to_list() == [None, None]
     by_line = {reject["_line_number"]: reject for reject in rejects.iter_rows(named=True)}
     assert by_line[4]["_raw_line"] == f"{bad_carrier}\t{keyed_hash(KEY.encode(), email(2))}\t"

@@ -104,3 +104,9 @@ def finished_runs(
     raise AssertionError(
         f"{count} run(s) did not finish in {timeout_seconds}s: {instance.get_runs()}"
     )
+
+
+def run_time(stamp: float | None) -> float:
+    """A run's start or end time, which must have been recorded (not taken as 0)."""
+    assert stamp is not None
+    return stamp

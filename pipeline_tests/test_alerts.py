@@ -124,7 +124,8 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
     assert f'<a href="{link}">' in html and report.is_file()
     assert "file://" not in html
     # The refused month's report was written by its load step, its own step being skipped.
-    assert instance.get_latest_materialization_event(dg.AssetKey(["reports", "flights"]))
+    written = instance.get_latest_materialization_event(dg.AssetKey(["reports", "flights"]))
+    assert written is not None and written.run_id == refused.run_id
     (post,) = webhook
     assert post["text"].startswith("flights 2024-02: schema FAILED (ERROR)")
     assert post["findings"][0]["check"] == "schema"

@@ -13,7 +13,7 @@ from pipeline.cli import main
 from pipeline.progress import PUBLISH, REPORTS
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
-from pipeline_tests.support import run, scalar
+from pipeline_tests.support import run, run_time, scalar
 
 # The first month of a range runs alone (it creates the report tables), the other three at once.
 MONTHS = ("2024-01", "2024-02", "2024-03", "2024-04")
@@ -61,8 +61,10 @@ def test_three_months_at_once_on_snowflake_are_each_exact(
     assert [record.dagster_run.tags["dagster/partition"] for record in runs] == list(MONTHS)
     together = runs[1:]
     # They did run together: each of the three started before any of them ended.
-    assert max(_time(r.start_time) for r in together) < min(_time(r.end_time) for r in together)
-    assert _time(runs[0].end_time) < min(_time(r.start_time) for r in together)
+    assert max(run_time(r.start_time) for r in together) < min(
+        run_time(r.end_time) for r in together
+    )
+    assert run_time(runs[0].end_time) < min(run_time(r.start_time) for r in together)
     ledger = {
         row["month"]: row
         for row in _rows(settings, "select * from pipeline.load_ledger where status = 'loaded'")
@@ -98,11 +100,6 @@ def test_three_months_at_once_on_snowflake_are_each_exact(
     assert sorted((r["month"], r["load_id"]) for r in published) == [
         (month, ledger[month]["load_id"]) for month in MONTHS
     ]
-
-
-def _time(stamp: float | None) -> float:
-    assert stamp is not None
-    return stamp
 
 
 def _rows(settings: Settings, sql: str) -> list[dict]:

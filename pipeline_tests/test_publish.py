@@ -164,7 +164,7 @@ def test_a_warehouse_error_in_a_rule_fails_the_check_instead_of_being_its_findin
         return query(self, sql, parameters)
 
     monkeypatch.setattr(type(month), "query", connection_lost_on_the_rule)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(ConnectionError, match="injected"):
         check_rule(month, RuleSpec(name="late", where="dep_delay > 0", severity="WARNING"))
 
 

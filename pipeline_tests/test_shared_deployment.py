@@ -12,7 +12,14 @@ import yaml
 
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
-from pipeline_tests.support import REPO, daemon_running, dagster, finished_runs, scalar
+from pipeline_tests.support import (
+    REPO,
+    daemon_running,
+    dagster,
+    finished_runs,
+    run_time,
+    scalar,
+)
 
 DEPLOY = REPO / "deploy"
 
@@ -49,7 +56,7 @@ def test_on_postgres_the_daemon_loads_a_landed_month_then_two_at_once_on_snowfla
     workers = {_worker_pid(instance, run) for run in runs}
     assert len(workers) == 3 and not workers & {daemon.pid, os.getpid()}
     records = instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id for run in together]))
-    assert max(r.start_time or 0 for r in records) < min(r.end_time or 0 for r in records)
+    assert max(run_time(r.start_time) for r in records) < min(run_time(r.end_time) for r in records)
     for month, frame in frames.items():
         loaded = f"select count(*) from raw.flights where _month = '{month}'"
         assert scalar(settings, loaded) == frame.height

@@ -109,7 +109,7 @@ def _rows(settings: Settings, sql: str) -> list[dict]:
         return warehouse.query(sql)
 
 
-def test_a_silent_run_is_not_waited_for(
+def test_a_run_that_logs_nothing_for_the_limit_is_taken_for_dead(
     instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A run worker the daemon launched that died leaves its run STARTED for ever: the months

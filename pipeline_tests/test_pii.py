@@ -230,7 +230,7 @@ def test_mask_is_refused_where_there_are_no_masking_policies(
     assert "; DuckDB has none." in str(refusal.value)  # the warehouse's name, not a class's
 
 
-def test_mask_on_snowflake_attaches_a_masking_policy_for_the_reader_roles(
+def test_mask_on_snowflake_sends_the_masking_policy_statements_for_the_reader_roles(
     snowflake_deployment: Settings,
     flights: DatasetSpec,
     tmp_path: Path,

@@ -118,13 +118,20 @@ def _code_location():
 
     try:
         from pipeline.definitions import defs
-        from pipeline.settings import Settings
-        from pipeline.specs import load_specs
-
-        specs = load_specs(Settings.from_env().datasets_dir)
     except (SpecError, ValueError) as exc:
         raise SetupError(str(exc)) from None
-    return defs, specs
+    return defs, _specs()
+
+
+def _specs() -> dict:
+    """The specs alone (no Dagster definitions, no dbt), mistakes shown as one line each."""
+    from pipeline.settings import Settings
+    from pipeline.specs import SpecError, load_specs
+
+    try:
+        return load_specs(Settings.from_env().datasets_dir)
+    except (SpecError, ValueError) as exc:
+        raise SetupError(str(exc)) from None
 
 
 def _spec(specs: dict, dataset: str):
@@ -687,6 +694,83 @@ def doctor(fix: bool) -> None:
     if problems:
         click.echo(f"\n{problems} problem(s) found.")
         sys.exit(EXIT_DATA_PROBLEM)
+
+
+@main.command()
+@click.argument("dataset")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--month", type=MONTH, help="The file's month (default: read from its name).")
+def validate(dataset: str, file: Path, month: str | None) -> None:
+    """Check FILE as DATASET's month, as a load would, without loading it.
+
+    The file is read and checked by the load's own code in a temporary folder: its rejected
+    lines, and the month's checks. Nothing is written to the warehouse, the ledger or the Dagster
+    instance. Exits 1 if the load would refuse the month.
+    """
+    import os
+
+    from pipeline.ingest.header import LoadError
+    from pipeline.ingest.pii import KEY_VARIABLE
+    from pipeline.settings import Settings
+    from pipeline.validate import validate_file
+
+    spec = _spec(_specs(), dataset)
+    month = month or spec.month_of(file.name)
+    if month is None:
+        raise click.UsageError(
+            f"{file.name} does not fit {spec.name}'s file_pattern {spec.file_pattern}: give its "
+            "month with --month"
+        )
+    _months(spec, month, month)
+    try:
+        found = validate_file(
+            spec,
+            file,
+            month,
+            workers=Settings.from_env().ingest_workers,
+            pii_key=os.environ.get(KEY_VARIABLE) or None,
+        )
+    except LoadError as exc:  # the file cannot be read, or its header lacks a spec column
+        click.echo(f"The load would refuse {file.name}: {exc}")
+        sys.exit(EXIT_DATA_PROBLEM)
+    _report_validation(spec, file, month, found)
+    if found.refused_by:
+        sys.exit(EXIT_DATA_PROBLEM)
+
+
+def _report_validation(spec, file: Path, month: str, found) -> None:
+    """The file's counts, each check's verdict, its rejects by kind, and the load's verdict."""
+    staged = found.staged
+    click.echo(
+        f"{file.name} as {spec.name} {month}: {staged.rows_read:,} lines read, "
+        f"{staged.rows_loaded:,} valid, {staged.rows_rejected:,} rejected"
+    )
+    width = max(len(name) for name in found.outcomes)
+    for name, outcome in found.outcomes.items():
+        verdict = "passed" if outcome.passed else f"FAILED ({outcome.severity})"
+        if outcome.passed and outcome.severity == "INFO":
+            verdict = "INFO"
+        click.echo(f"  {name:<{width}}  {verdict:<14}  {outcome.summary}")
+    if found.reject_kinds:
+        click.echo("Rejected lines by column and rule:")
+        for kind in found.reject_kinds:
+            what = f"{kind['column_name']}: {kind['rule']}" if kind["column_name"] else kind["rule"]
+            click.echo(f"  {kind['lines']:>8,} line(s), first line {kind['first_line']:,}: {what}")
+        click.echo("First rejected lines:")
+        for reject in found.first_rejects:
+            click.echo(f"  line {reject['line']:,}: {reject['reason']}")
+    unjudged = ["volume"] if spec.checks.volume else []
+    if spec.checks.unique and spec.checks.unique.across_months:
+        unjudged.append("keys across months")
+    if unjudged:
+        click.echo(
+            f"Not judged here: {' and '.join(unjudged)} (against the months loaded before this "
+            "one: the load judges them)."
+        )
+    if found.refused_by:
+        click.echo(f"The load would refuse this month: {', '.join(found.refused_by)} failed.")
+    else:
+        click.echo("The load would publish this month.")
 
 
 @main.command("sample-data")

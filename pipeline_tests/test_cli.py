@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import click
+import dagster as dg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -132,6 +133,41 @@ def test_load_then_status_round_trip(
             if path.is_file() and secret.encode() in path.read_bytes()
         ]
         assert leaks == []
+
+
+def test_validate_judges_a_file_as_its_load_would_and_loads_nothing(
+    settings: Settings, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    # A sender's copy, outside the landing folder: its month read from its name.
+    sent = tmp_path / "outbox" / "flights_2024-02.tsv"
+    write_tsv(month_frame("2024-02", 30, seed=2, defect_ratio=0.05), sent)
+
+    refused = run("validate", "flights", str(sent))
+
+    assert refused.returncode == 1, refused.stderr
+    lines = refused.stdout.splitlines()
+    read, valid, rejected = re.findall(r"[\d,]+(?= (?:lines read|valid|rejected))", lines[0])
+    assert lines[0].startswith("flights_2024-02.tsv as flights 2024-02: ")
+    figures = [int(figure.replace(",", "")) for figure in (read, valid, rejected)]
+    assert figures[0] == figures[1] + figures[2] and figures[2] > 0
+    schema = next(line.split() for line in lines if line.split()[0] == "schema")
+    assert schema[1:3] == ["FAILED", "(ERROR)"]
+    assert " ".join(schema[3:6]) == f"{rejected} of {read}"
+    assert "  completeness  " in refused.stdout and "rule_longer_than_any_route" in refused.stdout
+    assert "line(s), first line " in refused.stdout and "line has 11 fields" in refused.stdout
+    assert "Not judged here: volume (against the months loaded before" in refused.stdout
+    assert lines[-1] == "The load would refuse this month: schema failed."
+
+    unnamed = tmp_path / "outbox" / "march.tsv"
+    write_tsv(month_frame("2024-03", 30, seed=3), unnamed)
+    assert "give its month with --month" in run("validate", "flights", str(unnamed)).stderr
+    clean = run("validate", "flights", str(unnamed), "--month", "2024-03")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.splitlines()[-1] == "The load would publish this month."
+    # Nothing was loaded or recorded anywhere: no warehouse, no run, no staging left.
+    assert not settings.duckdb_path.exists()
+    assert instance.get_runs() == []
+    assert not settings.staging_dir.exists() or not any(settings.staging_dir.rglob("*"))
 
 
 def test_usage_mistakes_exit_2_and_say_what_is_wrong(settings: Settings) -> None:

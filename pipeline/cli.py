@@ -1,5 +1,5 @@
-"""`pipeline`: load, purge and report months, read their status and audit trail, check a
-deployment (`doctor`), make sample data.
+"""`pipeline`: load, purge and report months, read their status and audit trail, check a file
+without loading it (`validate`) and a deployment (`doctor`), make sample data.
 
 Exit codes: 0 all months fine; 1 a month failed to load or failed an ERROR check (a data problem),
 or the warehouse could not be used; 2 a usage or setup mistake, found before anything ran

@@ -23,6 +23,7 @@ from typing import Any
 
 import dagster as dg
 
+from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.audit import (
     AUDIT_TABLE,
@@ -111,8 +112,10 @@ class Anchor:
 
 
 def anchors_file(instance: dg.DagsterInstance) -> Path:
-    """The instance's anchors file: DAGSTER_HOME/audit_heads.log."""
-    return Path(instance.root_directory) / ANCHORS_FILE
+    """Where heads are anchored: PIPELINE_AUDIT_ANCHORS, else DAGSTER_HOME/audit_heads.log. A
+    shared deployment sets a file on its shared volume: a run in a pod or a container of its own
+    has a DAGSTER_HOME that goes with it."""
+    return Settings.from_env().audit_anchors or Path(instance.root_directory) / ANCHORS_FILE
 
 
 def anchor(warehouse: Warehouse, anchors: Path, run_id: str | None) -> dict[str, Any]:

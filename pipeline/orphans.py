@@ -2,8 +2,9 @@
 
 `pipeline load` runs each month in its own process (`execute_in_process`). A SIGKILL, an OOM kill
 or a lost machine ends the process before Dagster can write the run's end, so the instance keeps
-showing the month as in progress: `status` says so, and `--retry-failed` skips it. Runs launched
-by the daemon are watched by Dagster's run monitoring; these are not, so the CLI tags each run
+showing the month as in progress: `status` says so, and `--retry-failed` skips it. A run the
+daemon launched is failed by the code server that started it when its process dies (the README's
+"What survives a crash" says when not); a CLI run has no such server, so the CLI tags each run
 with its host and process id, and the next CLI command on that host that opens the instance marks
 the runs whose process is gone as failed, saying why. The month then reads as failed and a retry
 picks it up. (The warehouse needs nothing: a killed load publishes its month whole or not at

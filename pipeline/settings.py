@@ -150,6 +150,7 @@ class Settings:
     duckdb_lock_wait_seconds: int | None = None  # None: DuckDBWarehouse's default
     pushgateway_url: str | None = None
     sensor_interval_seconds: int = 60  # between a sensor's looks (landing folder, freshness)
+    audit_anchors: Path | None = None  # None: DAGSTER_HOME/audit_heads.log (audit.anchors_file)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -165,6 +166,7 @@ class Settings:
                 f"choose one of: {', '.join(SUPPORTED_WAREHOUSES)}"
             )
         metrics_dir = os.environ.get("PIPELINE_METRICS_DIR")
+        anchors = os.environ.get("PIPELINE_AUDIT_ANCHORS")
         return cls(
             datasets_dir=path("PIPELINE_DATASETS_DIR", BUNDLED_DATASETS_DIR),
             landing_dir=path("PIPELINE_LANDING_DIR", "data/landing"),
@@ -182,6 +184,7 @@ class Settings:
             duckdb_lock_wait_seconds=_int_env("PIPELINE_DUCKDB_LOCK_WAIT_SECONDS"),
             sensor_interval_seconds=_positive_env("PIPELINE_SENSOR_INTERVAL_SECONDS")
             or cls.sensor_interval_seconds,
+            audit_anchors=path("PIPELINE_AUDIT_ANCHORS", "") if anchors else None,
         )
 
     def export_for_subprocesses(self) -> None:

@@ -14,11 +14,20 @@ from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from click.testing import CliRunner
 
 from pipeline.assets.loads import build_load_asset
 from pipeline.assets.reports import build_report_asset
-from pipeline.audit import anchor, read_anchors, record_event, record_spec, verify, write_anchor
+from pipeline.audit import (
+    anchor,
+    anchors_file,
+    read_anchors,
+    record_event,
+    record_spec,
+    verify,
+    write_anchor,
+)
 from pipeline.cli import main
 from pipeline.definitions import build_resources, open_warehouse
 from pipeline.ingest.stream import new_load_id
@@ -300,3 +309,13 @@ def test_an_alert_waits_for_the_audit_lock_like_every_other_entry(warehouse: War
         sent.result(timeout=60)
 
     assert warehouse.audit_head().seq == 1
+
+
+def test_anchors_go_where_the_deployment_says(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A run in a pod or a container of its own has a DAGSTER_HOME that goes with it: a shared
+    # deployment keeps the anchors on its shared volume instead.
+    assert anchors_file(instance) == Path(instance.root_directory) / "audit_heads.log"
+    monkeypatch.setenv("PIPELINE_AUDIT_ANCHORS", str(tmp_path / "shared" / "audit_heads.log"))
+    assert anchors_file(instance) == tmp_path / "shared" / "audit_heads.log"

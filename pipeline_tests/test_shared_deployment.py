@@ -91,5 +91,20 @@ def test_the_deployment_files_parse_and_agree_with_the_instance_template() -> No
         "granularity": pools["granularity"],
         "defaultLimit": pools["default_limit"],
     }
+    # Helm's retries as the instance's: a refused month is not loaded (and announced) again.
+    retries = template["run_retries"]
+    assert helm["dagsterDaemon"]["runRetries"] == {
+        "enabled": retries["enabled"],
+        "maxRetries": retries["max_retries"],
+        "retryOnAssetOrOpFailure": retries["retry_on_asset_or_op_failure"],
+    }
+    # The chart's URL would otherwise need psycopg 3, as deploy/dagster.yaml says.
+    scheme = shared["storage"]["postgres"]["postgres_db"]["scheme"]
+    assert helm["postgresql"]["postgresqlScheme"] == scheme
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "ensure_manifest()" in dockerfile  # the manifest is built into the image
+    # What a run writes outlives its container or pod: on the shared volume.
+    for name in ("PIPELINE_REPORTS_DIR=/data/", "PIPELINE_AUDIT_ANCHORS=/data/"):
+        assert name in dockerfile
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert "dbt_project/target" in ignored  # else the image ships the local manifest

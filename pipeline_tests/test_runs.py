@@ -128,6 +128,11 @@ def test_a_bad_file_is_not_published_and_the_good_month_keeps_being_served(
         assert warehouse.drop_candidates("flights", "2024-01") == []
     assert scalar(deployment, "select sum(flights) from analytics.flights_monthly") == loaded
     assert scalar(deployment, "select count(*) from analytics.flights_monthly") == 1
+    # The month's mean delay over its flights with one (the daily means weighted by all flights
+    # were off by the flights without a delay).
+    mean = float(scalar(deployment, "select avg(dep_delay) from raw.flights"))
+    mart = float(scalar(deployment, "select avg_dep_delay_minutes from analytics.flights_monthly"))
+    assert abs(mart - mean) < 1e-9, (mart, mean)
     history = "select attempts from analytics.dq_load_history where month = '2024-01'"
     assert scalar(deployment, history) == 3  # good, refused, corrected
     # (The record's own asset_key is None for a check's evaluation: the key is in its data.)

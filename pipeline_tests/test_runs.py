@@ -147,6 +147,21 @@ def test_a_bad_file_is_not_published_and_the_good_month_keeps_being_served(
     assert dbt_tests, "dbt tests should report as asset checks"
     assert [(e.asset_key, e.check_name) for e in dbt_tests if not e.passed] == []
 
+    # A month built by hand gets no fiscal days (only Dagster passes them): its not_null tests
+    # fail the build, where the fiscal columns were emptied with every test passing.
+    by_hand = DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
+        ["build", "--select", "flights_daily", "--vars", '{"month": "2024-01"}'],
+        raise_on_error=False,
+    )
+    by_hand.wait()
+    failed = {
+        result["unique_id"].split(".")[2]
+        for result in by_hand.get_artifact("run_results.json")["results"]
+        if result["status"] == "fail"
+    }
+    fiscal = {f"not_null_flights_daily_fiscal_{part}" for part in ("year", "quarter", "period")}
+    assert failed == fiscal
+
     # The reconciliation test can fail: a published row lost behind the ledger's back.
     scalar(deployment, "delete from raw.flights where _line_number = 2")
     reconcile = DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE).cli(

@@ -171,9 +171,12 @@ def _parse(project: DbtProject) -> None:
 
 
 def _newest_source(project_dir: Path) -> float:
+    """When a model, test or macro was last written, added, removed or renamed: a folder's time
+    changes with its entries, so a deleted model makes the manifest stale too (it kept the model,
+    and every run then built it from a file that was gone)."""
     return max(
         path.stat().st_mtime
         for path in project_dir.rglob("*")
-        if path.suffix in DBT_SOURCE_SUFFIXES
+        if (path.is_dir() or path.suffix in DBT_SOURCE_SUFFIXES)
         and not any(part in DBT_GENERATED_DIRS for part in path.relative_to(project_dir).parts)
     )

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import dagster_dbt.core.resource
 import pytest
 
-from pipeline.assets.dbt import failed_nodes, partitioned_dbt_vars
+import pipeline.project as project_module
+from pipeline.assets.dbt import failed_nodes, models_of_several_datasets, partitioned_dbt_vars
 from pipeline.definitions import build_definitions, build_resources
 from pipeline.jobs import load_job_name
-from pipeline.project import DBT_EXECUTABLE, DbtCli, dbt_project
+from pipeline.project import DBT_EXECUTABLE, DBT_PACKAGE, DbtCli, dbt_project
 from pipeline.settings import Settings
 from pipeline.specs import FiscalSpec
 from pipeline.warehouse.snowflake import SnowflakeWarehouse
@@ -104,6 +109,52 @@ def test_a_failed_dbt_build_names_each_failed_model_and_the_database_message() -
         "settlements_daily needs column(s) fee in raw.settlements: add them",
         "unique_flights_daily_flight_date: Got 2 results, configured to fail if != 0",
     ]
+
+
+def test_a_model_over_two_datasets_is_named_before_dagster_refuses_it() -> None:
+    # Each dataset's job selects the models below its source: one over two datasets was in both,
+    # and the code location failed with Dagster's "Duplicate asset key: AssetKey(['zz_cross'])".
+    def node(kind: str, name: str) -> str:
+        return f"{kind}.{DBT_PACKAGE}.{name}"
+
+    children = {
+        node("source", "raw.flights"): [node("model", "stg_flights"), node("model", "ledger_mix")],
+        node("model", "stg_flights"): [node("model", "zz_cross"), node("test", "not_null_x")],
+        node("source", "raw.settlements"): [node("model", "zz_cross"), node("model", "ledger_mix")],
+        node("source", "pipeline.load_ledger"): [node("model", "ledger_mix")],
+    }
+
+    shared = models_of_several_datasets(children, ["flights", "settlements"])
+
+    # The ledger's models are built in a job of their own, whatever else they read.
+    assert shared == {node("model", "zz_cross"): ["flights", "settlements"]}
+    assert models_of_several_datasets(children, ["flights"]) == {}
+
+
+def test_a_deleted_model_makes_the_manifest_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only newer files counted: a deleted model stayed in the manifest, and every run built it.
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("kept.sql", "gone.sql"):
+        (models / name).write_text("select 1")
+    manifest = tmp_path / "target" / "manifest.json"
+    manifest.parent.mkdir()
+    manifest.write_text("{}")
+    now = time.time()
+    for path in (models / "kept.sql", models / "gone.sql", models):
+        os.utime(path, (now - 100, now - 100))
+    os.utime(manifest, (now - 50, now - 50))
+    parsed: list[object] = []
+    monkeypatch.setattr(project_module, "_parse", parsed.append)
+    project = SimpleNamespace(manifest_path=manifest, project_dir=tmp_path)
+
+    project_module.ensure_manifest(project)
+    assert parsed == []  # nothing changed since the parse
+    (models / "gone.sql").unlink()
+    project_module.ensure_manifest(project)
+    assert parsed == [project]
 
 
 def test_ingest_workers_come_from_the_environment_and_default_to_the_cores(

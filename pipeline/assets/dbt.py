@@ -102,6 +102,14 @@ def build_dbt_assets(specs: Sequence[DatasetSpec], pool: str) -> list[dg.AssetsD
     the warehouse, so they are in its `pool`, as the loads are."""
     manifest_path = ensure_manifest()
     children = json.loads(manifest_path.read_text())["child_map"]
+    shared = models_of_several_datasets(children, [spec.name for spec in specs])
+    if shared:
+        model, datasets = next(iter(shared.items()))
+        raise ValueError(
+            f"dbt model {model.split('.')[-1]} reads the sources of {' and '.join(datasets)}: a "
+            "model belongs to one dataset's monthly job (README, How it works); give each "
+            "dataset its own model, or read them in a model over the pipeline's ledger"
+        )
     translator = ReportingTranslator([raw_asset_key(spec) for spec in specs])
     assets = [
         _dbt_assets(
@@ -272,6 +280,33 @@ def failed_nodes(run_results: Mapping[str, Any]) -> list[str]:
         # A message that starts with the node's name (require_columns's) needs no prefix.
         failed.append(reason if reason.startswith(f"{name} ") else f"{name}: {reason}")
     return failed
+
+
+def models_of_several_datasets(
+    children: Mapping[str, Sequence[str]], datasets: Sequence[str]
+) -> dict[str, list[str]]:
+    """The models downstream of more than one dataset's raw source (the ledger's models aside),
+    with those datasets: each dataset's job would build them, which Dagster refuses with a
+    `Duplicate asset key` traceback naming neither the model's sources nor what to do."""
+    ledger = _downstream(children, [node for node in children if _is_bookkeeping(node)])
+    owners: dict[str, list[str]] = {}
+    for dataset in datasets:
+        for node in _downstream(children, [_source(f"raw.{dataset}")]) - ledger:
+            if node.startswith("model."):
+                owners.setdefault(node, []).append(dataset)
+    return {node: names for node, names in owners.items() if len(names) > 1}
+
+
+def _downstream(children: Mapping[str, Sequence[str]], roots: Sequence[str]) -> set[str]:
+    """Every node below `roots` in dbt's child map."""
+    found: set[str] = set()
+    waiting = list(roots)
+    while waiting:
+        for child in children.get(waiting.pop(), []):
+            if child not in found:
+                found.add(child)
+                waiting.append(child)
+    return found
 
 
 def _source(name: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.assets.checks import month_checks
+from pipeline.assets.checks import SCHEMA_CHECK, month_checks
 from pipeline.checks.outcome import CheckOutcome
 from pipeline.checks.scope import MonthUnderCheck
 from pipeline.ingest.stream import StagedLoad, ingest_file, new_load_id
@@ -67,18 +67,11 @@ def validate_file(
         under_check = MonthUnderCheck(warehouse, staged, candidate)
         checks = month_checks(local)
         outcomes = {check.name: check.evaluate(under_check) for check in checks}
-        rejects = under_check.rejects
-        kinds = warehouse.query(
-            "select _column as column_name, _rule as rule, count(*) as lines, "
-            f"min(_line_number) as first_line from {rejects} group by _column, _rule "
-            "order by lines desc, first_line"
-        )
-        first = warehouse.query(
-            f"select _line_number as line, _reason as reason from {rejects} "
-            f"order by _line_number limit {SAMPLE_LINES}"
-        )
+        # The schema check's own figures: its rejects by rule, and its first rejected lines.
+        found = outcomes[SCHEMA_CHECK].samples
+        first = found["failing_rows_sample"][:SAMPLE_LINES]
         blocking = frozenset(check.name for check in checks if check.blocking)
-        return Validation(staged, outcomes, blocking, kinds, first)
+        return Validation(staged, outcomes, blocking, found["rejects_by_rule"], first)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

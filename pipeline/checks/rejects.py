@@ -41,12 +41,13 @@ def check_rejects(month: MonthUnderCheck) -> CheckOutcome:
     limit = month.spec.checks.max_reject_ratio
     passed = ratio <= limit
     by_rule = month.query(
-        f"select _column as column_name, _rule as rule, count(*) as lines from {month.rejects} "
-        "group by _column, _rule order by lines desc, rule"
+        f"select _column as column_name, _rule as rule, count(*) as lines, "
+        f"min(_line_number) as first_line from {month.rejects} "
+        "group by _column, _rule order by lines desc, first_line"
     )
     sample = month.query(
-        f"select _line_number as line, _column as column_name, _value as value, _rule as rule "
-        f"from {month.rejects} order by _line_number limit {SAMPLE_ROWS}"
+        f"select _line_number as line, _column as column_name, _value as value, _rule as rule, "
+        f"_reason as reason from {month.rejects} order by _line_number limit {SAMPLE_ROWS}"
     )
     verdict = "within" if passed else "over"
     return CheckOutcome(

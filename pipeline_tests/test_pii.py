@@ -130,6 +130,21 @@ def test_a_quoted_sensitive_field_is_hashed_as_parsed_and_the_rest_of_the_line_k
     assert rejects["_raw_line"].to_list() == [f"{good.replace('AA', 'a1x')}\t{digest}\t"]
 
 
+def test_a_quote_inside_a_field_does_not_shift_which_field_is_hashed(tmp_path: Path) -> None:
+    # A quote opens a field only at its start: `12" pizza` is a plain field. Counted as an
+    # opening quote, it moved every later field by one, so the e-mail stayed in clear in the
+    # reject's raw line and the phone number's middle was hashed instead.
+    start = '2024-01-01\ta1x\t11\tEWR\t1\t2024-01-01T05:00:00Z\t12" pizza'
+    lines = [f'{start}\t{email(2)}\t"1\t2\t3"', f'{start}\t{email(3)}\t"1"2"']
+    staged = ingest(tmp_path, pii_spec(quote='"'), lines, KEY)
+    rejects = pl.concat(pl.read_parquet(part) for part in staged.reject_parts)
+    assert rejects.sort("_line_number")["_raw_line"].to_list() == [
+        f"{start}\t{keyed_hash(KEY.encode(), email(2))}\t",
+        "[withheld: its quoting is broken; email, phone not locatable]",
+    ]
+    assert MARKER not in rejects.cast(pl.String).write_csv()
+
+
 def test_a_missing_key_refuses_the_load_naming_the_variable(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match=f"{KEY_VARIABLE} is not set.*email"):
         ingest(tmp_path, pii_spec(), [], key=None)

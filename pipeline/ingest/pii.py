@@ -23,6 +23,7 @@ KEY_VARIABLE = "PIPELINE_PII_KEY"
 # A rejected line whose fields cannot be told apart (wrong field count, broken quoting) may hold
 # a sensitive field anywhere: it is not kept.
 WITHHELD = "[withheld: {fields} fields where the header has {expected}; {columns} not locatable]"
+BROKEN_QUOTING = "[withheld: its quoting is broken; {columns} not locatable]"
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class Protection:
         if line is None:
             return None
         spans = field_spans(line, spec.delimiter, spec.quote)
+        if spans is None:
+            return BROKEN_QUOTING.format(columns=", ".join(self.columns))
         if len(spans) != header.field_count:
             return WITHHELD.format(
                 fields=len(spans), expected=header.field_count, columns=", ".join(self.columns)
@@ -150,14 +153,36 @@ class _Hmac:
         return outer.hexdigest()
 
 
-def field_spans(line: str, delimiter: str, quote: str | None) -> list[tuple[int, int]]:
-    """Where each field of a line starts and ends; a delimiter inside quotes does not split."""
-    spans, start, quoted = [], 0, False
-    for position, character in enumerate(line):
-        if character == quote:
-            quoted = not quoted
-        elif character == delimiter and not quoted:
-            spans.append((start, position))
-            start = position + 1
-    spans.append((start, len(line)))
-    return spans
+def field_spans(line: str, delimiter: str, quote: str | None) -> list[tuple[int, int]] | None:
+    """Where each field of a line starts and ends, split as the load splits it (`split_line`):
+    a quote opens a field only at its start, a doubled quote inside one is a quote, and a quote
+    anywhere else is a plain character. None when the quoting is broken (`csv` refuses the line).
+
+    It must agree with the load's split field for field: a span off by one field would hash a
+    neighbour and keep the sensitive value in clear.
+    """
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        if quote is not None and line.startswith(quote, start):
+            end = _closing_quote(line, start + 1, quote)
+            if end is None or (end < len(line) and line[end] != delimiter):
+                return None
+        else:
+            found = line.find(delimiter, start)
+            end = len(line) if found < 0 else found
+        spans.append((start, end))
+        if end == len(line):
+            return spans
+        start = end + 1
+
+
+def _closing_quote(line: str, position: int, quote: str) -> int | None:
+    """The position just after the quote that closes a quoted field, or None if none does."""
+    while True:
+        found = line.find(quote, position)
+        if found < 0:
+            return None
+        if not line.startswith(quote, found + 1):
+            return found + 1
+        position = found + 2

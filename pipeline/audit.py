@@ -151,17 +151,19 @@ def write_anchor(anchors: Path, location: str, head: AuditHead, run_id: str | No
 
 def read_anchors(anchors: Path, location: str) -> list[Anchor]:
     """The anchors of the warehouse at `location`; a line that is not an anchor is an error."""
+    return [item for item in _every_anchor(anchors) if item.warehouse == location]
+
+
+def _every_anchor(anchors: Path) -> list[Anchor]:
     if not anchors.is_file():
         return []
     found = []
     for number, text in enumerate(anchors.read_text().splitlines(), start=1):
         try:
             fields = json.loads(text)
-            item = Anchor(**{**fields, "seq": int(fields["seq"])}, line=number)
+            found.append(Anchor(**{**fields, "seq": int(fields["seq"])}, line=number))
         except (ValueError, TypeError, KeyError) as error:
             raise ValueError(f"{anchors} line {number} is not an anchor: {error}") from None
-        if item.warehouse == location:
-            found.append(item)
     return found
 
 
@@ -176,6 +178,9 @@ class Verdict:
     head: AuditHead | None
     anchors: int
     problem: str | None = None
+    # Warehouse locations the anchors file holds heads of, other than the one verified: with
+    # none of its own, the log was likely copied or restored from one of these.
+    elsewhere: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -185,21 +190,29 @@ class Verdict:
 def verify(
     rows: Sequence[Mapping[str, Any]], anchors: Sequence[Anchor], from_seq: int = 1
 ) -> Verdict:
-    """Recompute the chain of `rows` (the log from `from_seq - 1` on, any order) and compare it
-    with `anchors`: the first entry, by number, that does not verify is named, and why."""
-    entries = sorted(rows, key=lambda row: int(row["seq"]))
+    """Recompute the chain of `rows` (the log from `from_seq - 1` on, any order, and any entry
+    numbered below 1 or not at all) and compare it with `anchors`: the first entry, by number,
+    that does not verify is named, and why."""
+    strays = [row for row in rows if not _numbered(row)]
+    entries = sorted(filter(_numbered, rows), key=lambda row: int(row["seq"]))
     before = [row for row in entries if int(row["seq"]) < from_seq]
     checked = [row for row in entries if int(row["seq"]) >= from_seq]
     head = AuditHead(int(checked[-1]["seq"]), checked[-1]["entry_hash"]) if checked else None
     relevant = [item for item in anchors if item.seq >= from_seq]
     verdict = Verdict(len(checked), head, len(relevant))
     problems = [
+        *((0, f"entry {row['seq']}: outside the chain, {_shown(row)}") for row in strays),
         *_chain_problems(checked, before[-1] if before else None, from_seq, entries),
         *_anchor_problems(checked, relevant),
     ]
     if not problems:
         return verdict
     return replace(verdict, problem=min(problems, key=lambda problem: problem[0])[1])
+
+
+def _numbered(row: Mapping[str, Any]) -> bool:
+    """Whether an entry has a place in the chain, which starts at 1: only a forger writes others."""
+    return row["seq"] is not None and int(row["seq"]) >= 1
 
 
 def _chain_problems(
@@ -272,15 +285,23 @@ def _shown(row: Mapping[str, Any]) -> str:
     return f"{what} (run {row.get('run_id') or '-'})"
 
 
-def verify_log(warehouse: Warehouse, anchors: Path, from_seq: int = 1) -> Verdict:
-    """`verify` over the warehouse's audit log and the anchors file's heads for its location.
+def verify_log(
+    warehouse: Warehouse, anchors: Path, from_seq: int = 1, location: str | None = None
+) -> Verdict:
+    """`verify` over the warehouse's audit log and the anchors file's heads for `location`
+    (default: the warehouse's own; another's to verify a copy or a restored backup of it).
 
     An anchors file that does not parse (itself tampered with) is a problem like any other.
     """
+    location = location or warehouse.location()
     rows = warehouse.query(
-        f"select * from {META_SCHEMA}.{AUDIT_TABLE} where seq >= ?", [from_seq - 1]
+        f"select * from {META_SCHEMA}.{AUDIT_TABLE} where seq >= ? or seq < 1 or seq is null",
+        [from_seq - 1],
     )
     try:
-        return verify(rows, read_anchors(anchors, warehouse.location()), from_seq)
+        every = _every_anchor(anchors)
     except ValueError as exc:
         return Verdict(0, None, 0, problem=str(exc))
+    verdict = verify(rows, [item for item in every if item.warehouse == location], from_seq)
+    others = sorted({item.warehouse for item in every} - {location})
+    return replace(verdict, elsewhere=tuple(others))

@@ -559,19 +559,34 @@ def audit() -> None:
     help="An anchors file to compare with (default: DAGSTER_HOME/audit_heads.log), e.g. the "
     "copy shipped to write-once storage.",
 )
-def audit_verify(from_seq: int, anchors_path: Path | None) -> None:
+@click.option(
+    "--anchored-as",
+    "location",
+    metavar="LOCATION",
+    help="Compare with the heads anchored for LOCATION (as `verify` prints it, e.g. "
+    "duckdb:/srv/data/warehouse.duckdb): to verify a copy or a restored backup of that warehouse.",
+)
+def audit_verify(from_seq: int, anchors_path: Path | None, location: str | None) -> None:
     """Recompute the audit log's hash chain and compare it with the anchored heads.
 
     Exit 0 with `OK: N entries, head <hash>`; exit 1 naming the first entry that does not verify
-    and why: edited, missing, reordered, or the head behind its anchor.
+    and why: edited, missing, reordered, outside the chain, or the head behind its anchor.
     """
     _code_location()
     from pipeline.audit import anchors_file, verify_log
     from pipeline.settings import Settings
 
     anchors = anchors_path or anchors_file(_instance())
-    with _warehouse(Settings.from_env()) as warehouse:
-        verdict = verify_log(warehouse, anchors, from_seq)
+    settings = Settings.from_env()
+    if settings.warehouse == "duckdb" and not settings.duckdb_path.is_file():
+        # Opening it would create an empty warehouse, whose empty log verifies.
+        raise SetupError(
+            f"{settings.duckdb_path}: no warehouse file there (PIPELINE_DUCKDB_PATH); nothing "
+            "to verify"
+        )
+    with _warehouse(settings) as warehouse:
+        verdict = verify_log(warehouse, anchors, from_seq, location)
+        location = location or warehouse.location()
     if not verdict.ok:
         click.echo(f"FAILED: {verdict.problem}")
         sys.exit(EXIT_DATA_PROBLEM)
@@ -583,8 +598,13 @@ def audit_verify(from_seq: int, anchors_path: Path | None) -> None:
     else:
         which = f" from entry {from_seq} on" if from_seq > 1 else ""
         click.echo(
-            f"No anchored heads{which} in {anchors}: the chain is consistent, but the newest "
-            "entries deleted or the whole chain rewritten would not show."
+            f"No anchored heads{which} for {location} in {anchors}: the chain is consistent, but "
+            "the newest entries deleted or the whole chain rewritten would not show."
+        )
+    if not verdict.anchors and verdict.elsewhere:
+        click.echo(
+            f"{anchors} holds heads of {', '.join(verdict.elsewhere)}: if this warehouse is a "
+            "copy or a restored backup of one, verify it with --anchored-as <that location>."
         )
 
 
@@ -604,11 +624,15 @@ def audit_show(dataset: str, month: str | None) -> None:
     from pipeline.warehouse.audit import AUDIT_TABLE
     from pipeline.warehouse.base import META_SCHEMA
 
-    sql = f"select * from {META_SCHEMA}.{AUDIT_TABLE} where dataset = ?"
+    # A report of several datasets is one entry, its dataset `flights,settlements`.
+    sql = (
+        f"select * from {META_SCHEMA}.{AUDIT_TABLE} "
+        "where (dataset = ? or contains(',' || dataset || ',', ?))"
+    )
     with _warehouse(Settings.from_env()) as warehouse:
         rows = warehouse.query(
             sql + (" and month = ? order by seq" if month else " order by seq"),
-            [dataset, month] if month else [dataset],
+            [dataset, f",{dataset},", *([month] if month else [])],
         )
     if not rows:
         _spec(specs, dataset)  # a removed dataset keeps its history; an unknown one is a typo
@@ -620,25 +644,29 @@ def audit_show(dataset: str, month: str | None) -> None:
 
 
 def _audit_line(row: dict) -> str:
-    """One entry under AUDIT_HEADER: counts with separators, the file's name, what it says."""
+    """One entry under AUDIT_HEADER: counts with separators, the file's name, what it says.
+
+    A forged entry may lack what every real one has (`audit verify` names it): a missing
+    field is shown as `-`, not a traceback."""
     figures = " ".join(
         f"{'-' if row[name] is None else f'{row[name]:,}':>{width}}"
         for name, width in (("rows_read", 10), ("rows_loaded", 10), ("rows_rejected", 9))
     )
+    text = {name: "-" if value is None else str(value) for name, value in row.items()}
     detail = "; ".join(
-        text
-        for text in (
+        part
+        for part in (
             Path(row["source_file"]).name if row["source_file"] else None,
-            f"fingerprint {row['fingerprint'][:16]}" if row["kind"].startswith("spec") else None,
+            f"fingerprint {text['fingerprint'][:16]}" if text["kind"].startswith("spec") else None,
             row["detail"],
         )
-        if text
+        if part
     )
-    recorded = row["recorded_at"].astimezone(dt.UTC)
+    recorded = row["recorded_at"]
+    when = f"{recorded.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}" if recorded else "-"
     return (
-        f"{row['seq']:>5}  {recorded:%Y-%m-%d %H:%M:%S}  {row['kind']:<14} "
-        f"{row['month'] or '-':<8} {row['actor']:<16} {figures}  "
-        f"{(row['run_id'] or '-')[:8]:<8}  {detail}"
+        f"{text['seq']:>5}  {when:<19}  {text['kind']:<14} {text['month']:<8} "
+        f"{text['actor']:<16} {figures}  {text['run_id'][:8]:<8}  {detail}"
     ).rstrip()
 
 

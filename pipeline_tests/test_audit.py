@@ -26,6 +26,7 @@ from pipeline.audit import (
     record_event,
     record_spec,
     verify,
+    verify_log,
     write_anchor,
 )
 from pipeline.cli import main
@@ -34,7 +35,13 @@ from pipeline.ingest.stream import new_load_id
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
-from pipeline.warehouse.audit import AUDIT_COLUMNS, AuditHead, acting_as, appending_to
+from pipeline.warehouse.audit import (
+    AUDIT_COLUMNS,
+    AuditHead,
+    acting_as,
+    appending_to,
+    entry_hash,
+)
 from pipeline.warehouse.base import Warehouse, now
 from pipeline.warehouse.ledger import AlertRecord, LedgerEntry
 from pipeline_tests.support import candidate_month, stage_month
@@ -89,11 +96,6 @@ def readme_hash(entry: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def verdict(warehouse: Warehouse, anchors: Path, from_seq: int = 1):
-    rows = warehouse.query(f"select * from {LOG} where seq >= ?", [from_seq - 1])
-    return verify(rows, read_anchors(anchors, warehouse.location()), from_seq)
-
-
 def test_every_event_is_one_chained_entry_and_the_untouched_log_verifies(
     deployment: Settings, warehouse: Warehouse, flights: DatasetSpec, tmp_path: Path
 ) -> None:
@@ -129,10 +131,10 @@ def test_every_event_is_one_chained_entry_and_the_untouched_log_verifies(
     assert [readme_hash(e) for e in entries] == [e["entry_hash"] for e in entries]
     assert all(e["recorded_at"].utcoffset() is not None for e in entries)
 
-    result = verdict(warehouse, anchors)
+    result = verify_log(warehouse, anchors)
     assert result.ok, result.problem
     assert (result.entries, result.head.seq, result.anchors) == (7, 7, 1)
-    assert verdict(warehouse, anchors, from_seq=4).entries == 4
+    assert verify_log(warehouse, anchors, from_seq=4).entries == 4
 
 
 def test_appends_at_once_take_turns_and_stay_one_chain(
@@ -149,7 +151,7 @@ def test_appends_at_once_take_turns_and_stay_one_chain(
         numbers = sorted(pool.map(alert, range(8)))
 
     assert numbers == list(range(1, 9))
-    result = verdict(warehouse, tmp_path / "audit_heads.log")
+    result = verify_log(warehouse, tmp_path / "audit_heads.log")
     assert result.ok, result.problem
 
 
@@ -199,23 +201,52 @@ def test_verify_catches_deleted_reordered_and_rewritten_entries(
     tampered_log(deployment, warehouse, anchors)
 
     warehouse.query(f"update {LOG} set seq = case seq when 3 then 4 else 3 end where seq in (3, 4)")
-    assert verdict(warehouse, anchors).problem.startswith("entry 3: reordered, report_written")
+    assert verify_log(warehouse, anchors).problem.startswith("entry 3: reordered, report_written")
     warehouse.query(f"update {LOG} set seq = case seq when 3 then 4 else 3 end where seq in (3, 4)")
-    assert verdict(warehouse, anchors).ok
+    assert verify_log(warehouse, anchors).ok
 
     warehouse.query(f"delete from {LOG} where seq = 6")
-    assert verdict(warehouse, anchors).problem.startswith(
+    assert verify_log(warehouse, anchors).problem.startswith(
         "entry 6: missing, the head (5) is behind its anchor: anchored "
     )
     warehouse.query(f"delete from {LOG} where seq = 3")
-    assert verdict(warehouse, anchors).problem == "entry 3: missing, the log goes on with 4"
+    assert verify_log(warehouse, anchors).problem == "entry 3: missing, the log goes on with 4"
+
+
+def test_verify_catches_entries_numbered_outside_the_chain(
+    deployment: Settings, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    # Entries numbered 0, below or not at all were never read, so a forged one passed.
+    anchors = tmp_path / "audit_heads.log"
+    tampered_log(deployment, warehouse, anchors)
+    for number in ("0", "-1", "null"):
+        warehouse.query(
+            f"insert into {LOG} select {number}, recorded_at, 'purged', "
+            f"{', '.join(list(AUDIT_COLUMNS)[3:])} from {LOG} where seq = 1"
+        )
+        problem = verify_log(warehouse, anchors).problem
+        shown_number = None if number == "null" else number
+        expected = f"entry {shown_number}: outside the chain, purged flights 2024-01 (run -)"
+        assert problem == expected, problem
+        shown = CliRunner().invoke(main, ["audit", "show", "flights", "--month", "2024-01"])
+        assert shown.exit_code == 0 and "purged" in shown.output, shown.output
+        warehouse.query(f"delete from {LOG} where kind = 'purged'")
+    assert verify_log(warehouse, anchors).ok
+
+
+def test_a_count_edited_to_a_fraction_does_not_hash_like_the_whole_number() -> None:
+    # The canonical form made counts integers with int(): 16800.99 hashed as 16800, so a count
+    # column retyped and edited verified.
+    entry = {name: None for name in AUDIT_COLUMNS} | {"seq": 2, "rows_loaded": 16800}
+    assert entry_hash(entry | {"rows_loaded": Decimal("16800")}) == entry_hash(entry)
+    assert entry_hash(entry | {"rows_loaded": 16800.0}) == entry_hash(entry)
+    assert entry_hash(entry | {"rows_loaded": Decimal("16800.99")}) != entry_hash(entry)
+    assert entry_hash(entry | {"rows_loaded": 16800.99}) != entry_hash(entry)
 
 
 def test_a_consistently_rewritten_chain_is_caught_by_its_anchor(
     deployment: Settings, warehouse: Warehouse, tmp_path: Path
 ) -> None:
-    from pipeline.warehouse.audit import entry_hash
-
     anchors = tmp_path / "audit_heads.log"
     written = tampered_log(deployment, warehouse, anchors)
     # Someone who knows the algorithm edits entry 2 and rehashes everything after it.
@@ -230,7 +261,7 @@ def test_a_consistently_rewritten_chain_is_caught_by_its_anchor(
             [row["detail"], row["prev_hash"], row["entry_hash"], row["seq"]],
         )
 
-    problem = verdict(warehouse, anchors).problem
+    problem = verify_log(warehouse, anchors).problem
     assert problem.startswith("entry 6: rewritten, report_written flights 2024-06"), problem
     assert "differs from its anchor: anchored " in problem and "by run run-x" in problem
 
@@ -249,8 +280,11 @@ def test_the_cli_verifies_and_shows(deployment: Settings, warehouse: Warehouse) 
     mistyped = cli.invoke(main, ["audit", "verify", "--anchors", str(shipped) + "x"])
     warehouse.query(f"update {LOG} set actor = 'someone else'")
     tampered = cli.invoke(main, ["audit", "verify"])
-
     head = warehouse.audit_head().entry_hash
+    # A report of two datasets is one entry; each dataset's history lists it.
+    record_event(warehouse, "report_written", dataset="flights,settlements")
+    both = cli.invoke(main, ["audit", "show", "settlements"])
+
     assert ok.exit_code == 0, ok.output
     assert ok.output.splitlines()[0] == f"OK: 1 entries, head {head}"
     assert "1 anchored head(s) in " in ok.output
@@ -260,6 +294,35 @@ def test_the_cli_verifies_and_shows(deployment: Settings, warehouse: Warehouse) 
     assert behind.output.startswith("FAILED: entry 2: missing, the head (1) is behind its anchor")
     assert tampered.exit_code == 1
     assert tampered.output.startswith("FAILED: entry 1: edited, alert_sent flights 2024-02")
+    assert both.exit_code == 0 and "report_written" in both.output, both.output
+
+
+def test_a_copy_of_the_warehouse_is_verified_against_the_original_s_anchors(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The anchors of another location were dropped without a word: a copy verified "OK" with
+    # "No anchored heads in <file>" while the file held them; a mistyped path made an empty
+    # warehouse whose empty log verified.
+    with open_warehouse(settings) as warehouse:
+        record_event(warehouse, "report_written", dataset="flights")
+        anchor(warehouse, anchors_file(dg.DagsterInstance.get()), "run-1")
+        original = warehouse.location()
+    copy = tmp_path / "restored" / "warehouse.duckdb"
+    copy.parent.mkdir()
+    copy.write_bytes(settings.duckdb_path.read_bytes())
+    monkeypatch.setenv("PIPELINE_DUCKDB_PATH", str(copy))
+    cli = CliRunner()
+
+    unanchored = cli.invoke(main, ["audit", "verify"])
+    as_original = cli.invoke(main, ["audit", "verify", "--anchored-as", original])
+    monkeypatch.setenv("PIPELINE_DUCKDB_PATH", str(tmp_path / "nowhere" / "warehouse.duckdb"))
+    missing = cli.invoke(main, ["audit", "verify"])
+
+    assert unanchored.exit_code == 0, unanchored.output
+    assert f"holds heads of {original}: if this warehouse is a copy" in unanchored.output
+    assert as_original.exit_code == 0 and "1 anchored head(s) in" in as_original.output
+    assert missing.exit_code == 2 and "no warehouse file there" in missing.output
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_a_sensor_runs_entries_all_name_the_sensor(

@@ -132,9 +132,17 @@ def canonical(entry: Mapping[str, Any]) -> bytes:
         if isinstance(value, dt.datetime):
             value = value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         elif value is not None and name in INT_COLUMNS:
-            value = int(value)
+            value = _whole(value)
         values[name] = value
     return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _whole(value: Any) -> int | str:
+    """A count as an integer (DuckDB gives int, Snowflake Decimal); anything else as its text,
+    so a count edited to a fraction (its column retyped) no longer hashes like the whole number
+    it was."""
+    number = int(value)
+    return number if number == value else str(value)
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ from pipeline.ingest.files import fingerprint
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.lines import LineTally
 from pipeline.ingest.stream import StagedLoad, ingest_file
+from pipeline.sample_data import month_frame, write_tsv
 from pipeline.specs import DatasetSpec
 
 SPEC = {
@@ -95,6 +96,38 @@ def test_planted_defects_are_rejected_with_line_and_reason(
     by_line = {r["_line_number"]: r for r in rejects.iter_rows(named=True)}
     assert by_line[5]["_column"] == "flight" and by_line[5]["_value"] == "1x4"
     assert by_line[11]["_reason"] == "origin: must be one of EWR, JFK, LGA (value 'XXX')"
+
+
+def test_a_block_whose_only_rejects_are_dates_that_do_not_parse(
+    tmp_path: Path, flights: DatasetSpec
+) -> None:
+    # polars 2.1 panicked (`assertion failed: i < self.len()`) building their reasons: the
+    # failed values came chunked unlike the other columns, and the whole load failed.
+    path = tmp_path / "flights_2024-10.tsv"
+    write_tsv(month_frame("2024-10", rows_per_day=600, seed=1).head(599), path)
+    bad = "2024-13-45\tB6\t12\tJFK\tSFO\t2586.0\t1\t218.28\tfalse\t2024-10-15T12:20:00Z\n"
+    with path.open("a") as handle:
+        handle.write(bad * 2)
+    rows, rejects = frames(ingest_file(flights, path, "2024-10", tmp_path / "staging"))
+    assert rows.height == 599
+    assert rejects["_line_number"].to_list() == [601, 602]
+    assert (
+        rejects["_reason"].to_list()
+        == ["flight_date: is not a valid date in the format %Y-%m-%d (value '2024-13-45')"] * 2
+    )
+
+
+def test_a_panic_inside_polars_fails_the_load_as_an_error_naming_the_block(
+    tmp_path: Path, spec: DatasetSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A panic is a BaseException: the load's handlers, which record the failed attempt and
+    # alert, never saw it (the panic above ended a load with no ledger row and no mail).
+    def panic(*_: object) -> None:
+        raise pl.exceptions.PanicException("assertion failed: i < self.len()")
+
+    monkeypatch.setattr("pipeline.ingest.batches.build_rejects", panic)
+    with pytest.raises(RuntimeError, match=r"flights_2024-01.tsv: polars failed on the block "):
+        ingest(tmp_path, spec, text([HEADER, LINES[2][0]]))
 
 
 def test_rows_are_typed_and_nulls_applied(tmp_path: Path, spec: DatasetSpec) -> None:

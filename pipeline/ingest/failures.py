@@ -33,6 +33,10 @@ def build_rejects(failures: pl.DataFrame, raw_lines: pl.DataFrame) -> pl.DataFra
     """One reject per failing line: its text, the first rule it broke, and every reason."""
     if failures.is_empty():
         return pl.DataFrame(schema=REJECT_SCHEMA)
+    # One chunk per column: polars 2.1's `format` panics ("assertion failed: i < self.len()")
+    # over columns chunked differently, as the failed values of a block's repeated dates come
+    # (an empty chunk, then theirs). Rejects are few, so the copy costs nothing.
+    failures = failures.rechunk()
     # Escaped here, after sensitive values were hashed (pii.py): hashed as read, as in the line.
     shown = pl.col("value").str.replace_many(
         [chr(code) for code in CONTROL_CHARACTERS],

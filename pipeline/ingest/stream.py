@@ -13,6 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
+import polars as pl
+
 from pipeline.ingest import staging
 from pipeline.ingest.batches import ValidatedBatch, validate_block
 from pipeline.ingest.files import compressed_siblings, fingerprint, open_delivered
@@ -176,7 +178,12 @@ def ingest_file(
             for batch in validate_ahead(
                 blocks,
                 partial(
-                    validate_block, header=header, spec=spec, schema=schema, protection=protection
+                    _validated,
+                    path=path,
+                    header=header,
+                    spec=spec,
+                    schema=schema,
+                    protection=protection,
                 ),
                 workers,
             ):
@@ -213,6 +220,17 @@ def ingest_file(
     )
     staging.write_manifest(staging_dir, staged.facts())
     return staged
+
+
+def _validated(block: Block, path: Path, **context: Any) -> ValidatedBatch:
+    """`validate_block`, with a panic inside polars raised as an Exception naming the block: a
+    panic is a BaseException, which the handlers that record a failed load and alert skip."""
+    try:
+        return validate_block(block, **context)
+    except pl.exceptions.PanicException as exc:
+        raise RuntimeError(
+            f"{path}: polars failed on the block from line {block.first_line:,}: {exc}"
+        ) from exc
 
 
 def require_file(spec: DatasetSpec, path: Path, month: str) -> None:

@@ -220,6 +220,22 @@ def test_a_webhook_url_without_its_scheme_fails_without_showing_its_token() -> N
     assert "PIPELINE_ALERT_WEBHOOK_URL does not start with https://" in str(delivery.error)
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://127.0.0.1:9/hooks/T0 SECRET", "holds a space or a control character"),
+        ("http://127.0.0.1:port/hooks/SECRET", "has a port that is not a number"),
+    ],
+)
+def test_a_malformed_webhook_url_fails_without_showing_its_token(url: str, problem: str) -> None:
+    # Regression: http.client's "URL can't contain control characters. '/hooks/T0 SECRET'"
+    # was raised past the retries and logged by the run, token and all.
+    delivery = Alerts(webhook_url=url, attempts=1).post_webhook({"text": "flights 2024-02"})
+
+    assert delivery.status == "failed" and "SECRET" not in str(delivery.error)
+    assert f"PIPELINE_ALERT_WEBHOOK_URL {problem}" in str(delivery.error)
+
+
 def test_doctor_says_hello_to_the_smtp_server_and_sends_nothing(
     settings: Settings, inbox: Inbox
 ) -> None:

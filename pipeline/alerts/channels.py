@@ -82,13 +82,11 @@ class Alerts(dg.ConfigurableResource):
 
     def post_webhook(self, payload: dict[str, Any]) -> Delivery:
         assert self.webhook_url is not None
-        if urllib.parse.urlsplit(self.webhook_url).scheme not in ("http", "https"):
-            # urllib's own error would quote the URL, token and all, into the run's log.
+        problem = _url_problem(self.webhook_url)
+        if problem is not None:
+            # urllib's and http.client's own errors quote the URL, token and all, into the log.
             return Delivery(
-                "failed",
-                0,
-                "PIPELINE_ALERT_WEBHOOK_URL does not start with https:// (not shown: it holds "
-                "a token)",
+                "failed", 0, f"PIPELINE_ALERT_WEBHOOK_URL {problem} (not shown: it holds a token)"
             )
         request = urllib.request.Request(
             self.webhook_url,
@@ -98,8 +96,11 @@ class Alerts(dg.ConfigurableResource):
         )
 
         def post() -> None:
-            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS):
-                pass
+            try:
+                with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS):
+                    pass
+            except ValueError as error:  # http.client.InvalidURL quotes the URL
+                raise urllib.error.URLError(f"{type(error).__name__}: malformed URL") from None
 
         return self._with_retries(post, (urllib.error.URLError, OSError), _without_url)
 
@@ -120,6 +121,20 @@ class Alerts(dg.ConfigurableResource):
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable: attempts >= 1")
+
+
+def _url_problem(url: str) -> str | None:
+    """What makes a webhook URL unusable, in words that do not quote it; None if nothing."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return "does not start with https://"
+    if any(character.isspace() or not character.isprintable() for character in url):
+        return "holds a space or a control character"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has a port that is not a number"
+    return "has port 0" if port == 0 else None
 
 
 def _without_url(error: BaseException) -> str:

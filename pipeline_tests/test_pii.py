@@ -23,6 +23,7 @@ from pipeline.doctor import Finding, examine_sensitive
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.pii import KEY_VARIABLE, keyed_hash
 from pipeline.ingest.schema import MISSING_RULE
+from pipeline.ingest.staging import staging_key
 from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.project import DBT_PROJECT_DIR
 from pipeline.runner import load_months
@@ -143,6 +144,15 @@ def test_a_quote_inside_a_field_does_not_shift_which_field_is_hashed(tmp_path: P
         "[withheld: its quoting is broken; email, phone not locatable]",
     ]
     assert MARKER not in rejects.cast(pl.String).write_csv()
+
+
+def test_parts_hashed_with_a_rotated_key_are_not_reused() -> None:
+    # The staging a retry reuses was named by the file and the spec only: after the key was
+    # rotated, a retried load published parts hashed with the old one.
+    hashed, plain = pii_spec(), DatasetSpec.model_validate(SPEC)
+    assert staging_key(hashed, "file", KEY) != staging_key(hashed, "file", "rotated")
+    assert staging_key(plain, "file", KEY) == staging_key(plain, "file", "rotated")
+    assert staging_key(hashed, "file", KEY) == staging_key(hashed, "file", KEY)
 
 
 def test_a_missing_key_refuses_the_load_naming_the_variable(tmp_path: Path) -> None:

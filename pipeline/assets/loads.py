@@ -145,7 +145,7 @@ def load_month(
     with attempt.recorded():
         require_file(spec, path, month)
     month_dir = staging.month_staging(files.staging_path, spec.name, month)
-    directory = month_dir / staging.staging_key(spec, fingerprint(path))
+    directory = month_dir / staging.staging_key(spec, fingerprint(path), files.pii_key)
     # One run per month at a time: another staging of this month is a killed run's leftover.
     staging.sweep(month_dir, keep=directory)
     with staging.claimed(directory), attempt.recorded(directory):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -27,11 +28,17 @@ LOCK = ".lock"
 ORPHAN_AGE_SECONDS = 24 * 3600
 
 
-def staging_key(spec: DatasetSpec, fingerprint: str) -> str:
-    """Names one delivery of a file validated by one version of its spec."""
+def staging_key(spec: DatasetSpec, fingerprint: str, pii_key: str | None = None) -> str:
+    """Names one delivery of a file validated by one version of its spec, and hashed with one
+    key if the spec hashes columns: parts hashed with a key since rotated are not reused.
+
+    The key enters as its own keyed hash of a constant: the folder's name cannot give it away.
+    """
     digest = hashlib.blake2b(digest_size=10)
     digest.update(fingerprint.encode())
     digest.update(spec.model_dump_json().encode())
+    if pii_key and spec.pii_columns("hash"):
+        digest.update(hmac.digest(pii_key.encode(), b"pipeline staging", "sha256"))
     return digest.hexdigest()
 
 

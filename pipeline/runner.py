@@ -359,7 +359,10 @@ def month_statuses(
                 detail=detail,
                 refused_fingerprint=attempt["fingerprint"] if refused else None,
                 errors=tuple(errors),
-                sensitive_columns=metadata.get("sensitive_columns"),
+                # A refused month's candidate holds the columns as that load marked them.
+                sensitive_columns=(
+                    latest_metadata(instance, key, month, observed=True) if refused else metadata
+                ).get("sensitive_columns"),
             )
         )
     return statuses
@@ -477,14 +480,15 @@ def _every_record(
         cursor = page.cursor
 
 
-def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> dict:
-    """The metadata values of the month's latest materialization (none after a purge)."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return {}
-    return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
+def latest_metadata(
+    instance: dg.DagsterInstance, key: dg.AssetKey, month: str, observed: bool = False
+) -> dict:
+    """The metadata values of the month's latest materialization (none after a purge), or with
+    `observed` of its latest observation (a refused file, a purge)."""
+    fetch = instance.fetch_observations if observed else instance.fetch_materializations
+    records = fetch(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month]), limit=1).records
+    event = records[0].asset_event if records else None
+    return {name: value.value for name, value in event.metadata.items()} if event else {}
 
 
 def handled_file(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> str | None:
@@ -531,7 +535,8 @@ def plan_months(
     whose file has left the landing folder (archived) is skipped: there is nothing to reload it
     from, and a run would only fail it. With `retry_failed`, so is a failed month with no file.
     A month loaded while the spec marked other `sensitive_columns` (`pii`) than it does now is
-    loaded again, file unchanged or not: it may hold a newly marked column in clear.
+    loaded again, file unchanged or not: it may hold a newly marked column in clear, in its
+    published rows or, refused, in the candidate kept for inspection.
     """
     run: list[str] = []
     skipped: dict[str, str] = {}
@@ -541,7 +546,7 @@ def plan_months(
         delivered = fingerprints.get(status.month) is not None
         same_file = status.fingerprint_matches(fingerprints.get(status.month))
         remarked = (
-            status.status == "materialized"
+            (status.status == "materialized" or status.refused_fingerprint is not None)
             and None not in (status.sensitive_columns, sensitive_columns)
             and status.sensitive_columns != sensitive_columns
         )

@@ -421,11 +421,11 @@ def test_marking_a_column_sensitive_loads_the_months_loaded_before_again(
     datasets.mkdir()
     (datasets / "flights.yaml").write_text(yaml.safe_dump(document))
     monkeypatch.setenv("PIPELINE_DATASETS_DIR", str(datasets))
-    january, _ = (
-        flights_with_email(settings.landing_dir, month, seed, defects=0)
-        for seed, month in enumerate(["2024-01", "2024-02"])
+    january, _, march = (
+        flights_with_email(settings.landing_dir, month, seed, defects)
+        for seed, (month, defects) in enumerate([("2024-01", 0), ("2024-02", 0), ("2024-03", 0.05)])
     )
-    assert run("load", "flights").returncode == 0
+    assert run("load", "flights").returncode == 1  # 2024-03 is refused; its candidate is kept
     archive = tmp_path / "archive"
     archive.mkdir()
     (settings.landing_dir / "flights_2024-01.tsv").rename(archive / "flights_2024-01.tsv")
@@ -435,11 +435,12 @@ def test_marking_a_column_sensitive_loads_the_months_loaded_before_again(
     monkeypatch.setenv(KEY_VARIABLE, KEY)
     marked = run("load", "flights")
 
-    assert marked.returncode == 0, marked.stdout
-    assert (
-        "2024-02 is loaded again from its file: loaded with sensitive columns none; the spec now "
-        "says passenger_email: hash."
-    ) in marked.stdout
+    assert marked.returncode == 1, marked.stdout  # 2024-03 is refused again
+    for month in ("2024-02", "2024-03"):
+        assert (
+            f"{month} is loaded again from its file: loaded with sensitive columns none; the spec "
+            "now says passenger_email: hash."
+        ) in marked.stdout
     # A month whose file is gone cannot be: the summary says so, and what to do.
     assert (
         "the spec now says passenger_email: hash: deliver the file again, or purge the month"
@@ -450,5 +451,15 @@ def test_marking_a_column_sensitive_loads_the_months_loaded_before_again(
             "select _month, count(*) as n from raw.flights "
             f"where passenger_email like '%{MARKER}%' group by _month"
         )
+        # The refused month's candidate, kept for inspection, is the new load's, hashed.
+        (candidate,) = warehouse.query(
+            "select table_name from information_schema.tables where table_schema = 'candidates' "
+            "and table_name like 'flights__202403%' and table_name not like '%rejects'"
+        )
+        kept = warehouse.query(
+            f"select count(*) as n, count_if(passenger_email like '%{MARKER}%') as clear "
+            f"from candidates.{candidate['table_name']}"
+        )
     assert clear == [{"_month": "2024-01", "n": january.height}]  # every address of 2024-01
+    assert kept[0]["n"] > march.height * 0.9 and kept[0]["clear"] == 0
     assert "is loaded again" not in run("load", "flights").stdout  # once, not on every load

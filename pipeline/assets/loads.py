@@ -179,7 +179,12 @@ def load_month(
             yield dg.AssetObservation(
                 raw_asset_key(spec),
                 partition=month,
-                metadata={"refused": f"load {attempt.load_id}", "fingerprint": staged.fingerprint},
+                metadata={
+                    "refused": f"load {attempt.load_id}",
+                    "fingerprint": staged.fingerprint,
+                    # Its candidate holds the columns so: a spec marking more reloads it.
+                    "sensitive_columns": spec.sensitive_columns(),
+                },
             )
             _refuse(warehouse, staged, candidate, attempt.run_id, refused)
             staging.remove(directory)

@@ -58,6 +58,9 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
     smtp = examine_smtp(settings.alerts, list(specs.values()))
     if smtp is not None:
         yield smtp
+    pending = examine_undelivered(settings)
+    if pending is not None:
+        yield pending
     dotenv = examine_dotenv(Path.cwd() / ".env")
     if dotenv is not None:
         yield dotenv
@@ -338,6 +341,35 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
         )
         return
     yield Finding(True, "warehouse", f"{where}: {rows[0]['loads']} load(s) recorded")
+
+
+def examine_undelivered(settings: Settings) -> Finding | None:
+    """Alerts recorded as not delivered; None when there are none, or no alerts table yet."""
+    from pipeline.alerts.notify import undelivered
+    from pipeline.definitions import open_warehouse
+    from pipeline.reports.advice import reload_command
+
+    try:
+        with open_warehouse(settings) as warehouse:
+            pending = undelivered(warehouse)
+    except Exception:  # no alerts table yet, or the warehouse finding above says why
+        return None
+    if not pending:
+        return None
+    shown = "; ".join(
+        f"{row['dataset']} {row['month']} {row['check_name']} by {row['channel']} "
+        f"({(row['error'] or 'failed').splitlines()[0]})"
+        for row in pending
+    )
+    first = pending[0]
+    return Finding(
+        False,
+        "alerts",
+        f"{len(pending)} alert(s) not delivered: {shown}",
+        "fix the channel, then run the month again, which sends them: "
+        f"{reload_command(first['dataset'], first['month']).replace('--force', '--retry-failed')}"
+        " for a refused or failed one",
+    )
 
 
 SMTP_TIMEOUT_SECONDS = 10

@@ -18,7 +18,7 @@ from pipeline.alerts.channels import Alerts
 from pipeline.assets.loads import build_load_asset
 from pipeline.assets.reports import build_report_asset
 from pipeline.definitions import build_definitions, build_resources
-from pipeline.doctor import examine_smtp
+from pipeline.doctor import examine_smtp, examine_undelivered
 from pipeline.jobs import FRESHNESS_JOB
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.sensors import FRESHNESS_ALERTS_SENSOR
@@ -207,6 +207,13 @@ def test_a_failed_delivery_is_retried_recorded_and_never_fails_the_load(
     assert str(row).startswith("failed 3 ConnectionRefusedError")
     audited = scalar(settings, "select count(*) from pipeline.audit_log where kind = 'alert_sent'")
     assert audited == 0  # an alert that did not get through was not sent
+    # Nothing runs a refused file again by itself: doctor says what was not delivered, and how.
+    pending = examine_undelivered(Settings.from_env())
+    assert pending is not None and not pending.ok
+    assert pending.message.startswith(
+        "1 alert(s) not delivered: flights 2024-02 schema by email (ConnectionRefusedError"
+    )
+    assert "pipeline load flights --from 2024-02 --to 2024-02 --retry-failed" in pending.hint
 
 
 def test_a_webhook_url_without_its_scheme_fails_without_showing_its_token() -> None:

@@ -186,6 +186,19 @@ def _history(warehouse: Warehouse, dataset: str, month: str) -> list[dict[str, A
     )
 
 
+def undelivered(warehouse: Warehouse) -> list[dict[str, Any]]:
+    """The alerts whose newest delivery on their channel failed (one row each: dataset, month,
+    check_name, channel, error), by dataset and month. A month's next run sends them again;
+    nothing runs a refused file again unasked, so `pipeline doctor` lists them."""
+    rows = warehouse.query(
+        f"select dataset, month, check_name, channel, status, error from {META_SCHEMA}."
+        f"{ALERTS_TABLE} order by sent_at"
+    )
+    newest = {(r["dataset"], r["month"], r["check_name"], r["channel"]): r for r in rows}
+    failed = [row for row in newest.values() if row["status"] == "failed"]
+    return sorted(failed, key=lambda row: (row["dataset"], row["month"], row["check_name"]))
+
+
 def _has_open(warehouse: Warehouse, dataset: str, month: str, check: str) -> bool:
     """Whether a finding of `check` for the month was announced on some channel and not yet
     resolved there."""

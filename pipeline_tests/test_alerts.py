@@ -15,11 +15,13 @@ import dagster as dg
 import pytest
 
 from pipeline.alerts.channels import Alerts
+from pipeline.alerts.message import row_bars
 from pipeline.assets.loads import build_load_asset
 from pipeline.assets.reports import build_report_asset
-from pipeline.definitions import build_definitions, build_resources
+from pipeline.definitions import build_definitions, build_resources, open_warehouse
 from pipeline.doctor import examine_smtp, examine_undelivered
 from pipeline.jobs import FRESHNESS_JOB
+from pipeline.reports.data import read_dataset
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.sensors import FRESHNESS_ALERTS_SENSOR
 from pipeline.settings import AlertSettings, Settings
@@ -114,6 +116,8 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
     assert image.get_content_disposition() == "inline"
     assert "pipeline load flights --from 2024-02 --to 2024-02" in html
     (attachment,) = found["text/csv"]
+    assert attachment.get_content_charset() == "utf-8"  # a reader took ASCII: `98–309` garbled
+    assert "The findings and the first rejected lines are attached as CSV." in html
     rows = attachment.get_content().splitlines()
     assert rows[0].startswith("kind,dataset,month,check,verdict")
     assert rows[1].startswith("finding,flights,2024-02,schema,ERROR")
@@ -126,6 +130,11 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
     # The refused month's report was written by its load step, its own step being skipped.
     written = instance.get_latest_materialization_event(dg.AssetKey(["reports", "flights"]))
     assert written is not None and written.run_id == refused.run_id
+    # Its chart draws the refused month's valid rows apart, as the report does, not as loaded.
+    with open_warehouse(settings) as warehouse:
+        bars = row_bars(read_dataset(warehouse, flights, ["2024-01", "2024-02"]))
+    assert bars["loaded"][1] == 0 and bars["valid, not published"][0] == 0
+    assert bars["loaded"][0] > 0 and bars["valid, not published"][1] > 0
     (post,) = webhook
     assert post["text"].startswith("flights 2024-02: schema FAILED (ERROR)")
     assert post["findings"][0]["check"] == "schema"

@@ -297,6 +297,22 @@ def test_numbers_read_as_people_write_them(flights: DatasetSpec) -> None:
     assert "; and 1 more kind(s); ask the sender to re-export columns 2, 3, 4, 5," in advice
 
 
+def test_the_audit_table_shows_the_part_of_the_fingerprint_that_tells_files_apart(
+    flights: DatasetSpec,
+) -> None:
+    # It showed the first 12 characters: the size and the start of the modification time, the
+    # same for two versions of a file of one size.
+    rows = [
+        _ledger_row("flights", "2024-09", "loaded") | {"fingerprint": f"1142983-17964771-{digest}"}
+        for digest in ("a9bc0123456789", "abe3fedcba9876")
+    ]
+    view = DatasetView(
+        spec=flights, months=[_busy_month("2024-09", refused=False)], audit=rows, check_names=[]
+    )
+    page = render_report([view], "DuckDB")
+    assert ">a9bc01234567</code>" in page and ">abe3fedcba98</code>" in page
+
+
 def test_a_report_asked_for_in_another_format_is_refused() -> None:
     # `-o report.docx` wrote HTML to report.docx.html.
     assert output_path(Path("out/report")) == Path("out/report.html")

@@ -426,6 +426,8 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     next load or sensor tick loads it again.
     """
     defs, specs = _code_location()
+    from pipeline.definitions import metrics_resource
+    from pipeline.metrics import MetricsNotSent
     from pipeline.runner import month_runs, purge_month
     from pipeline.settings import Settings
 
@@ -451,6 +453,11 @@ def purge(dataset: str, month: str, yes: bool) -> None:
         return
     with _warehouse(settings) as warehouse:
         deleted = purge_month(defs, spec, month, instance, warehouse)
+        try:  # the month is purged whatever happens here; its metrics said `published 1` until
+            # the dataset's next load rebuilt them
+            metrics_resource(settings).export(warehouse, spec)
+        except MetricsNotSent as exc:
+            click.echo(f"warning: metrics {exc}", err=True)
     for table, count in deleted.items():
         click.echo(f"{table}: {count:,} row{'' if count == 1 else 's'} deleted")
     click.echo(
@@ -688,7 +695,7 @@ def report(
     _, specs = _code_location()
     from pipeline.audit import anchors_file
     from pipeline.reports.build import output_path, report_path, write_report
-    from pipeline.reports.pdf import BrowserMissing
+    from pipeline.reports.pdf import BrowserMissing, PrintFailed
     from pipeline.settings import Settings
 
     chosen = [_spec(specs, dataset) for dataset in dict.fromkeys(datasets)]
@@ -702,8 +709,10 @@ def report(
     try:
         with _warehouse(settings) as warehouse:
             written = write_report(warehouse, chosen, path, anchors_file(_instance()), first, last)
-    except BrowserMissing as exc:
+    except (BrowserMissing, PrintFailed) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a folder that is a file, a place not writable
+        raise SetupError(f"{path}: the report cannot be written there: {exc}") from None
     click.echo(f"Wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")
 
 

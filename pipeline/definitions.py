@@ -89,11 +89,16 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "alerts": alerts_resource(settings.alerts),
         "dbt": DbtCli(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
-        "metrics": MetricsExport(
-            textfile_dir=str(settings.metrics_dir) if settings.metrics_dir else None,
-            pushgateway_url=settings.pushgateway_url,
-        ),
+        "metrics": metrics_resource(settings),
     }
+
+
+def metrics_resource(settings: Settings) -> MetricsExport:
+    """Where the metrics go; also for `pipeline purge`, which changes them outside any run."""
+    return MetricsExport(
+        textfile_dir=str(settings.metrics_dir) if settings.metrics_dir else None,
+        pushgateway_url=settings.pushgateway_url,
+    )
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

@@ -14,11 +14,13 @@ from typing import ClassVar
 import dagster as dg
 import pytest
 import yaml
+from click.testing import CliRunner
 from dagster._utils.schedules import cron_string_iterator
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.assets.freshness import deadline_cron
 from pipeline.assets.loads import build_load_asset
+from pipeline.cli import main
 from pipeline.definitions import build_resources
 from pipeline.metrics import METRICS, MetricsExport, MetricsNotSent
 from pipeline.partitions import freshness_deadline
@@ -231,6 +233,31 @@ def test_the_load_step_writes_the_metrics_whoever_runs_it_and_trouble_is_only_a_
     messages = [entry.user_message for entry in instance.all_logs(blocked.run_id)]
     blocked_file = tmp_path / "blocked" / "flights.prom"
     assert any(f"flights 2024-01: metrics not written to {blocked_file}" in m for m in messages)
+
+
+def test_a_purge_rewrites_the_metrics_at_once(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    flights: DatasetSpec,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The purged month stayed `published 1` until some later load of the dataset rewrote them.
+    write_tsv(month_frame("2024-01", 10, seed=1), settings.landing_dir / "flights_2024-01.tsv")
+    monkeypatch.setenv("PIPELINE_METRICS_DIR", str(tmp_path / "textfiles"))
+    dg.materialize(
+        [build_load_asset(flights)],
+        partition_key="2024-01",
+        resources=build_resources(Settings.from_env()),
+        instance=instance,
+    )
+    textfile = tmp_path / "textfiles" / "flights.prom"
+    assert value(samples(textfile.read_text()), "pipeline_month_published", month="2024-01") == 1
+
+    purged = CliRunner().invoke(main, ["purge", "flights", "--month", "2024-01", "--yes"])
+
+    assert purged.exit_code == 0, purged.output
+    assert value(samples(textfile.read_text()), "pipeline_month_published", month="2024-01") == 0
 
 
 def test_the_lateness_deadline_is_the_freshness_checks_own() -> None:

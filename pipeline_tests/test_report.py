@@ -11,9 +11,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 
 from pipeline.assets.loads import build_load_asset
 from pipeline.audit import anchors_file
+from pipeline.cli import main
 from pipeline.definitions import build_resources, open_warehouse
 from pipeline.partitions import month_days, month_range
 from pipeline.reports.advice import advise
@@ -311,6 +313,26 @@ def test_the_audit_table_shows_the_part_of_the_fingerprint_that_tells_files_apar
     )
     page = render_report([view], "DuckDB")
     assert ">a9bc01234567</code>" in page and ">abe3fedcba98</code>" in page
+
+
+def test_a_report_that_cannot_be_written_or_printed_is_one_line(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both were tracebacks: FileExistsError for a folder that is a file, RuntimeError for a
+    # browser that printed nothing.
+    (tmp_path / "afile").write_text("")
+    cli = CliRunner()
+    unwritable = cli.invoke(main, ["report", "flights", "-o", str(tmp_path / "afile" / "x.html")])
+    monkeypatch.setenv("PIPELINE_CHROMIUM", "/bin/false")
+    unprinted = cli.invoke(main, ["report", "flights", "-o", str(tmp_path / "x.pdf")])
+
+    assert unwritable.exit_code == 2, unwritable.output
+    assert f"{tmp_path / 'afile' / 'x.html'}: the report cannot be written there" in (
+        unwritable.output
+    )
+    assert unprinted.exit_code == 1, unprinted.output
+    assert "/bin/false could not print" in unprinted.output
+    assert "Traceback" not in unwritable.output + unprinted.output
 
 
 def test_a_report_asked_for_in_another_format_is_refused() -> None:

@@ -23,6 +23,10 @@ class BrowserMissing(RuntimeError):
     """No headless browser to print or render a report with."""
 
 
+class PrintFailed(RuntimeError):
+    """The browser ran but printed no PDF; the message has the end of what it said."""
+
+
 def find_browser() -> str:
     """The Chromium to print with: PIPELINE_CHROMIUM, else the first of BROWSERS on PATH.
 
@@ -80,5 +84,6 @@ def print_pdf(html: str, path: Path) -> Path:
         )
         done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
     if done.returncode != 0 or not path.is_file():
-        raise RuntimeError(f"{browser} could not print {path}: {done.stderr.strip()[-500:]}")
+        said = done.stderr.strip()[-500:] or f"exit status {done.returncode}, nothing said"
+        raise PrintFailed(f"{browser} could not print {path}: {said}")
     return path

@@ -21,6 +21,7 @@ import click
 
 EXIT_DATA_PROBLEM = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
 
 
 class SetupError(click.ClickException):
@@ -346,6 +347,10 @@ def load(
     _summarise(spec.name, results, plan.skipped, files)
     if plan.failing:
         click.echo(f"Still failing from an earlier load: {', '.join(plan.failing)}.")
+    if any(result.interrupted for result in results):
+        not_run = plan.run[len(results) :]
+        click.echo(f"Interrupted.{' Not run: ' + ', '.join(not_run) + '.' if not_run else ''}")
+        sys.exit(EXIT_INTERRUPTED)
     if plan.failing or not all(result.success for result in results):
         sys.exit(EXIT_DATA_PROBLEM)
 

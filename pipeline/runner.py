@@ -23,7 +23,7 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from pipeline.assets.checks import LEVEL
 from pipeline.assets.freshness import freshness_check_keys
-from pipeline.assets.loads import raw_asset_key
+from pipeline.assets.loads import INTERRUPTED, raw_asset_key
 from pipeline.audit import anchor, anchors_file
 from pipeline.jobs import load_job_name
 from pipeline.orphans import process_tags
@@ -55,6 +55,7 @@ class MonthResult:
     errors: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # INFO verdicts: passed without judging, and why
     published: bool = False  # its rows and rejects reached raw (a refused month's did not)
+    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM: the months after it are not run
 
     @property
     def refused(self) -> bool:
@@ -90,6 +91,8 @@ def load_months(
         results.append(result)
         if on_month is not None:
             on_month(result)
+        if result.interrupted:
+            break
     return results
 
 
@@ -172,11 +175,12 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         for event in run.get_asset_materialization_events()
         if event.step_materialization_data.materialization.asset_key == raw_key
     ]
-    metadata_sets = materialized + [
+    failures = [
         event.step_failure_data.user_failure_data.metadata
         for event in run.get_step_failure_events()
         if event.step_failure_data.user_failure_data is not None
     ]
+    metadata_sets = materialized + failures
     for metadata in metadata_sets:
         if all(name in metadata for name in ROW_FIGURES):
             rows = {name: metadata[name].value for name in ROW_FIGURES}
@@ -207,6 +211,7 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         errors=tuple(errors),
         notes=tuple(notes),
         published=bool(materialized),
+        interrupted=any(INTERRUPTED in metadata for metadata in failures),
     )
 
 

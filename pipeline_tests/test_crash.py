@@ -75,10 +75,10 @@ class LoadRun:
     reader: threading.Thread | None = None
 
     @classmethod
-    def start(cls) -> LoadRun:
+    def start(cls, last: str = MONTH) -> LoadRun:
         started = time.monotonic()
         process = subprocess.Popen(
-            [PIPELINE, "load", "flights", "--from", MONTH, "--to", MONTH, "--force", "--verbose"],
+            [PIPELINE, "load", "flights", "--from", MONTH, "--to", last, "--force", "--verbose"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -302,3 +302,26 @@ def test_a_killed_load_serves_the_old_or_the_new_month_and_the_next_run_complete
             (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
             assert "killed or crashed" in failure.message, failure.message
     print(f"phases (s): {durations}; kills: {dict(outcomes)}; runs: {dict(runs)}")
+
+
+def test_ctrl_c_stops_the_load_for_good_with_the_months_after_it(
+    settings: Settings, flights: DatasetSpec, versions: list[Version]
+) -> None:
+    # Under the asset's retry policy Dagster retried the interrupted step: Ctrl-C loaded the
+    # month again, then the months after it, and `pipeline load` exited 0.
+    deliver(versions[0], settings, flights)
+    write_tsv(
+        month_frame("2024-02", 10, seed=3), settings.landing_dir / flights.file_name("2024-02")
+    )
+    with LoadRun.start(last="2024-02") as run:
+        assert run.wait_for(PHASES["load"][0]) is not None, run.log()
+        os.killpg(run.process.pid, signal.SIGINT)  # what Ctrl-C sends the terminal's group
+        code = run.finish()
+
+    assert code == 130, run.log()
+    assert "STEP_UP_FOR_RETRY" not in run.log()
+    assert "Interrupted. Not run: 2024-02." in run.log()
+    with open_warehouse(settings) as warehouse:
+        assert warehouse.served_load("flights", MONTH) is None  # nothing published
+    with dg.DagsterInstance.get() as instance:
+        assert [r.status for r in instance.get_runs()] == [dg.DagsterRunStatus.FAILURE]

@@ -53,6 +53,7 @@ from pipeline.warehouse.ledger import CheckRecord, LedgerEntry, PhaseRecord
 # The run tag Dagster gives a partition's run, and how often a month waiting for an earlier
 # one's load to end looks again (see await_earlier_months).
 PARTITION_TAG = "dagster/partition"
+INTERRUPTED = "interrupted"  # metadata of the failure of a step stopped by Ctrl-C or SIGTERM
 EARLIER_MONTHS_POLL_SECONDS = 2
 # A run that has logged nothing for this long is taken for dead and not waited for: a run
 # worker the daemon launched that died leaves its run STARTED (the load logs every tenth of its
@@ -119,6 +120,15 @@ def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.As
                 if _final(context, error):
                     close_month(context, spec, files, warehouse, alerts, published=False)
                 raise
+            except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+                # Under a retry policy Dagster retries an interrupted step; Ctrl-C or SIGTERM
+                # means stop. The staged parts stay for `--retry-failed` to reuse.
+                raise dg.Failure(
+                    description=f"{spec.name} {month}: interrupted (Ctrl-C or SIGTERM), not "
+                    "retried; a load with --retry-failed runs it again",
+                    allow_retries=False,
+                    metadata={INTERRUPTED: True},
+                ) from None
             finally:
                 _account(context, spec, warehouse, metrics, progress)
             close_month(context, spec, files, warehouse, alerts, published=True)

@@ -269,7 +269,6 @@ def load(
     lists them as they finish.
     """
     defs, specs = _code_location()
-    from pipeline.ingest.files import fingerprint
     from pipeline.progress import watched_by
     from pipeline.runner import MonthResult, load_months, month_statuses, plan_months
     from pipeline.settings import Settings
@@ -303,7 +302,7 @@ def load(
         statuses = month_statuses(defs, spec, instance, months, warehouse)
     plan = plan_months(
         statuses,
-        {month: fingerprint(path) if path.is_file() else None for month, path in files.items()},
+        {month: _delivered(path) for month, path in files.items()},
         force=force,
         retry_failed=retry_failed,
         sensitive_columns=spec.sensitive_columns(),
@@ -353,6 +352,21 @@ def load(
         sys.exit(EXIT_INTERRUPTED)
     if plan.failing or not all(result.success for result in results):
         sys.exit(EXIT_DATA_PROBLEM)
+
+
+def _delivered(path: Path) -> str | None:
+    """The fingerprint of a month's file; None if there is none. A file that cannot be read
+    differs from every fingerprint: its month is run, and fails naming the file, while the other
+    months load."""
+    from pipeline.ingest.files import fingerprint
+    from pipeline.ingest.header import LoadError
+
+    if not path.is_file():
+        return None
+    try:
+        return fingerprint(path)
+    except LoadError:
+        return "unreadable"
 
 
 def _summarise(

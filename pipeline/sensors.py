@@ -24,6 +24,7 @@ from pipeline.alerts.notify import notify_late
 from pipeline.assets.freshness import superseded_freshness_api
 from pipeline.assets.loads import raw_asset_key
 from pipeline.ingest.files import fingerprint
+from pipeline.ingest.header import LoadError
 from pipeline.jobs import load_job_name
 from pipeline.partitions import dataset_partitions
 from pipeline.reports.build import report_path
@@ -83,7 +84,13 @@ def scan_landing(
             stable = unchanged
         state = {"seen": seen}
         if stable:
-            state["fingerprint"] = (unchanged and before.get("fingerprint")) or fingerprint(path)
+            known = before.get("fingerprint") if unchanged else None
+            try:
+                state["fingerprint"] = known or fingerprint(path)
+            except LoadError as error:  # one unreadable file must not stop the others
+                skipped.append(f"{path.name}: {error}")
+                files[path.name] = state
+                continue
         # Asked on every tick, not kept: the CLI loads and purges months between ticks.
         if stable and handled(month) != state["fingerprint"]:
             requests.append(

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 import polars as pl
 import pytest
 
-from pipeline.ingest.files import fingerprint
+from pipeline.assets.loads import build_load_asset
+from pipeline.definitions import build_resources
+from pipeline.ingest.files import fingerprint, open_delivered
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.lines import LineTally
 from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.sample_data import month_frame, write_tsv
+from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
+from pipeline_tests.support import scalar
 
 SPEC = {
     "name": "flights",
@@ -128,6 +134,48 @@ def test_a_panic_inside_polars_fails_the_load_as_an_error_naming_the_block(
     monkeypatch.setattr("pipeline.ingest.batches.build_rejects", panic)
     with pytest.raises(RuntimeError, match=r"flights_2024-01.tsv: polars failed on the block "):
         ingest(tmp_path, spec, text([HEADER, LINES[2][0]]))
+
+
+def test_a_file_that_cannot_be_read_is_a_load_error_naming_it(tmp_path: Path) -> None:
+    # A PermissionError's traceback stopped the landing sensor, `pipeline load` and doctor.
+    folder = tmp_path / "flights_2024-01.tsv"  # a folder cannot be read, even by root
+    folder.mkdir()
+    with pytest.raises(LoadError, match=f"{folder}: the file cannot be read"):
+        fingerprint(folder)
+    with (
+        pytest.raises(LoadError, match=f"{folder}: the file cannot be read"),
+        open_delivered(folder),
+    ):
+        pass
+
+
+def test_a_run_of_a_month_whose_file_cannot_be_read_fails_once_and_is_recorded(
+    settings: Settings, flights: DatasetSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its fingerprint was taken outside the step's recording: retried three times, no ledger row.
+    path = settings.landing_dir / flights.file_name("2024-01")
+    write_tsv(month_frame("2024-01", 2, seed=1), path)
+    opened = Path.open
+
+    def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denied)
+    result = dg.materialize(
+        [build_load_asset(flights)],
+        partition_key="2024-01",
+        resources=build_resources(settings),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+    (failure,) = result.get_step_failure_events()
+    assert "the file cannot be read (Permission denied)" in failure.step_failure_data.error.message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    error = scalar(settings, "select error from pipeline.load_ledger where status = 'failed'")
+    assert "the file cannot be read (Permission denied)" in str(error)
 
 
 def test_rows_are_typed_and_nulls_applied(tmp_path: Path, spec: DatasetSpec) -> None:

@@ -141,6 +141,20 @@ def test_junk_names_are_skipped_not_crashed_on(
     assert "flights_latest.tsv" in messages and "notes.txt" not in messages
 
 
+def test_a_file_that_cannot_be_read_is_skipped_and_the_others_load(
+    ticks: Ticks, settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # An unreadable file failed every tick with PermissionError, and no other file loaded. A
+    # folder by the file's name is unreadable for root too.
+    (settings.landing_dir / "flights_2024-02.tsv").mkdir()
+    land(settings, "flights_2024-03.tsv", "header\nrow\n")
+    assert ticks.tick() == []
+    (request,) = ticks.tick()
+    assert request.partition_key == "2024-03"
+    unreadable = settings.landing_dir / "flights_2024-02.tsv"
+    assert f"flights_2024-02.tsv: {unreadable}: the file cannot be read" in capfd.readouterr().err
+
+
 def test_a_ready_marker_when_the_spec_asks_for_one(
     flights: DatasetSpec, settings: Settings, instance: dg.DagsterInstance
 ) -> None:

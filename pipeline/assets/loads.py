@@ -15,7 +15,7 @@ blocking checks stop downstream steps without failing the asset's partition or w
 import datetime as dt
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -154,8 +154,9 @@ def load_month(
     record_spec(warehouse, spec, attempt.run_id)
     with attempt.recorded():
         require_file(spec, path, month)
+        delivered = fingerprint(path)  # a LoadError if it cannot be read
     month_dir = staging.month_staging(files.staging_path, spec.name, month)
-    directory = month_dir / staging.staging_key(spec, fingerprint(path), files.pii_key)
+    directory = month_dir / staging.staging_key(spec, delivered, files.pii_key)
     # One run per month at a time: another staging of this month is a killed run's leftover.
     staging.sweep(month_dir, keep=directory)
     with staging.claimed(directory), attempt.recorded(directory):
@@ -365,10 +366,14 @@ class _Attempt:
                 str(self.path),
                 error,
             )
-            if self.path.is_file():  # refused before staging: it did arrive (the report asks)
-                entry = replace(
-                    entry, file_size=self.path.stat().st_size, fingerprint=fingerprint(self.path)
-                )
+            # Refused before staging: it did arrive (the report asks), unless it cannot be read.
+            with suppress(LoadError):
+                if self.path.is_file():
+                    entry = replace(
+                        entry,
+                        file_size=self.path.stat().st_size,
+                        fingerprint=fingerprint(self.path),
+                    )
         else:
             entry = LedgerEntry.for_staged(
                 self.staged, self.load_id, self.run_id, "failed", error=error

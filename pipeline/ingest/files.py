@@ -27,6 +27,18 @@ COMPRESSED_CHUNK_BYTES = 1 << 20
 BUFFER_BYTES = 1 << 20
 
 
+@contextmanager
+def readable(path: Path) -> Iterator[BinaryIO]:
+    """`path` opened for reading; one that cannot be (permissions, a folder) is a LoadError
+    naming it, so a sensor, a load or doctor says so in a line and goes on with other files."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise LoadError(f"{path}: the file cannot be read ({exc.strerror or exc})") from None
+    with handle:
+        yield handle
+
+
 def fingerprint(path: Path) -> str:
     """Size, modification time and a hash of the first and last MiB.
 
@@ -36,7 +48,7 @@ def fingerprint(path: Path) -> str:
     """
     stat = path.stat()
     digest = hashlib.blake2b(digest_size=12)
-    with path.open("rb") as handle:
+    with readable(path) as handle:
         digest.update(handle.read(SAMPLE_BYTES))
         if stat.st_size > SAMPLE_BYTES:
             handle.seek(max(stat.st_size - SAMPLE_BYTES, SAMPLE_BYTES))
@@ -89,7 +101,7 @@ class OpenFile:
 @contextmanager
 def open_delivered(path: Path) -> Iterator[OpenFile]:
     """Open `path` for reading its content, decompressing as it is read if its name says so."""
-    with path.open("rb") as delivered:
+    with readable(path) as delivered:
         known = DECOMPRESSORS.get(path.suffix.lower())
         if known is None:
             yield OpenFile(delivered, delivered)

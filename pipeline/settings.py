@@ -180,7 +180,7 @@ class Settings:
             metrics_dir=path("PIPELINE_METRICS_DIR", "") if metrics_dir else None,
             pushgateway_url=os.environ.get("PIPELINE_PUSHGATEWAY_URL") or None,
             ingest_workers=_positive_env("PIPELINE_INGEST_WORKERS"),
-            duckdb_memory_limit=os.environ.get("PIPELINE_DUCKDB_MEMORY_LIMIT") or None,
+            duckdb_memory_limit=_memory_env("PIPELINE_DUCKDB_MEMORY_LIMIT"),
             duckdb_lock_wait_seconds=_int_env("PIPELINE_DUCKDB_LOCK_WAIT_SECONDS"),
             sensor_interval_seconds=_positive_env("PIPELINE_SENSOR_INTERVAL_SECONDS")
             or cls.sensor_interval_seconds,
@@ -204,6 +204,24 @@ def _positive_env(name: str) -> int | None:
     value = _int_env(name)
     if value is not None and value < 1:
         raise ValueError(f"{name}={value} must be at least 1 (or unset for the default)")
+    return value
+
+
+def _memory_env(name: str) -> str | None:
+    """An optional DuckDB memory size (`512MB`, `2GB`), judged by DuckDB itself: a typo is an
+    error that names the variable, not a failed connection whose advice is about locks."""
+    value = os.environ.get(name) or None
+    if value is None:
+        return None
+    import duckdb
+
+    try:
+        duckdb.connect(config={"memory_limit": value}).close()
+    except duckdb.Error as exc:
+        reason = str(exc).splitlines()[0]
+        raise ValueError(
+            f"{name}={value!r} is not a size such as 512MB or 2GB ({reason})"
+        ) from None
     return value
 
 

@@ -193,6 +193,10 @@ def test_duckdbs_memory_limit_comes_from_the_environment(
     assert limit() == "244.1 MiB"  # 256MB, as DuckDB prints it
     monkeypatch.setenv("PIPELINE_DUCKDB_MEMORY_LIMIT", "300MB")
     assert limit() == "286.1 MiB"
+    # A typo failed every command as a warehouse that "could not be used", with advice on locks.
+    monkeypatch.setenv("PIPELINE_DUCKDB_MEMORY_LIMIT", "abc")
+    with pytest.raises(ValueError, match="PIPELINE_DUCKDB_MEMORY_LIMIT='abc' is not a size such"):
+        Settings.from_env()
 
 
 @pytest.mark.parametrize("warehouse", ["duckdb", "snowflake"])

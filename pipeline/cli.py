@@ -441,8 +441,9 @@ def _range(months: Sequence[str]) -> str:
 def purge(dataset: str, month: str, yes: bool) -> None:
     """Delete MONTH of DATASET from the raw, rejects and report tables.
 
-    The deletion is recorded in the load ledger and the month shows as not materialized, so the
-    next load or sensor tick loads it again.
+    The deletion is recorded in the load ledger and the month shows as not materialized: the
+    next `pipeline load` of it loads it again; the landing sensor does not load the same file
+    again by itself, a corrected one it does.
     """
     defs, specs = _code_location()
     from pipeline.definitions import metrics_resource

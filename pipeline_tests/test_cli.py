@@ -156,6 +156,8 @@ def test_validate_judges_a_file_as_its_load_would_and_loads_nothing(
     assert "  completeness  " in refused.stdout and "rule_longer_than_any_route" in refused.stdout
     assert "line(s), first line " in refused.stdout and "line has 11 fields" in refused.stdout
     assert "Not judged here: volume (against the months loaded before" in refused.stdout
+    # It was also judged, on the throwaway file: "not enough history: 0 earlier month(s)".
+    assert not any(line.split()[0] == "volume" for line in lines)
     assert lines[-1] == "The load would refuse this month: schema failed."
 
     unnamed = tmp_path / "outbox" / "march.tsv"

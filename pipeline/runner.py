@@ -7,11 +7,15 @@ check results in the UI, and one bad month never blocks the others.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 
 import dagster as dg
@@ -42,6 +46,8 @@ FAILED_ERROR = "FAILED (ERROR)"  # the verdict that makes a month unusable (see 
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
 RECORDS_PAGE = 1000  # event log records asked for at a time
 RELAY_SECONDS = 0.2  # how often months run in worker processes have their progress shown
+PARENT_POLL_SECONDS = 1.0  # how often a worker process looks whether its parent is alive
+EXIT_ORPHANED = 70  # a worker's exit status once its parent is gone
 
 
 @dataclass(frozen=True)
@@ -107,13 +113,15 @@ def _load_in_parallel(
     # mid-operation. Each worker imports the code location once and runs months in turn, and
     # sends its months' progress here, to this process's watcher.
     context = multiprocessing.get_context("spawn")
+    manager = SyncManager(ctx=context)
+    manager.start(_end_with, (os.getpid(),))  # its server process too
     with (
-        context.Manager() as manager,
+        manager,
         ProcessPoolExecutor(
             max_workers=min(parallel, len(months)),
             mp_context=context,
-            initializer=_take_warning_filters,
-            initargs=(list(warnings.filters),),
+            initializer=_start_worker,
+            initargs=(list(warnings.filters), os.getpid()),
         ) as pool,
     ):
         events = manager.Queue()
@@ -132,10 +140,27 @@ def _load_in_parallel(
     return [results[month] for month in months]
 
 
-def _take_warning_filters(filters: list) -> None:
-    """A spawned worker starts with Python's default warning filters: take its parent's, so the
-    Dagster notes the CLI hides do not print in the middle of its table."""
+def _start_worker(filters: list, parent: int) -> None:
+    """Take the parent's warning filters (a spawned worker starts with Python's defaults, and the
+    Dagster notes the CLI hides would print in the middle of its table), and end with it.
+
+    A `pipeline load --parallel` killed with SIGKILL left its workers running for good, finishing
+    their months unseen, and Dagster's handlers in them ignore SIGINT and SIGTERM. A worker that
+    outlives its parent exits at once; its run is then failed like any killed run (orphans.py).
+    """
     warnings.filters[:] = filters
+    _end_with(parent)
+
+
+def _end_with(parent: int) -> None:
+    """Exit this process as soon as `parent` is no longer its parent (it died)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _run_month_in_worker(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -127,3 +133,45 @@ def test_a_run_that_logs_nothing_for_the_limit_is_taken_for_dead(
     assert not loads.silent(instance, run)
     monkeypatch.setattr(loads, "SILENT_RUN_SECONDS", -1)
     assert loads.silent(instance, run)
+
+
+# A parent as `pipeline load --parallel` is one: its workers and the manager of their queue.
+PARENT = """
+import multiprocessing, os, time, warnings
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.managers import SyncManager
+from pipeline.runner import _end_with, _start_worker
+
+context = multiprocessing.get_context("spawn")
+manager = SyncManager(ctx=context)
+manager.start(_end_with, (os.getpid(),))
+pool = ProcessPoolExecutor(
+    1, mp_context=context, initializer=_start_worker, initargs=(warnings.filters, os.getpid())
+)
+print(pool.submit(os.getpid).result(), manager._process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's wait is missing
+
+
+def test_workers_of_a_killed_parallel_load_end_with_it() -> None:
+    # Re-parented to init, they ran on for good, finishing their months unseen, deaf to SIGTERM.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    assert parent.stdout is not None
+    children = [int(pid) for pid in parent.stdout.readline().split()]
+    assert len(children) == 2 and all(map(_running, children))
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while any(map(_running, children)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_running, children))

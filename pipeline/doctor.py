@@ -235,7 +235,7 @@ def examine_sensitive(
     }
     hashed, masked = marked["hash"], marked["mask"]
     problems = []
-    if hashed and not os.environ.get(KEY_VARIABLE):
+    if hashed and not (os.environ.get(KEY_VARIABLE) or "").strip():
         problems.append(
             Finding(
                 False,

@@ -156,8 +156,9 @@ def test_parts_hashed_with_a_rotated_key_are_not_reused() -> None:
 
 
 def test_a_missing_key_refuses_the_load_naming_the_variable(tmp_path: Path) -> None:
-    with pytest.raises(LoadError, match=f"{KEY_VARIABLE} is not set.*email"):
-        ingest(tmp_path, pii_spec(), [], key=None)
+    for key in (None, "  "):  # a key of blanks alone was taken
+        with pytest.raises(LoadError, match=f"{KEY_VARIABLE} is not set.*email"):
+            ingest(tmp_path, pii_spec(), [], key=key)
     assert not any((tmp_path / "staging").rglob("*.parquet"))
 
 

@@ -38,7 +38,7 @@ class Protection:
     def for_spec(cls, spec: DatasetSpec, key: str | None, path: Path) -> Protection:
         """The spec's protection; a LoadError naming the variable if a column needs the key."""
         hashed = tuple(spec.pii_columns("hash"))
-        if hashed and not key:
+        if hashed and not (key or "").strip():  # blanks alone are as guessable as no key
             raise LoadError(
                 f"{path}: {KEY_VARIABLE} is not set, and column(s) {', '.join(hashed)} of "
                 f"{spec.name} say pii: hash; nothing was loaded. Set {KEY_VARIABLE} to the "

@@ -141,6 +141,18 @@ def test_junk_names_are_skipped_not_crashed_on(
     assert "flights_latest.tsv" in messages and "notes.txt" not in messages
 
 
+def test_a_compressed_file_under_a_plain_pattern_is_named(
+    ticks: Ticks, settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The pattern's glob never saw it: the sensor said nothing, and the month never loaded.
+    land(settings, "flights_2024-03.tsv.gz", "x\n")
+    assert ticks.tick() == []
+    assert (
+        "flights_2024-03.tsv.gz is compressed, but file_pattern flights_{month}.tsv does not end "
+        "in .gz: add it to the pattern"
+    ) in capfd.readouterr().err
+
+
 def test_a_file_that_cannot_be_read_is_skipped_and_the_others_load(
     ticks: Ticks, settings: Settings, capfd: pytest.CaptureFixture[str]
 ) -> None:

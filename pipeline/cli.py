@@ -333,21 +333,26 @@ def load(
                 display.line(f"{'':<8} {line}")
             display.month_done(result.month, result.success, result.rows)
 
-        results = load_months(
-            defs,
-            spec,
-            plan.run,
-            instance,
-            on_month=show,
-            run_config=None if verbose else QUIET_RUN_CONFIG,
-            parallel=parallel,
-        )
+        try:
+            results = load_months(
+                defs,
+                spec,
+                plan.run,
+                instance,
+                on_month=show,
+                run_config=None if verbose else QUIET_RUN_CONFIG,
+                parallel=parallel,
+            )
+        except KeyboardInterrupt:  # between two months' runs, or while months run in workers
+            click.echo("Interrupted.")
+            sys.exit(EXIT_INTERRUPTED)
         show_skipped()
     _summarise(spec.name, results, plan.skipped, files)
     if plan.failing:
         click.echo(f"Still failing from an earlier load: {', '.join(plan.failing)}.")
     if any(result.interrupted for result in results):
-        not_run = plan.run[len(results) :]
+        done = {result.month for result in results}
+        not_run = [month for month in plan.run if month not in done]
         click.echo(f"Interrupted.{' Not run: ' + ', '.join(not_run) + '.' if not_run else ''}")
         sys.exit(EXIT_INTERRUPTED)
     if plan.failing or not all(result.success for result in results):

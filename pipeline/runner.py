@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.event_api import EventRecordsResult, PartitionKeyFilter
+from dagster._core.execution.plan.objects import ErrorSource
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
@@ -90,6 +91,8 @@ def load_months(
         # by whichever month builds it, holding that month only; months creating it at once
         # would each replace the others' (README, "Scaling out").
         first = load_months(defs, spec, months[:1], instance, on_month, run_config)
+        if first[0].interrupted:
+            return first
         return first + _load_in_parallel(spec, months[1:], parallel, on_month, run_config)
     results = []
     for month in months:
@@ -128,16 +131,23 @@ def _load_in_parallel(
         pending = {
             pool.submit(_run_month_in_worker, spec, month, run_config, events) for month in months
         }
-        results = {}
-        while pending:
-            finished, pending = wait(pending, timeout=RELAY_SECONDS, return_when=FIRST_COMPLETED)
-            deliver(events)
-            for future in finished:
-                result = future.result()
-                results[result.month] = result
-                if on_month is not None:
-                    on_month(result)
-    return [results[month] for month in months]
+        results: dict[str, MonthResult] = {}
+        try:
+            while pending and not any(result.interrupted for result in results.values()):
+                finished, pending = wait(
+                    pending, timeout=RELAY_SECONDS, return_when=FIRST_COMPLETED
+                )
+                deliver(events)
+                for future in finished:
+                    result = future.result()
+                    results[result.month] = result
+                    if on_month is not None:
+                        on_month(result)
+        finally:
+            # Stopped (a month interrupted, or Ctrl-C here): the months not begun are not begun;
+            # leaving the pool waits for those running, interrupted with the rest of the group.
+            pool.shutdown(cancel_futures=True)
+    return [results[month] for month in months if month in results]
 
 
 def _start_worker(filters: list, parent: int) -> None:
@@ -236,7 +246,12 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         errors=tuple(errors),
         notes=tuple(notes),
         published=bool(materialized),
-        interrupted=any(INTERRUPTED in metadata for metadata in failures),
+        # The load step says so (it is not retried); any other step is failed by the interrupt.
+        interrupted=any(INTERRUPTED in metadata for metadata in failures)
+        or any(
+            event.step_failure_data.error_source == ErrorSource.INTERRUPT
+            for event in run.get_step_failure_events()
+        ),
     )
 
 

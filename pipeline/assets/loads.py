@@ -113,6 +113,7 @@ def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.As
         with (
             statement_context(spec.name, month, context.run.run_id),
             acting_as(run_actor(context.run.tags)),
+            stopping_for_good(f"{spec.name} {month}"),
         ):
             try:
                 yield from load_month(context, spec, checks, files, warehouse, progress)
@@ -120,20 +121,30 @@ def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.As
                 if _final(context, error):
                     close_month(context, spec, files, warehouse, alerts, published=False)
                 raise
-            except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
-                # Under a retry policy Dagster retries an interrupted step; Ctrl-C or SIGTERM
-                # means stop. The staged parts stay for `--retry-failed` to reuse.
-                raise dg.Failure(
-                    description=f"{spec.name} {month}: interrupted (Ctrl-C or SIGTERM), not "
-                    "retried; a load with --retry-failed runs it again",
-                    allow_retries=False,
-                    metadata={INTERRUPTED: True},
-                ) from None
             finally:
                 _account(context, spec, warehouse, metrics, progress)
             close_month(context, spec, files, warehouse, alerts, published=True)
 
     return load
+
+
+@contextmanager
+def stopping_for_good(what: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside the block fails the step for good.
+
+    Under a retry policy Dagster retries an interrupted step (meant for a preempted worker):
+    Ctrl-C loaded the month again, then the months after it. Stopping means stop; the staged
+    parts stay for `--retry-failed` to reuse.
+    """
+    try:
+        yield
+    except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+        raise dg.Failure(
+            description=f"{what}: interrupted (Ctrl-C or SIGTERM), not retried; a load with "
+            "--retry-failed runs it again",
+            allow_retries=False,
+            metadata={INTERRUPTED: True},
+        ) from None
 
 
 def load_month(

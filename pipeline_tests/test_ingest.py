@@ -132,7 +132,7 @@ def test_a_panic_inside_polars_fails_the_load_as_an_error_naming_the_block(
         raise pl.exceptions.PanicException("assertion failed: i < self.len()")
 
     monkeypatch.setattr("pipeline.ingest.batches.build_rejects", panic)
-    with pytest.raises(RuntimeError, match=r"flights_2024-01.tsv: polars failed on the block "):
+    with pytest.raises(LoadError, match=r"flights_2024-01.tsv: polars failed on the block "):
         ingest(tmp_path, spec, text([HEADER, LINES[2][0]]))
 
 

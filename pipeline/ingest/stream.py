@@ -223,12 +223,13 @@ def ingest_file(
 
 
 def _validated(block: Block, path: Path, **context: Any) -> ValidatedBatch:
-    """`validate_block`, with a panic inside polars raised as an Exception naming the block: a
-    panic is a BaseException, which the handlers that record a failed load and alert skip."""
+    """`validate_block`, with a panic inside polars raised as a LoadError naming the block: a
+    panic is a BaseException, which the handlers that record a failed load and alert skip, and
+    the same block would panic again, so the load is not retried."""
     try:
         return validate_block(block, **context)
     except pl.exceptions.PanicException as exc:
-        raise RuntimeError(
+        raise LoadError(
             f"{path}: polars failed on the block from line {block.first_line:,}: {exc}"
         ) from exc
 

@@ -239,8 +239,10 @@ def test_a_webhook_url_without_its_scheme_fails_without_showing_its_token() -> N
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
-        ("http://127.0.0.1:9/hooks/T0 SECRET", "holds a space or a control character"),
-        ("http://127.0.0.1:port/hooks/SECRET", "has a port that is not a number"),
+        ("http://127.0.0.1:9/hooks/T0 SECRET", "holds a space, a control character or"),
+        ("http://127.0.0.1:9/hooks/SECRÉT", "holds a space, a control character or"),
+        ("http://127.0.0.1:port/hooks/SECRET", "is not a valid URL (its host or its port)"),
+        ("https://[abc/hooks/SECRET", "is not a valid URL (its host or its port)"),
     ],
 )
 def test_a_malformed_webhook_url_fails_without_showing_its_token(url: str, problem: str) -> None:

@@ -96,13 +96,18 @@ class Alerts(dg.ConfigurableResource):
         )
 
         def post() -> None:
-            try:
-                with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS):
-                    pass
-            except ValueError as error:  # http.client.InvalidURL quotes the URL
-                raise urllib.error.URLError(f"{type(error).__name__}: malformed URL") from None
+            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS):
+                pass
 
-        return self._with_retries(post, (urllib.error.URLError, OSError), _without_url)
+        try:
+            return self._with_retries(post, (urllib.error.URLError, OSError), _without_url)
+        except ValueError as error:  # http.client's InvalidURL and the like quote the URL
+            return Delivery(
+                "failed",
+                1,
+                f"PIPELINE_ALERT_WEBHOOK_URL is not a valid URL ({type(error).__name__}; not "
+                "shown: it holds a token)",
+            )
 
     def _with_retries(
         self,
@@ -125,16 +130,16 @@ class Alerts(dg.ConfigurableResource):
 
 def _url_problem(url: str) -> str | None:
     """What makes a webhook URL unusable, in words that do not quote it; None if nothing."""
-    parts = urllib.parse.urlsplit(url)
+    if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
+        return "holds a space, a control character or a character outside ASCII"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number or out of range
+    except ValueError:
+        return "is not a valid URL (its host or its port)"
     if parts.scheme not in ("http", "https"):
         return "does not start with https://"
-    if any(character.isspace() or not character.isprintable() for character in url):
-        return "holds a space or a control character"
-    try:
-        port = parts.port
-    except ValueError:
-        return "has a port that is not a number"
-    return "has port 0" if port == 0 else None
+    return None
 
 
 def _without_url(error: BaseException) -> str:

@@ -201,7 +201,10 @@ def verify(
     relevant = [item for item in anchors if item.seq >= from_seq]
     verdict = Verdict(len(checked), head, len(relevant))
     problems = [
-        *((0, f"entry {row['seq']}: outside the chain, {_shown(row)}") for row in strays),
+        *(
+            (0, f"an entry numbered {row['seq']}: outside the chain, {_shown(row)}")
+            for row in strays
+        ),
         *_chain_problems(checked, before[-1] if before else None, from_seq, entries),
         *_anchor_problems(checked, relevant),
     ]
@@ -211,8 +214,12 @@ def verify(
 
 
 def _numbered(row: Mapping[str, Any]) -> bool:
-    """Whether an entry has a place in the chain, which starts at 1: only a forger writes others."""
-    return row["seq"] is not None and int(row["seq"]) >= 1
+    """Whether an entry has a place in the chain, a whole number from 1: only a forger (who
+    may retype the column) writes others."""
+    try:
+        return int(row["seq"]) >= 1 and int(row["seq"]) == row["seq"]
+    except (ValueError, OverflowError, TypeError):
+        return False
 
 
 def _chain_problems(

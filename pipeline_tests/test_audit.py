@@ -226,7 +226,9 @@ def test_verify_catches_entries_numbered_outside_the_chain(
         )
         problem = verify_log(warehouse, anchors).problem
         shown_number = None if number == "null" else number
-        expected = f"entry {shown_number}: outside the chain, purged flights 2024-01 (run -)"
+        expected = (
+            f"an entry numbered {shown_number}: outside the chain, purged flights 2024-01 (run -)"
+        )
         assert problem == expected, problem
         shown = CliRunner().invoke(main, ["audit", "show", "flights", "--month", "2024-01"])
         assert shown.exit_code == 0 and "purged" in shown.output, shown.output
@@ -242,6 +244,8 @@ def test_a_count_edited_to_a_fraction_does_not_hash_like_the_whole_number() -> N
     assert entry_hash(entry | {"rows_loaded": 16800.0}) == entry_hash(entry)
     assert entry_hash(entry | {"rows_loaded": Decimal("16800.99")}) != entry_hash(entry)
     assert entry_hash(entry | {"rows_loaded": 16800.99}) != entry_hash(entry)
+    for forged in ("abc", float("nan"), float("inf")):  # were a traceback in verify and reports
+        assert entry_hash(entry | {"rows_loaded": forged}) != entry_hash(entry)
 
 
 def test_a_consistently_rewritten_chain_is_caught_by_its_anchor(

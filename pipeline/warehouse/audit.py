@@ -141,7 +141,10 @@ def _whole(value: Any) -> int | str:
     """A count as an integer (DuckDB gives int, Snowflake Decimal); anything else as its text,
     so a count edited to a fraction (its column retyped) no longer hashes like the whole number
     it was."""
-    number = int(value)
+    try:
+        number = int(value)
+    except (ValueError, OverflowError, TypeError):  # text, NaN, infinity in a retyped column
+        return str(value)
     return number if number == value else str(value)
 
 

@@ -81,7 +81,11 @@ def scan_landing(
         if month not in months:
             skipped.append(f"{path.name}: {month} is outside {spec.name}'s months")
             continue
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError as error:  # archived since the glob, or a link to nothing
+            skipped.append(f"{path.name}: {error.strerror}")
+            continue
         seen = f"{stat.st_size}:{stat.st_mtime_ns}"
         before = previous.get(path.name, {})
         unchanged = before.get("seen") == seen

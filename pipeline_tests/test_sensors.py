@@ -159,12 +159,15 @@ def test_a_file_that_cannot_be_read_is_skipped_and_the_others_load(
     # An unreadable file failed every tick with PermissionError, and no other file loaded. A
     # folder by the file's name is unreadable for root too.
     (settings.landing_dir / "flights_2024-02.tsv").mkdir()
+    (settings.landing_dir / "flights_2024-04.tsv").symlink_to("gone.tsv")  # a link to nothing
     land(settings, "flights_2024-03.tsv", "header\nrow\n")
     assert ticks.tick() == []
     (request,) = ticks.tick()
     assert request.partition_key == "2024-03"
     unreadable = settings.landing_dir / "flights_2024-02.tsv"
-    assert f"flights_2024-02.tsv: {unreadable}: the file cannot be read" in capfd.readouterr().err
+    logged = capfd.readouterr().err
+    assert f"flights_2024-02.tsv: {unreadable}: the file cannot be read" in logged
+    assert "flights_2024-04.tsv: No such file or directory" in logged
 
 
 def test_a_ready_marker_when_the_spec_asks_for_one(

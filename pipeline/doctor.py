@@ -54,11 +54,14 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
     yield from examine_sensitive(list(specs.values()), settings.warehouse, disabled)
     yield examine_staging(settings.staging_dir, fix)
     yield examine_instance()
-    yield from examine_warehouse(settings)
+    reachable = True
+    for finding in examine_warehouse(settings):
+        reachable &= finding.ok
+        yield finding
     smtp = examine_smtp(settings.alerts, list(specs.values()))
     if smtp is not None:
         yield smtp
-    pending = examine_undelivered(settings)
+    pending = examine_undelivered(settings) if reachable else None
     if pending is not None:
         yield pending
     dotenv = examine_dotenv(Path.cwd() / ".env")
@@ -344,16 +347,19 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
 
 
 def examine_undelivered(settings: Settings) -> Finding | None:
-    """Alerts recorded as not delivered; None when there are none, or no alerts table yet."""
+    """Alerts recorded as not delivered, with the command that runs each month again (which
+    sends them); None when there are none. Only asked once the warehouse finding is OK."""
     from pipeline.alerts.notify import undelivered
     from pipeline.definitions import open_warehouse
     from pipeline.reports.advice import reload_command
 
-    try:
-        with open_warehouse(settings) as warehouse:
+    with open_warehouse(settings) as warehouse:
+        try:
             pending = undelivered(warehouse)
-    except Exception:  # no alerts table yet, or the warehouse finding above says why
-        return None
+        except Exception as error:
+            if not warehouse.is_statement_error(error):
+                raise
+            return None  # no alerts or ledger table yet: nothing was ever announced
     if not pending:
         return None
     shown = "; ".join(
@@ -361,14 +367,18 @@ def examine_undelivered(settings: Settings) -> Finding | None:
         f"({(row['error'] or 'failed').splitlines()[0]})"
         for row in pending
     )
-    first = pending[0]
+    # A refused or failed month runs again with --retry-failed, a published one with --force.
+    commands = dict.fromkeys(
+        reload_command(row["dataset"], row["month"]).replace(
+            "--force", "--retry-failed" if row["attempt"] == "failed" else "--force"
+        )
+        for row in pending
+    )
     return Finding(
         False,
         "alerts",
         f"{len(pending)} alert(s) not delivered: {shown}",
-        "fix the channel, then run the month again, which sends them: "
-        f"{reload_command(first['dataset'], first['month']).replace('--force', '--retry-failed')}"
-        " for a refused or failed one",
+        f"fix the channel, then run the month again, which sends them: {'; '.join(commands)}",
     )
 
 

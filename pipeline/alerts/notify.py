@@ -25,7 +25,7 @@ from pipeline.reports.advice import Finding, findings, reload_command
 from pipeline.reports.data import PUBLISHED, DatasetView, read_dataset
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import META_SCHEMA, Warehouse, now
-from pipeline.warehouse.ledger import ALERTS_TABLE, AlertRecord
+from pipeline.warehouse.ledger import ALERTS_TABLE, LEDGER_TABLE, AlertRecord
 
 RESOLVED = "RESOLVED"
 FRESHNESS = "freshness"
@@ -187,15 +187,30 @@ def _history(warehouse: Warehouse, dataset: str, month: str) -> list[dict[str, A
 
 
 def undelivered(warehouse: Warehouse) -> list[dict[str, Any]]:
-    """The alerts whose newest delivery on their channel failed (one row each: dataset, month,
-    check_name, channel, error), by dataset and month. A month's next run sends them again;
-    nothing runs a refused file again unasked, so `pipeline doctor` lists them."""
-    rows = warehouse.query(
-        f"select dataset, month, check_name, channel, status, error from {META_SCHEMA}."
+    """The alerts whose newest delivery on their channel failed, sent by the month's latest run
+    (a later run of the month sent its own, or had nothing left to say): one row each, with
+    dataset, month, check_name, channel, error, and `attempt`, the month's latest load status.
+    The month's next run sends them again; nothing runs a refused file again unasked, so
+    `pipeline doctor` lists them."""
+    alerts = warehouse.query(
+        f"select dataset, month, check_name, channel, status, error, run_id from {META_SCHEMA}."
         f"{ALERTS_TABLE} order by sent_at"
     )
-    newest = {(r["dataset"], r["month"], r["check_name"], r["channel"]): r for r in rows}
-    failed = [row for row in newest.values() if row["status"] == "failed"]
+    attempts = {
+        (row["dataset"], row["month"]): row
+        for row in warehouse.query(
+            f"select dataset, month, run_id, status from {META_SCHEMA}.{LEDGER_TABLE} "
+            "order by finished_at"
+        )
+    }
+    newest = {(r["dataset"], r["month"], r["check_name"], r["channel"]): r for r in alerts}
+    failed = [
+        row | {"attempt": latest["status"]}
+        for row in newest.values()
+        if row["status"] == "failed"
+        and (latest := attempts.get((row["dataset"], row["month"]))) is not None
+        and latest["run_id"] == row["run_id"]
+    ]
     return sorted(failed, key=lambda row: (row["dataset"], row["month"], row["check_name"]))
 
 

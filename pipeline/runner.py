@@ -43,6 +43,8 @@ CHECK_WORDS = {
     AssetCheckExecutionRecordStatus.FAILED: "FAILED",
     AssetCheckExecutionRecordStatus.PLANNED: "not run",
 }
+NO_MARKING = "none"  # DatasetSpec.sensitive_columns() of a spec that marks no column
+UNRECORDED_MARKING = "unrecorded"
 FAILED_ERROR = "FAILED (ERROR)"  # the verdict that makes a month unusable (see verdict_word)
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
 RECORDS_PAGE = 1000  # event log records asked for at a time
@@ -323,6 +325,20 @@ class MonthStatus:
     refused_fingerprint: str | None = None  # the file an ERROR check refused in the last attempt
     errors: tuple[str, ...] = ()  # why the month's latest run failed, as the load summary says it
     sensitive_columns: str | None = None  # as its spec marked them when it was loaded, if known
+    refused_sensitive_columns: str | None = None  # as they were when its candidate was refused
+
+    def marked_otherwise(self, now: str | None) -> str | None:
+        """How the month's data marks its sensitive columns where the spec now says `now`:
+        its served rows' marking, or its refused candidate's; None if they agree or nothing is
+        known. A refusal recorded before refusals noted theirs counts as other when the spec
+        marks any."""
+        if now is None:
+            return None
+        held = [self.sensitive_columns]
+        if self.refused_fingerprint is not None:
+            unrecorded = UNRECORDED_MARKING if now != NO_MARKING else None
+            held.append(self.refused_sensitive_columns or unrecorded)
+        return next((marking for marking in held if marking not in (None, now)), None)
 
     @property
     def failed(self) -> bool:
@@ -404,10 +420,13 @@ def month_statuses(
                 detail=detail,
                 refused_fingerprint=attempt["fingerprint"] if refused else None,
                 errors=tuple(errors),
+                sensitive_columns=metadata.get("sensitive_columns"),
                 # A refused month's candidate holds the columns as that load marked them.
-                sensitive_columns=(
-                    latest_metadata(instance, key, month, observed=True) if refused else metadata
-                ).get("sensitive_columns"),
+                refused_sensitive_columns=latest_metadata(instance, key, month, observed=True).get(
+                    "sensitive_columns"
+                )
+                if refused
+                else None,
             )
         )
     return statuses
@@ -590,11 +609,7 @@ def plan_months(
     for status in statuses:
         delivered = fingerprints.get(status.month) is not None
         same_file = status.fingerprint_matches(fingerprints.get(status.month))
-        remarked = (
-            (status.status == "materialized" or status.refused_fingerprint is not None)
-            and None not in (status.sensitive_columns, sensitive_columns)
-            and status.sensitive_columns != sensitive_columns
-        )
+        remarked = status.marked_otherwise(sensitive_columns)
         if retry_failed and not status.failed:
             skipped[status.month] = (
                 "not loaded yet: a load without --retry-failed loads it"
@@ -611,14 +626,13 @@ def plan_months(
             )
             if remarked:
                 skipped[status.month] += (
-                    f"; loaded with sensitive columns {status.sensitive_columns}, the spec now "
+                    f"; loaded with sensitive columns {remarked}, the spec now "
                     f"says {sensitive_columns}: deliver the file again, or purge the month"
                 )
         elif remarked and not retry_failed:
             run.append(status.month)
             reloaded[status.month] = (
-                f"loaded with sensitive columns {status.sensitive_columns}; the spec now says "
-                f"{sensitive_columns}"
+                f"loaded with sensitive columns {remarked}; the spec now says {sensitive_columns}"
             )
         elif not force and not retry_failed and same_file == "refused":
             failing.append(status.month)

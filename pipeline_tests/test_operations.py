@@ -160,6 +160,45 @@ def test_plan_skips_what_is_done_and_retries_what_failed() -> None:
     assert retry.failing == ["2024-09"]
 
 
+def test_a_month_holding_columns_marked_otherwise_is_loaded_again() -> None:
+    # A refused month compared only its refusal's marking, so one still serving rows loaded
+    # before a column was marked was not reloaded; refusals from before refusals recorded
+    # theirs compared as unknown, and were never reloaded either.
+    from pipeline.runner import MonthStatus
+
+    now = "email: hash"
+    refused = {"refused_fingerprint": "f"}
+    statuses = [
+        MonthStatus("2024-01", "materialized", {}, {}, "a", sensitive_columns="none"),
+        MonthStatus("2024-02", "materialized", {}, {}, "b", sensitive_columns=now),
+        MonthStatus(
+            "2024-03",
+            "failed",
+            {},
+            {},
+            "c",
+            sensitive_columns="none",
+            refused_sensitive_columns=now,
+            **refused,
+        ),
+        MonthStatus("2024-04", "failed", {}, {}, None, refused_sensitive_columns="none", **refused),
+        MonthStatus("2024-05", "failed", {}, {}, None, **refused),  # refused, marking unrecorded
+        MonthStatus("2024-06", "failed", {}, {}, None, refused_sensitive_columns=now, **refused),
+    ]
+    files = {
+        status.month: "f" if status.refused_fingerprint else status.fingerprint
+        for status in statuses
+    }
+    plan = plan_months(statuses, files, sensitive_columns=now)
+    assert plan.run == ["2024-01", "2024-03", "2024-04", "2024-05"]
+    assert (
+        plan.reloaded["2024-05"]
+        == f"loaded with sensitive columns unrecorded; the spec now says {now}"
+    )
+    unmarked = plan_months(statuses, files, sensitive_columns="none")
+    assert unmarked.run == ["2024-02", "2024-03", "2024-06"]  # 2024-05: nothing to hash now
+
+
 def test_purge_deletes_the_month_everywhere_and_records_it(
     deployment: Settings, instance: dg.DagsterInstance, flights: DatasetSpec
 ) -> None:

@@ -478,8 +478,9 @@ def purge(dataset: str, month: str, yes: bool) -> None:
         return
     with _warehouse(settings) as warehouse:
         deleted = purge_month(defs, spec, month, instance, warehouse)
-        try:  # the month is purged whatever happens here; its metrics said `published 1` until
-            # the dataset's next load rebuilt them
+        # Its metrics said `published 1` until the dataset's next load rebuilt them; the month
+        # is purged already, so metrics that cannot be sent are only a warning.
+        try:
             metrics_resource(settings).export(warehouse, spec)
         except MetricsNotSent as exc:
             click.echo(f"warning: metrics {exc}", err=True)

@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.managers import SyncManager
 from pathlib import Path
@@ -114,21 +115,9 @@ def _load_in_parallel(
     on_month: Callable[[MonthResult], None] | None,
     run_config: dict | None,
 ) -> list[MonthResult]:
-    # Spawned, not forked: the parent holds threads (gRPC, rich's display) a fork would copy
-    # mid-operation. Each worker imports the code location once and runs months in turn, and
-    # sends its months' progress here, to this process's watcher.
-    context = multiprocessing.get_context("spawn")
-    manager = SyncManager(ctx=context)
-    manager.start(_end_with, (os.getpid(),))  # its server process too
-    with (
-        manager,
-        ProcessPoolExecutor(
-            max_workers=min(parallel, len(months)),
-            mp_context=context,
-            initializer=_start_worker,
-            initargs=(list(warnings.filters), os.getpid()),
-        ) as pool,
-    ):
+    # Each worker imports the code location once and runs months in turn, and sends its
+    # months' progress here, to this process's watcher.
+    with workers(min(parallel, len(months))) as (pool, manager):
         events = manager.Queue()
         pending = {
             pool.submit(_run_month_in_worker, spec, month, run_config, events) for month in months
@@ -150,6 +139,26 @@ def _load_in_parallel(
             # leaving the pool waits for those running, interrupted with the rest of the group.
             pool.shutdown(cancel_futures=True)
     return [results[month] for month in months if month in results]
+
+
+@contextmanager
+def workers(count: int) -> Iterator[tuple[ProcessPoolExecutor, SyncManager]]:
+    """`count` worker processes and the manager of their progress queue, each ending with this
+    process. Spawned, not forked: this process holds threads (gRPC, rich's display) a fork
+    would copy mid-operation."""
+    context = multiprocessing.get_context("spawn")
+    manager = SyncManager(ctx=context)
+    manager.start(_end_with, (os.getpid(),))
+    with (
+        manager,
+        ProcessPoolExecutor(
+            max_workers=count,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(list(warnings.filters), os.getpid()),
+        ) as pool,
+    ):
+        yield pool, manager
 
 
 def _start_worker(filters: list, parent: int) -> None:

@@ -135,21 +135,14 @@ def test_a_run_that_logs_nothing_for_the_limit_is_taken_for_dead(
     assert loads.silent(instance, run)
 
 
-# A parent as `pipeline load --parallel` is one: its workers and the manager of their queue.
+# `pipeline load --parallel`'s worker processes: a worker and the manager of their queue.
 PARENT = """
-import multiprocessing, os, time, warnings
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing.managers import SyncManager
-from pipeline.runner import _end_with, _start_worker
+import os, time
+from pipeline.runner import workers
 
-context = multiprocessing.get_context("spawn")
-manager = SyncManager(ctx=context)
-manager.start(_end_with, (os.getpid(),))
-pool = ProcessPoolExecutor(
-    1, mp_context=context, initializer=_start_worker, initargs=(warnings.filters, os.getpid())
-)
-print(pool.submit(os.getpid).result(), manager._process.pid, flush=True)
-time.sleep(600)
+with workers(1) as (pool, manager):
+    print(pool.submit(os.getpid).result(), manager._process.pid, flush=True)
+    time.sleep(600)
 """
 
 

@@ -625,7 +625,7 @@ def plan_months(
                 if status.status == "missing"
                 else "did not fail"
             )
-        elif not delivered and (status.status == "materialized" or retry_failed):
+        elif not delivered and (status.status == "materialized" or retry_failed or remarked):
             if status.failed:
                 failing.append(status.month)
             skipped[status.month] = (

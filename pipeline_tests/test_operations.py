@@ -184,19 +184,24 @@ def test_a_month_holding_columns_marked_otherwise_is_loaded_again() -> None:
         MonthStatus("2024-04", "failed", {}, {}, None, refused_sensitive_columns="none", **refused),
         MonthStatus("2024-05", "failed", {}, {}, None, **refused),  # refused, marking unrecorded
         MonthStatus("2024-06", "failed", {}, {}, None, refused_sensitive_columns=now, **refused),
+        # Its file archived: nothing to reload it from (it was run, to fail for want of a file).
+        MonthStatus("2024-07", "failed", {}, {}, None, refused_sensitive_columns="none", **refused),
     ]
     files = {
         status.month: "f" if status.refused_fingerprint else status.fingerprint
         for status in statuses
     }
+    del files["2024-07"]
     plan = plan_months(statuses, files, sensitive_columns=now)
     assert plan.run == ["2024-01", "2024-03", "2024-04", "2024-05"]
+    assert plan.skipped["2024-07"].endswith("deliver the file again, or purge the month")
     assert (
         plan.reloaded["2024-05"]
         == f"loaded with sensitive columns unrecorded; the spec now says {now}"
     )
     unmarked = plan_months(statuses, files, sensitive_columns="none")
-    assert unmarked.run == ["2024-02", "2024-03", "2024-06"]  # 2024-05: nothing to hash now
+    # 2024-05: nothing to hash now; 2024-07 failed, and runs as any failed month does.
+    assert unmarked.run == ["2024-02", "2024-03", "2024-06", "2024-07"]
 
 
 def test_purge_deletes_the_month_everywhere_and_records_it(

@@ -155,7 +155,7 @@ def _months(spec, first: str | None, last: str | None) -> list[str]:
     outside = [month for month in months if month not in keys]
     if outside:
         raise click.UsageError(
-            f"{', '.join(outside)} outside {spec.name}'s months {keys[0]}..{keys[-1]} "
+            f"{', '.join(outside)} outside the months of {spec.name}, {keys[0]}..{keys[-1]} "
             "(start_month in the spec; the current month is not complete yet)"
         )
     return months
@@ -781,8 +781,8 @@ def validate(dataset: str, file: Path, month: str | None) -> None:
     month = month or spec.month_of(file.name)
     if month is None:
         raise click.UsageError(
-            f"{file.name} does not fit {spec.name}'s file_pattern {spec.file_pattern}: give its "
-            "month with --month"
+            f"{file.name} does not fit the file_pattern of {spec.name}, {spec.file_pattern}: "
+            "give its month with --month"
         )
     _months(spec, month, month)
     try:

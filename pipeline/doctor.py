@@ -117,8 +117,8 @@ def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Fin
             yield Finding(
                 False,
                 f"landing {spec.name}",
-                f"{', '.join(months[month].name for month in outside)}: outside {spec.name}'s "
-                f"months (start_month {spec.start_month}, up to the last complete month)",
+                f"{', '.join(months[month].name for month in outside)}: outside the months of "
+                f"{spec.name} (start_month {spec.start_month}, up to the last complete month)",
                 "check the file's name, or start_month in the spec",
             )
         months = {month: path for month, path in months.items() if month in keys}

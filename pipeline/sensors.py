@@ -79,7 +79,7 @@ def scan_landing(
             skipped.append(f"{path.name}: name does not fit {spec.file_pattern} (month YYYY-MM)")
             continue
         if month not in months:
-            skipped.append(f"{path.name}: {month} is outside {spec.name}'s months")
+            skipped.append(f"{path.name}: {month} is outside the months of {spec.name}")
             continue
         try:
             stat = path.stat()

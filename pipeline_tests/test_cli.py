@@ -179,7 +179,7 @@ def test_usage_mistakes_exit_2_and_say_what_is_wrong(settings: Settings) -> None
         and "unknown dataset 'trains'; datasets: flights, settlements" in unknown.stderr
     )
     early = run("load", "flights", "--from", "2023-12", "--to", "2024-01")
-    assert early.returncode == 2 and "2023-12 outside flights's months" in early.stderr
+    assert early.returncode == 2 and "2023-12 outside the months of flights" in early.stderr
     typo = run("status", "flights", "--from", "2024-13")
     assert typo.returncode == 2 and "'2024-13' is not a month: use YYYY-MM" in typo.stderr
     assert typo.stdout == ""  # no table header before the mistake

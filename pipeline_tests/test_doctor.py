@@ -57,7 +57,7 @@ def test_problems_are_named_with_hints(settings: Settings) -> None:
     assert "PROBLEM file flights_2024-02.tsv: header lacks fare" in result.stdout
     assert "PROBLEM landing: 1 file(s) match no dataset: flights-march.tsv" in result.stdout
     assert (
-        "PROBLEM landing flights: flights_2023-12.tsv: outside flights's months (start_month "
+        "PROBLEM landing flights: flights_2023-12.tsv: outside the months of flights (start_month "
         "2024-01" in result.stdout
     )
     assert "OK      landing flights: 2 month(s) from 2024-01 to 2024-02" in result.stdout

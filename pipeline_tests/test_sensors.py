@@ -137,7 +137,7 @@ def test_junk_names_are_skipped_not_crashed_on(
     assert ticks.tick() == [] and ticks.tick() == []
     messages = capfd.readouterr().err  # the sensor's log, as the daemon would show it
     assert "flights_2024-13.tsv: name does not fit" in messages
-    assert "flights_1999-01.tsv: 1999-01 is outside flights's months" in messages
+    assert "flights_1999-01.tsv: 1999-01 is outside the months of flights" in messages
     assert "flights_latest.tsv" in messages and "notes.txt" not in messages
 
 

@@ -166,8 +166,16 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
         "select max(finished_at) from pipeline.load_ledger "
         "where status = 'loaded' and month = '2024-02'",
     )
+    rows = scalar(
+        settings,
+        "select count(*) from raw.flights where _month = '2024-02'",
+    )
     text = parts(inbox.messages[-1])["text/plain"][0].get_content()
-    assert f"(the load of {served:%Y-%m-%d %H:%M} UTC is still served)" in text
+    # What readers get, in figures: a stakeholder could not tell it from the refused file's.
+    assert (
+        f"(the load of {served:%Y-%m-%d %H:%M} UTC is still served: {rows:,} rows from "
+        "flights_2024-02.tsv)"
+    ) in text
     assert set(inbox.logins) == {"PLAIN"} or set(inbox.logins) == {"LOGIN"}
     # The password and the webhook token are in no output, instance file or alert record.
     output = capfd.readouterr()

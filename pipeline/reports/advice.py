@@ -7,6 +7,7 @@ the same thing, and the wording is tested without a warehouse.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.reports.data import (
     FAILED,
@@ -151,7 +152,11 @@ def _still_served(view: MonthView) -> str:
     """What readers of a month that was not published get: the load before, or nothing."""
     if view.served is None:
         return f" (nothing of {view.month} is served)"
-    return f" (the load of {view.served:%Y-%m-%d %H:%M} UTC is still served)"
+    served = view.served
+    return (
+        f" (the load of {served['finished_at']:%Y-%m-%d %H:%M} UTC is still served: "
+        f"{served['rows_loaded']:,} rows from {Path(served['source_file']).name})"
+    )
 
 
 def verdict(spec: DatasetSpec, view: MonthView) -> str:

@@ -105,7 +105,8 @@ class MonthView:
     attempt: dict[str, Any] | None  # the month's latest ledger row
     due: dt.datetime | None  # the freshness deadline, if the spec has one
     arrived: dt.datetime | None  # the first load attempt of the month
-    served: dt.datetime | None = None  # when the load still served (the latest published) ended
+    # The ledger row of the load still served (the latest published), if any.
+    served: dict[str, Any] | None = None
     checks: list[CheckView] = field(default_factory=list)
     reject_groups: list[RejectGroup] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -265,10 +266,12 @@ def _first_arrival(attempts: list[dict[str, Any]]) -> dt.datetime | None:
     return _utc(delivered[0]["started_at"]) if delivered else None
 
 
-def _last_published(attempts: list[dict[str, Any]]) -> dt.datetime | None:
-    """When the load the month is served from ended: its latest publish since its last purge."""
+def _last_published(attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The load the month is served from: its latest publish since its last purge."""
     published = [row for row in _since_last_purge(attempts) if row["status"] == "loaded"]
-    return _utc(published[-1]["finished_at"]) if published else None
+    return (
+        {**published[-1], "finished_at": _utc(published[-1]["finished_at"])} if published else None
+    )
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

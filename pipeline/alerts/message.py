@@ -18,8 +18,8 @@ from functools import cache
 import jinja2
 
 from pipeline.reports.advice import Finding, reload_command, verdict
-from pipeline.reports.data import PUBLISHED, DatasetView, MonthView
-from pipeline.reports.html import templates
+from pipeline.reports.data import DatasetView, MonthView
+from pipeline.reports.html import BAR_COLOURS, templates
 
 CHART_SIZE_INCHES = (7.0, 3.2)
 CSV_FIELDS = (
@@ -166,22 +166,9 @@ def findings_csv(alert: Alert) -> str:
     return out.getvalue()
 
 
-def row_bars(view: DatasetView) -> dict[str, list[int]]:
-    """The chart's stacked bars per month. As in the report, a month not published shows its
-    valid rows apart: drawn as loaded, a refused month looked served."""
-    published = [m.state == PUBLISHED for m in view.months]
-    valid = [m.figure("rows_loaded") or 0 for m in view.months]
-    return {
-        "loaded": [n if shown else 0 for n, shown in zip(valid, published, strict=True)],
-        "valid, not published": [
-            0 if shown else n for n, shown in zip(valid, published, strict=True)
-        ],
-        "rejected": [m.figure("rows_rejected") or 0 for m in view.months],
-    }
-
-
 def chart_png(view: DatasetView) -> bytes:
-    """Rows per month (`row_bars`) and the reject rate, the alerted month highlighted."""
+    """Rows per month (`DatasetView.row_bars`) and the reject rate, the alerted month
+    highlighted."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display, no browser: a PNG in memory
@@ -192,10 +179,17 @@ def chart_png(view: DatasetView) -> bytes:
     rows, rate = figure.subplots(1, 2)
     edge = ["#1f2933" if month == months[-1] else "none" for month in months]
     bottom = [0] * len(months)
-    for (label, heights), colour in zip(
-        row_bars(view).items(), ("#5b8def", "#c3cad3", "#d64545"), strict=True
-    ):
-        rows.bar(months, heights, bottom=bottom, color=colour, edgecolor=edge, label=label)
+    for label, bars in view.row_bars().items():
+        heights = [height or 0 for height in bars]
+        rows.bar(
+            months,
+            heights,
+            bottom=bottom,
+            color=BAR_COLOURS[label],
+            edgecolor=edge,
+            linewidth=1.5,
+            label=label,
+        )
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     rows.set_title("Rows per month", fontsize=10)
     rows.legend(fontsize=8)

@@ -164,6 +164,17 @@ class DatasetView:
     def month(self, month: str) -> MonthView:
         return next(view for view in self.months if view.month == month)
 
+    def row_bars(self) -> dict[str, list[int | None]]:
+        """Rows per month as the charts stack them, None where a month has none: loaded (its
+        published rows), valid but not published (a refused month's, apart: drawn as loaded,
+        it looked served), rejected."""
+        valid = [(m.figure("rows_loaded"), m.state == PUBLISHED) for m in self.months]
+        return {
+            "loaded": [rows if published else None for rows, published in valid],
+            "valid, not published": [None if published else rows for rows, published in valid],
+            "rejected": [m.figure("rows_rejected") for m in self.months],
+        }
+
 
 def read_dataset(warehouse: Warehouse, spec: DatasetSpec, months: Sequence[str]) -> DatasetView:
     """The report's view of `months` of a dataset: a handful of queries, whatever the range."""

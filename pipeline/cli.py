@@ -720,7 +720,7 @@ def report(
     a summary per month, each month's findings with what to do, and the load ledger."""
     _, specs = _code_location()
     from pipeline.audit import anchors_file
-    from pipeline.reports.build import output_path, report_path, write_report
+    from pipeline.reports.build import ReportNotWritten, output_path, report_path, write_report
     from pipeline.reports.pdf import BrowserMissing, PrintFailed
     from pipeline.settings import Settings
 
@@ -737,8 +737,8 @@ def report(
             written = write_report(warehouse, chosen, path, anchors_file(_instance()), first, last)
     except (BrowserMissing, PrintFailed) as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:  # a folder that is a file, a place not writable
-        raise SetupError(f"{path}: the report cannot be written there: {exc}") from None
+    except ReportNotWritten as exc:
+        raise SetupError(str(exc)) from None
     click.echo(f"Wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -16,6 +16,10 @@ from pipeline.warehouse.base import Warehouse
 SUFFIXES = (".html", ".pdf")
 
 
+class ReportNotWritten(Exception):
+    """The report's file could not be written where it was asked for."""
+
+
 def report_path(reports_dir: Path, datasets: Sequence[str]) -> Path:
     """Where a report goes without `-o`: `<reports dir>/<dataset>.html` (names joined by `+`)."""
     return reports_dir / f"{'+'.join(datasets)}.html"
@@ -56,14 +60,18 @@ def write_report(
         audit_log=verify_log(warehouse, anchors),
     )
     path = output_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".pdf":
-        print_pdf(html, path)
-    else:
-        # Written beside and renamed, so a browser (or a mail's link) never sees half a report.
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        partial.write_text(html, encoding="utf-8")
-        partial.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".pdf":
+            print_pdf(html, path)
+        else:
+            # Written beside and renamed, so a browser (or a mail's link) never sees half a
+            # report.
+            partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+            partial.write_text(html, encoding="utf-8")
+            partial.replace(path)
+    except OSError as exc:  # a folder that is a file, a place not writable
+        raise ReportNotWritten(f"{path}: the report cannot be written there: {exc}") from exc
     record_event(
         warehouse,
         "report_written",

@@ -19,6 +19,7 @@ from pipeline.cli import main
 from pipeline.progress import PUBLISH, REPORTS
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
+from pipeline.specs import DatasetSpec
 from pipeline_tests.support import run, run_time, scalar
 
 # The first month of a range runs alone (it creates the report tables), the other three at once.
@@ -168,3 +169,22 @@ def test_workers_of_a_killed_parallel_load_end_with_it() -> None:
     while any(map(_running, children)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(map(_running, children))
+
+
+def test_an_interrupted_first_month_starts_no_parallel_months(
+    monkeypatch: pytest.MonkeyPatch, flights: DatasetSpec
+) -> None:
+    # `--parallel` ran the first month alone, ignored that Ctrl-C had stopped it, and started
+    # all the others.
+    from pipeline import runner
+
+    def interrupted(*_: object, **__: object) -> runner.MonthResult:
+        return runner.MonthResult("2024-01", success=False, interrupted=True)
+
+    def started(*_: object) -> list[runner.MonthResult]:
+        raise AssertionError("the months after an interrupted one were started")
+
+    monkeypatch.setattr(runner, "_run_month", interrupted)
+    monkeypatch.setattr(runner, "_load_in_parallel", started)
+    results = runner.load_months(None, flights, ["2024-01", "2024-02", "2024-03"], None, parallel=2)
+    assert [result.month for result in results] == ["2024-01"]

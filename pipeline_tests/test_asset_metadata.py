@@ -38,8 +38,8 @@ def test_built_tables_get_their_row_count_and_views_are_not_counted(
     scalar(deployment, "create schema if not exists analytics")
     scalar(
         deployment,
-        "create table analytics.flights_daily as "
-        "select 1 as n union all select 2 union all select 3",
+        "create table analytics.flights_daily as select '2024-01' as month "
+        "union all select '2024-01' union all select '2024-02'",
     )
     manifest = {
         "nodes": {
@@ -64,8 +64,12 @@ def test_built_tables_get_their_row_count_and_views_are_not_counted(
     ]
 
     daily, staging, check = with_row_counts(events, manifest, warehouse)
+    # A month's materialization counts the month's rows, as raw/<dataset>'s does: it counted
+    # the whole table (305 rows on 2024-05, which has 31).
+    (month,) = list(with_row_counts(events[:1], manifest, warehouse, "2024-01"))
 
     assert daily.metadata["dagster/row_count"].value == 3
+    assert month.metadata["dagster/row_count"].value == 2
     assert "dagster/row_count" not in staging.metadata
     assert check is events[2]
 

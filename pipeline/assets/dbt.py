@@ -192,7 +192,9 @@ def _dbt_assets(
         keep_parse(invocation)
         sweep_build_folders()
         with statement_context(dataset, variables.get("month", "all"), context.run.run_id):
-            yield from with_row_counts(events, invocation.manifest, warehouse)
+            yield from with_row_counts(
+                events, invocation.manifest, warehouse, variables.get("month")
+            )
         failure = None if invocation.is_successful() else dbt_failure(invocation)
         if alerting is not None and context.has_partition_key:
             # The run writes the dataset's report beside this step (it needs the load alone).
@@ -223,19 +225,35 @@ def _announce(
 
 
 def with_row_counts(
-    events: Sequence[Any], manifest: Mapping[str, Any], warehouse: Warehouse
+    events: Sequence[Any],
+    manifest: Mapping[str, Any],
+    warehouse: Warehouse,
+    month: str | None = None,
 ) -> Iterator[Any]:
-    """dbt's events, each built table's materialization with its `dagster/row_count`.
+    """dbt's events, each built table's materialization with its `dagster/row_count`: of
+    `month` in a table with a `month` column (the materialization is the month's, as
+    `raw/<dataset>`'s count is), else of the whole table.
 
     Views are not counted (counting runs their query), as with dagster-dbt's fetch_row_counts.
     """
+    dialect = warehouse.dialect
     for event in events:
         node = manifest["nodes"].get(_unique_id(event)) if _materializes(event) else None
         if node is None or node["config"]["materialized"] == "view":
             yield event
             continue
-        table = warehouse.dialect.table(REPORT_SCHEMA, node["alias"])
-        (row,) = warehouse.query(f"select count(*) as row_count from {table}")
+        table = dialect.table(REPORT_SCHEMA, node["alias"])
+        by_month = month is not None and bool(
+            warehouse.query(
+                "SELECT 1 AS found FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ? AND column_name = ?",
+                [dialect.name(REPORT_SCHEMA), dialect.name(node["alias"]), dialect.name("month")],
+            )
+        )
+        where = f" where {dialect.quote('month')} = ?" if by_month else ""
+        (row,) = warehouse.query(
+            f"select count(*) as row_count from {table}{where}", [month] if by_month else []
+        )
         yield event.with_metadata({**event.metadata, "dagster/row_count": int(row["row_count"])})
 
 

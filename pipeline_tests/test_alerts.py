@@ -126,6 +126,18 @@ def test_one_mail_per_failing_month_and_a_resolved_mail_after_a_good_reload(
     link = "https://reports.example.test/quality/flights.html#flights=2024-02"
     assert f'<a href="{link}">' in html and report.is_file()
     assert "file://" not in html
+    # The asset's page shows the refusal's figures and its report link (observation only).
+    refusal = (
+        instance.fetch_observations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(["raw", "flights"]), asset_partitions=["2024-02"]
+            ),
+            limit=1,
+        )
+        .records[0]
+        .asset_observation.metadata
+    )
+    assert refusal["rows_rejected"].value > 0 and refusal["report"].value.endswith("=2024-02")
     # The refused month's report was written by its load step, its own step being skipped.
     written = instance.get_latest_materialization_event(dg.AssetKey(["reports", "flights"]))
     assert written is not None and written.run_id == refused.run_id

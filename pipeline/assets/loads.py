@@ -206,6 +206,9 @@ def load_month(
                     "fingerprint": staged.fingerprint,
                     # Its candidate holds the columns so: a spec marking more reloads it.
                     "sensitive_columns": spec.sensitive_columns(),
+                    # On the asset's page, where the run's failure is a click away.
+                    **_figures(staged, candidate),
+                    **_report_link(files, spec, month),
                 },
             )
             _refuse(warehouse, staged, candidate, attempt.run_id, refused)

@@ -38,6 +38,10 @@ def test_definitions_load_and_the_load_job_resolves(settings: Settings) -> None:
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     schema_check = graph.get_check_spec(dg.AssetCheckKey(raw, "schema"))
     assert schema_check.blocking
+    # The reconciliation test shows as a check of the ledger's model, run by the load job: it
+    # was an observation no check page showed.
+    reconcile = dg.AssetCheckKey(dg.AssetKey(["dq_load_history"]), "assert_loads_reconcile")
+    assert reconcile in job.asset_layer.asset_graph.asset_check_keys
 
 
 def test_dbt_gets_the_month_of_its_partition_and_its_fiscal_days() -> None:

@@ -1,4 +1,7 @@
 {{ config(meta={'dagster': {'ref': {'name': 'dq_load_history'}}}) }}
+-- depends_on: {{ ref('dq_load_history') }}
+-- (dagster-dbt makes a test an asset check of the model it is downstream of: without the line
+-- above it ran as an observation no check shows.)
 
 -- Every published month holds exactly what its ledger row counted, all from that load: the rows
 -- and rejects in the raw tables (count(*), by _load_id) equal the ledger's rows_loaded and

@@ -21,7 +21,7 @@ import dagster as dg
 
 from pipeline.alerts.channels import Alerts
 from pipeline.alerts.notify import notify_late
-from pipeline.assets.freshness import superseded_freshness_api
+from pipeline.assets.freshness import FRESHNESS_CHECK, superseded_freshness_api
 from pipeline.assets.loads import raw_asset_key
 from pipeline.ingest.files import compressed_siblings, fingerprint
 from pipeline.ingest.header import LoadError
@@ -175,17 +175,21 @@ def build_freshness_sensor(
 def build_freshness_alerts_sensor(
     specs: Sequence[DatasetSpec], job: dg.UnresolvedAssetJobDefinition, interval_seconds: int
 ) -> dg.SensorDefinition:
-    """Alerts for the failed freshness checks of each finished run of `job`, `check_freshness`
-    (the freshness sensor's, or one started by hand): a month that did not arrive is announced once,
-    like a month's findings. On by default: it does nothing until such a run ends."""
+    """Alerts for the failed freshness checks of each finished run: of `check_freshness` (the
+    freshness sensor's, or one started by hand), and of any other job that ran them, such as the
+    asset page's Materialize, which runs every check of `raw/<dataset>` (a late month found there
+    was never announced, and the freshness sensor does not run a failed check again until the
+    asset changes). A month that did not arrive is announced once, like a month's findings. On
+    by default: it does nothing until such a run ends."""
     by_key = {raw_asset_key(spec): spec for spec in specs}
 
     @dg.run_status_sensor(
         name=FRESHNESS_ALERTS_SENSOR,
         run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=[job],
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=interval_seconds,
+        description=f"Announces a late month (a failed freshness check) once, by mail or "
+        f"webhook; watches every run, {job.name} and the asset pages' Materialize alike.",
     )
     def freshness_alerts(
         context: dg.RunStatusSensorContext,
@@ -200,7 +204,7 @@ def build_freshness_alerts_sensor(
         for record in records:
             evaluation = record.dagster_event.asset_check_evaluation_data
             spec = by_key.get(evaluation.asset_key)
-            if spec is None or evaluation.passed:
+            if spec is None or evaluation.passed or evaluation.check_name != FRESHNESS_CHECK:
                 continue
             report = files.report_url(report_path(files.reports_path, [spec.name]))
             for sent in notify_late(

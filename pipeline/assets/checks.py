@@ -31,6 +31,14 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 SCHEMA_CHECK = "schema"
 LEVEL = "level"  # ERROR, WARN or INFO: Dagster's severity has no INFO
 
+# The days each calendar (`checks.completeness.calendar`) opens, before the spec's extra open
+# and closed dates.
+OPEN_DAYS = {
+    "every_day": "every day is open",
+    "weekdays": "the spec's weekdays are open",
+    "business_days": "Monday to Friday are open, but holidays",
+}
+
 
 @dataclass(frozen=True)
 class MonthCheck:
@@ -60,13 +68,17 @@ def month_checks(spec: DatasetSpec) -> list[MonthCheck]:
         MonthCheck(
             "completeness",
             blocking=completeness.severity == "ERROR",
-            description=f"Every {completeness.calendar} day of the month has rows.",
+            description=(
+                f"Every open day of the month has rows ({OPEN_DAYS[completeness.calendar]})."
+            ),
             evaluate=lambda month: check_completeness(spec, month.month, days_with_rows(month)),
         ),
         MonthCheck(
             "closed_days",
             blocking=False,
-            description=f"No rows on days the {completeness.calendar} calendar closes (WARN).",
+            description=(
+                f"No rows on days the calendar closes ({OPEN_DAYS[completeness.calendar]}; WARN)."
+            ),
             evaluate=lambda month: check_closed_days(spec, month.month, days_with_rows(month)),
         ),
         MonthCheck(

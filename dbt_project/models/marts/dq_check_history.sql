@@ -8,9 +8,9 @@ with verdicts as (
         row_number() over (
             partition by dataset, month, check_name order by checked_at desc
         ) as recency,
-        sum(case when passed then 0 else 1 end) over (
+        cast(sum(case when passed then 0 else 1 end) over (
             partition by dataset, month, check_name
-        ) as failed_runs
+        ) as bigint) as failed_runs  -- a sum is HUGEINT on DuckDB; marts.yml says bigint
     from {{ source('pipeline', 'check_results') }}
 )
 

@@ -9,7 +9,7 @@ select
     flights.flight_date,
     {{ fiscal_columns() }},
     count(*) as flights,
-    sum(case when flights.cancelled then 1 else 0 end) as cancelled_flights,
+    cast(sum(case when flights.cancelled then 1 else 0 end) as bigint) as cancelled_flights,
     avg(flights.dep_delay) as avg_dep_delay_minutes,
     sum(flights.distance) as total_distance,
     sum(flights.fare) as revenue

@@ -11,9 +11,9 @@ with delays as (
 
 select
     daily.month,
-    sum(daily.flights) as flights,
+    cast(sum(daily.flights) as bigint) as flights,  -- a sum is HUGEINT on DuckDB
     count(*) as active_days,
-    sum(daily.cancelled_flights) as cancelled_flights,
+    cast(sum(daily.cancelled_flights) as bigint) as cancelled_flights,
     sum(daily.cancelled_flights) * 1.0 / sum(daily.flights) as cancelled_share,
     max(delays.avg_dep_delay_minutes) as avg_dep_delay_minutes,
     sum(daily.revenue) as revenue

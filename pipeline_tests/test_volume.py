@@ -78,6 +78,8 @@ def test_sunday_dips_and_a_holiday_are_not_anomalies(
     assert outcome.facts["days_judged"] == 30  # every day but Memorial Day
     sundays = [row for row in outcome.samples["weekday_baselines"] if row["weekday"] == "Sun"]
     assert sundays[0]["median"] == QUIET_SUNDAY
+    # One type in the column the UI shows: it mixed 600 and 600.5.
+    assert {type(row["median"]) for row in outcome.samples["weekday_baselines"]} == {float}
 
 
 def test_a_spike_and_a_drop_are_flagged_with_their_expected_range(

@@ -63,7 +63,7 @@ def check_rejects(month: MonthUnderCheck) -> CheckOutcome:
             "rows_read": read,
             "rows_loaded": month.candidate.rows,
             "rows_rejected": rejected,
-            "reject_ratio": ratio,
+            "reject_ratio": round(ratio, 6),  # a share to read, not 0.02001619807937059
             "max_reject_ratio": limit,
             "source_file": month.staged.source_file,
         },

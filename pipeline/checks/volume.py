@@ -167,7 +167,7 @@ def check_volume(
             "weekday_baselines": [
                 {
                     "weekday": WEEKDAYS[weekday],
-                    "median": baseline.median,
+                    "median": float(round(baseline.median, 1)),  # not 600 beside 600.5
                     "mad": round(baseline.mad, 1),
                     "days": baseline.days,
                 }

@@ -23,7 +23,7 @@ from pipeline.alerts.channels import Alerts
 from pipeline.alerts.notify import notify_late
 from pipeline.assets.freshness import FRESHNESS_CHECK, superseded_freshness_api
 from pipeline.assets.loads import raw_asset_key
-from pipeline.ingest.files import compressed_siblings, fingerprint
+from pipeline.ingest.files import DECOMPRESSORS, fingerprint
 from pipeline.ingest.header import LoadError
 from pipeline.jobs import load_job_name
 from pipeline.partitions import dataset_partitions
@@ -65,13 +65,14 @@ def scan_landing(
     requests: list[dg.RunRequest] = []
     files: dict[str, dict[str, str]] = {}
     skipped: list[str] = []
-    candidates = sorted(landing_dir.glob(f"{prefix}*{suffix}")) if landing_dir.is_dir() else []
-    # Delivered compressed under a pattern that does not say so: the glob never sees them.
+    listed = landing_dir.is_dir()
+    candidates = sorted(landing_dir.glob(f"{prefix}*{suffix}")) if listed else []
+    # Delivered compressed under a pattern that does not say so: the glob above never sees them.
     skipped += [
         f"{path.name} is compressed, but file_pattern {spec.file_pattern} does not end in "
         f"{path.suffix}: add it to the pattern to load the file as delivered"
-        for month in sorted(months)
-        for path in compressed_siblings(landing_dir / spec.file_name(month))
+        for path in (sorted(landing_dir.glob(f"{prefix}*{suffix}.*")) if listed else [])
+        if path.suffix.lower() in DECOMPRESSORS and spec.month_of(path.stem) in months
     ]
     for path in candidates:
         month = spec.month_of(path.name)

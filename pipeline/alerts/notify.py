@@ -192,26 +192,31 @@ def undelivered(warehouse: Warehouse) -> list[dict[str, Any]]:
     dataset, month, check_name, channel, error, and `attempt`, the month's latest load status.
     The month's next run sends them again; nothing runs a refused file again unasked, so
     `pipeline doctor` lists them."""
-    alerts = warehouse.query(
-        f"select dataset, month, check_name, channel, status, error, run_id from {META_SCHEMA}."
-        f"{ALERTS_TABLE} order by sent_at"
-    )
-    attempts = {
-        (row["dataset"], row["month"]): row
-        for row in warehouse.query(
-            f"select dataset, month, run_id, status from {META_SCHEMA}.{LEDGER_TABLE} "
-            "order by finished_at"
+    # In the warehouse: both tables grow with every run, and only the newest rows count.
+    return warehouse.query(
+        f"""
+        with alerts as (
+            select dataset, month, check_name, channel, status, error, run_id,
+                row_number() over (
+                    partition by dataset, month, check_name, channel order by sent_at desc
+                ) as recency
+            from {META_SCHEMA}.{ALERTS_TABLE}
+        ),
+        attempts as (
+            select dataset, month, run_id, status,
+                row_number() over (partition by dataset, month order by finished_at desc)
+                    as recency
+            from {META_SCHEMA}.{LEDGER_TABLE}
         )
-    }
-    newest = {(r["dataset"], r["month"], r["check_name"], r["channel"]): r for r in alerts}
-    failed = [
-        row | {"attempt": latest["status"]}
-        for row in newest.values()
-        if row["status"] == "failed"
-        and (latest := attempts.get((row["dataset"], row["month"]))) is not None
-        and latest["run_id"] == row["run_id"]
-    ]
-    return sorted(failed, key=lambda row: (row["dataset"], row["month"], row["check_name"]))
+        select a.dataset, a.month, a.check_name, a.channel, a.error, l.status as attempt
+        from alerts a
+        join attempts l
+            on l.dataset = a.dataset and l.month = a.month and l.recency = 1
+            and l.run_id = a.run_id
+        where a.recency = 1 and a.status = 'failed'
+        order by a.dataset, a.month, a.check_name, a.channel
+        """
+    )
 
 
 def _has_open(warehouse: Warehouse, dataset: str, month: str, check: str) -> bool:

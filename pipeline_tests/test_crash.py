@@ -17,12 +17,9 @@ import random
 import re
 import shutil
 import signal
-import subprocess
-import threading
 import time
 from collections import Counter
-from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -34,7 +31,7 @@ from pipeline.ingest.stream import ingest_file
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
-from pipeline_tests.support import PIPELINE
+from pipeline_tests.support import CliRun
 
 MONTH = "2024-01"
 SEED = 20240101
@@ -48,7 +45,6 @@ PHASES = {
     "load": ("raw__flights - STEP_START", f"flights {MONTH}: published"),
     "dbt": (" START sql ", "Finished running"),
 }
-RUN_TIMEOUT = 300
 RUN_ID = re.compile(r"load_flights - ([0-9a-f-]{36}) - ")
 
 
@@ -62,100 +58,15 @@ class Version:
     fingerprint: str
 
 
-@dataclass
-class LoadRun:
-    """`pipeline load` for the month in a process group of its own, its log read as it comes.
-
-    Leaving the block kills what is left of it.
-    """
-
-    process: subprocess.Popen[str]
-    started: float
-    lines: list[tuple[float, str]] = field(default_factory=list)
-    reader: threading.Thread | None = None
-
-    @classmethod
-    def start(cls, last: str = MONTH) -> LoadRun:
-        started = time.monotonic()
-        process = subprocess.Popen(
-            [PIPELINE, "load", "flights", "--from", MONTH, "--to", last, "--force", "--verbose"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=os.environ.copy(),
-            start_new_session=True,  # its own process group: dbt and log tails die with it
-        )
-        run = cls(process, started)
-        run.reader = threading.Thread(target=run._read, daemon=True)
-        run.reader.start()
-        return run
-
-    def __enter__(self) -> LoadRun:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.kill()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append((time.monotonic() - self.started, line))
-
-    def seen(self, text: str) -> float | None:
-        """When the first line with `text` was logged, in seconds after the start."""
-        return next((at for at, line in self.lines if text in line), None)
-
-    def wait_for(self, text: str) -> float | None:
-        """Wait until a line with `text` is logged (its time) or the run ends (None)."""
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while self.seen(text) is None and self.process.poll() is None:
-            assert time.monotonic() < deadline, f"no {text!r} in {RUN_TIMEOUT}s"
-            time.sleep(0.01)
-        return self.seen(text)
-
-    def finish(self) -> int:
-        """Wait for the run to end by itself, and for the last of its log; its exit code."""
-        code = self.process.wait(timeout=RUN_TIMEOUT)
-        self._read_to_the_end()
-        return code
-
-    def kill(self) -> int:
-        """SIGKILL the whole group and wait until none of it is alive (its locks are gone);
-        the run's exit code: -SIGKILL, or what it ended with before."""
-        group = self.process.pid
-        with suppress(ProcessLookupError):  # all of it had ended
-            os.killpg(group, signal.SIGKILL)
-        code = self.process.wait(timeout=30)
-        deadline = time.monotonic() + 30
-        while _alive_in_group(group):
-            assert time.monotonic() < deadline, f"process group {group} outlived SIGKILL"
-            time.sleep(0.05)
-        self._read_to_the_end()
-        return code
-
-    def _read_to_the_end(self) -> None:
-        assert self.reader is not None
-        self.reader.join(timeout=30)
-
-    def run_id(self) -> str | None:
-        """The Dagster run's id, once the run has started."""
-        found = next((RUN_ID.search(line) for _, line in self.lines if RUN_ID.search(line)), None)
-        return found[1] if found else None
-
-    def log(self) -> str:
-        return "".join(line for _, line in self.lines)
+def start_load(last: str = MONTH) -> CliRun:
+    """`pipeline load` of the month (to `last`), forced, with Dagster's log."""
+    return CliRun.start("load", "flights", "--from", MONTH, "--to", last, "--force", "--verbose")
 
 
-def _alive_in_group(group: int) -> bool:
-    """Whether a process of the group still runs (zombies hold no locks and do not count)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        if int(fields[2]) == group and fields[0] != "Z":
-            return True
-    return False
+def run_id(run: CliRun) -> str | None:
+    """The Dagster run's id, once the run has started."""
+    found = next((RUN_ID.search(line) for _, line in run.lines if RUN_ID.search(line)), None)
+    return found[1] if found else None
 
 
 def deliver(version: Version, settings: Settings, spec: DatasetSpec) -> None:
@@ -200,14 +111,14 @@ def served(settings: Settings, versions: list[Version]) -> tuple[Version, str]:
     return version, rows["load_id"]
 
 
-def what_the_kill_stopped(settings: Settings, run: LoadRun, published: bool) -> str:
+def what_the_kill_stopped(settings: Settings, run: CliRun, published: bool) -> str:
     """How far a killed run had come, as the warehouse shows it (a kill aimed at a phase may
     land after it when the run is faster than the one that was timed)."""
     if published:
         return "after the commit"
     with open_warehouse(settings) as warehouse:
         checked = warehouse.query(
-            "select count(*) as n from pipeline.check_results where run_id = ?", [run.run_id()]
+            "select count(*) as n from pipeline.check_results where run_id = ?", [run_id(run)]
         )[0]["n"]
     return "check results recorded, not committed" if checked else "before its check results"
 
@@ -219,7 +130,7 @@ def kill_schedule(durations: dict[str, float]) -> list[tuple[str, float]]:
     return [(phase, draw.uniform(0, durations[phase])) for phase in phases]
 
 
-def phase_durations(run: LoadRun) -> dict[str, float]:
+def phase_durations(run: CliRun) -> dict[str, float]:
     """How long each phase of an uninterrupted run took, in seconds."""
     durations = {}
     for phase, (first, last) in PHASES.items():
@@ -243,16 +154,16 @@ def versions(settings: Settings, flights: DatasetSpec, tmp_path: Path) -> list[V
     return found
 
 
-def load_to_the_end() -> LoadRun:
-    with LoadRun.start() as run:
+def load_to_the_end() -> CliRun:
+    with start_load() as run:
         code = run.finish()
     assert code == 0, run.log()
     return run
 
 
-def load_killed(phase: str, delay: float) -> tuple[LoadRun, int]:
+def load_killed(phase: str, delay: float) -> tuple[CliRun, int]:
     """A run killed `delay` seconds into `phase`, and its exit code (0: it ended before)."""
-    with LoadRun.start() as run:
+    with start_load() as run:
         first = PHASES[phase][0]
         begun = 0.0 if first is None else run.wait_for(first)
         if begun is not None:
@@ -276,8 +187,8 @@ def test_a_killed_load_serves_the_old_or_the_new_month_and_the_next_run_complete
         landed = versions[(number + 1) % 2]
         deliver(landed, settings, flights)
         run, code = load_killed(phase, delay)
-        if code != 0 and run.run_id() is not None:
-            killed.append(run.run_id())
+        if code != 0 and (started := run_id(run)) is not None:
+            killed.append(started)
 
         now = served(settings, versions)
         assert now == before or now[0] == landed, f"kill {number} in {phase}: {now}, {before}"
@@ -296,10 +207,10 @@ def test_a_killed_load_serves_the_old_or_the_new_month_and_the_next_run_complete
     with dg.DagsterInstance.get() as instance:
         runs = Counter(run.status.value for run in instance.get_runs())
         assert set(runs) <= {"SUCCESS", "FAILURE"}, runs
-        for run_id in killed:
-            (run,) = instance.get_runs(filters=dg.RunsFilter(run_ids=[run_id]))
-            assert run.status == dg.DagsterRunStatus.FAILURE, run_id
-            (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        for killed_id in killed:
+            (run,) = instance.get_runs(filters=dg.RunsFilter(run_ids=[killed_id]))
+            assert run.status == dg.DagsterRunStatus.FAILURE, killed_id
+            (failure,) = instance.all_logs(killed_id, of_type=dg.DagsterEventType.RUN_FAILURE)
             assert "killed or crashed" in failure.message, failure.message
     print(f"phases (s): {durations}; kills: {dict(outcomes)}; runs: {dict(runs)}")
 
@@ -313,14 +224,18 @@ def test_ctrl_c_stops_the_load_for_good_with_the_months_after_it(
     write_tsv(
         month_frame("2024-02", 10, seed=3), settings.landing_dir / flights.file_name("2024-02")
     )
-    with LoadRun.start(last="2024-02") as run:
+    with start_load(last="2024-02") as run:
         assert run.wait_for(PHASES["load"][0]) is not None, run.log()
         os.killpg(run.process.pid, signal.SIGINT)  # what Ctrl-C sends the terminal's group
         code = run.finish()
 
     assert code == 130, run.log()
     assert "STEP_UP_FOR_RETRY" not in run.log()
-    assert "Interrupted. Not run: 2024-02." in run.log()
+    assert (
+        "Interrupted. Not run: 2024-02. To go on: `pipeline load flights --from 2024-01 --to "
+        "2024-02`." in run.log()
+    )
+    assert "Fix what the reason above names" not in run.log()  # an interrupt is no fault
     with open_warehouse(settings) as warehouse:
         assert warehouse.served_load("flights", MONTH) is None  # nothing published
     with dg.DagsterInstance.get() as instance:

@@ -324,7 +324,10 @@ def load(
             for month in [month for month in waiting if before is None or month < before]:
                 display.line(f"{month:<8} {'skipped':<13} {waiting.pop(month)}")
 
+        results: list[MonthResult] = []
+
         def show(result: MonthResult) -> None:
+            results.append(result)
             show_skipped(before=result.month)
             status = "ok" if result.success else "FAILED"
             figures = _figures(result.rows)
@@ -333,8 +336,11 @@ def load(
                 display.line(f"{'':<8} {line}")
             display.month_done(result.month, result.success, result.rows)
 
+        # Ctrl-C between two months' runs, or while months run in workers, comes here; within a
+        # month's run it fails the month (interrupted), and the months after it are not run.
+        interrupted = False
         try:
-            results = load_months(
+            load_months(
                 defs,
                 spec,
                 plan.run,
@@ -343,17 +349,20 @@ def load(
                 run_config=None if verbose else QUIET_RUN_CONFIG,
                 parallel=parallel,
             )
-        except KeyboardInterrupt:  # between two months' runs, or while months run in workers
-            click.echo("Interrupted.")
-            sys.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt:
+            interrupted = True
         show_skipped()
     _summarise(spec.name, results, plan.skipped, files)
     if plan.failing:
         click.echo(f"Still failing from an earlier load: {', '.join(plan.failing)}.")
-    if any(result.interrupted for result in results):
+    if interrupted or any(result.interrupted for result in results):
         done = {result.month for result in results}
         not_run = [month for month in plan.run if month not in done]
-        click.echo(f"Interrupted.{' Not run: ' + ', '.join(not_run) + '.' if not_run else ''}")
+        again = not_run + [result.month for result in results if result.interrupted]
+        click.echo(
+            f"Interrupted.{' Not run: ' + ', '.join(not_run) + '.' if not_run else ''}"
+            + (f" To go on: `pipeline load {spec.name} {_range(again)}`." if again else "")
+        )
         sys.exit(EXIT_INTERRUPTED)
     if plan.failing or not all(result.success for result in results):
         sys.exit(EXIT_DATA_PROBLEM)
@@ -422,7 +431,10 @@ def _summarise(
             f"Correct the file, then `{again}` (a corrected file is loaded, an unchanged one "
             "skipped); after correcting the spec or a setting instead, add --retry-failed."
         )
-    stopped = sorted(r.month for r in failed if r.month not in undelivered + refused)
+    # An interrupted month has nothing to fix: the closing line says how to go on.
+    stopped = sorted(
+        r.month for r in failed if r.month not in undelivered + refused and not r.interrupted
+    )
     if stopped:
         # No check refused their files, so a plain load runs these months again, file or not.
         click.echo(

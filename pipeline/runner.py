@@ -9,15 +9,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import signal
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.managers import SyncManager
 from pathlib import Path
+from typing import Protocol
 
 import dagster as dg
 from dagster._core.event_api import EventRecordsResult, PartitionKeyFilter
@@ -29,7 +31,7 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from pipeline.assets.checks import LEVEL
 from pipeline.assets.freshness import freshness_check_keys
-from pipeline.assets.loads import INTERRUPTED, raw_asset_key
+from pipeline.assets.loads import INTERRUPTED, INTERRUPTED_REASON, raw_asset_key
 from pipeline.audit import anchor, anchors_file
 from pipeline.jobs import load_job_name
 from pipeline.orphans import process_tags
@@ -52,6 +54,15 @@ RECORDS_PAGE = 1000  # event log records asked for at a time
 RELAY_SECONDS = 0.2  # how often months run in worker processes have their progress shown
 PARENT_POLL_SECONDS = 1.0  # how often a worker process looks whether its parent is alive
 EXIT_ORPHANED = 70  # a worker's exit status once its parent is gone
+
+
+class Stop(Protocol):
+    """A manager's event shared by `pipeline load --parallel` and its workers: once it is set, no
+    month begins."""
+
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -115,29 +126,45 @@ def _load_in_parallel(
     on_month: Callable[[MonthResult], None] | None,
     run_config: dict | None,
 ) -> list[MonthResult]:
+    """The months' runs in worker processes, each reported to `on_month` as it ends.
+
+    Ctrl-C (or a month interrupted in a worker) stops them all: the months running end as
+    interrupted and are reported, those not begun are not begun, including the ones the pool had
+    already queued to a worker (once a worker held the next month, Ctrl-C did not stop it, and
+    it loaded unseen). A Ctrl-C here is raised on once the running months are reported.
+    """
     # Each worker imports the code location once and runs months in turn, and sends its
     # months' progress here, to this process's watcher.
     with workers(min(parallel, len(months))) as (pool, manager):
-        events = manager.Queue()
+        events, stop = manager.Queue(), manager.Event()
         pending = {
-            pool.submit(_run_month_in_worker, spec, month, run_config, events) for month in months
+            pool.submit(_run_month_in_worker, spec, month, run_config, events, stop)
+            for month in months
         }
         results: dict[str, MonthResult] = {}
+
+        def report(finished: Iterable[Future]) -> None:
+            deliver(events)
+            for future in finished:
+                result = future.result()
+                if result is not None:  # None: a month the stop reached before it began
+                    results[result.month] = result
+                    if on_month is not None:
+                        on_month(result)
+
         try:
             while pending and not any(result.interrupted for result in results.values()):
                 finished, pending = wait(
                     pending, timeout=RELAY_SECONDS, return_when=FIRST_COMPLETED
                 )
-                deliver(events)
-                for future in finished:
-                    result = future.result()
-                    results[result.month] = result
-                    if on_month is not None:
-                        on_month(result)
+                report(finished)
         finally:
-            # Stopped (a month interrupted, or Ctrl-C here): the months not begun are not begun;
-            # leaving the pool waits for those running, interrupted with the rest of the group.
+            # Done, a month interrupted, or Ctrl-C here (raised on once this is over): no month
+            # begins now; leaving the pool waits for those running, interrupted with the rest of
+            # the group, and they are reported.
+            stop.set()
             pool.shutdown(cancel_futures=True)
+            report(future for future in pending if future.done() and not future.cancelled())
     return [results[month] for month in months if month in results]
 
 
@@ -168,8 +195,14 @@ def _start_worker(filters: list, parent: int) -> None:
     A `pipeline load --parallel` killed with SIGKILL left its workers running for good, finishing
     their months unseen, and Dagster's handlers in them ignore SIGINT and SIGTERM. A worker that
     outlives its parent exits at once; its run is then failed like any killed run (orphans.py).
+
+    Ctrl-C reaches the workers with the rest of the terminal's process group. A month's run
+    takes it as an interrupt (Dagster installs its own handler for the run); between months a
+    worker ignores it, and the parent's stop decides whether another month begins: an idle
+    worker that died of it broke the whole pool.
     """
     warnings.filters[:] = filters
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _end_with(parent)
 
 
@@ -185,14 +218,19 @@ def _end_with(parent: int) -> None:
 
 
 def _run_month_in_worker(
-    spec: DatasetSpec, month: str, run_config: dict | None, events: EventQueue
-) -> MonthResult:
+    spec: DatasetSpec, month: str, run_config: dict | None, events: EventQueue, stop: Stop
+) -> MonthResult | None:
     """A month's run in a worker process, against the instance at DAGSTER_HOME; its progress
-    goes to `events`."""
+    goes to `events`. None if `stop` was set before it began; an interrupted month sets it."""
     from pipeline.definitions import defs
 
     with dg.DagsterInstance.get() as instance, watched_by(Relay(events, month)):
-        return _run_month(defs, spec, month, instance, run_config)
+        if stop.is_set():
+            return None
+        result = _run_month(defs, spec, month, instance, run_config)
+    if result.interrupted:
+        stop.set()
+    return result
 
 
 def _run_month(
@@ -302,6 +340,10 @@ def step_errors(events: Iterable[dg.DagsterEvent]) -> list[str]:
             continue
         if failure.user_failure_data is not None and failure.user_failure_data.description:
             lines = failure.user_failure_data.description.strip().split("\n\n")[0].splitlines()
+        elif failure.error_source == ErrorSource.INTERRUPT:
+            # Outside the load's own handler (Dagster's code between two of its events) the
+            # error is a bare class name.
+            lines = [INTERRUPTED_REASON]
         else:
             error, retried = failure.error, ""
             # A step out of retries says only "Exceeded max_retries of 3": add the last cause.

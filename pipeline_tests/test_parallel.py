@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 from pipeline.assets import loads
 from pipeline.cli import main
-from pipeline.progress import PUBLISH, REPORTS
+from pipeline.progress import PUBLISH, READ, REPORTS
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
-from pipeline_tests.support import run, run_time, scalar
+from pipeline_tests.support import CliRun, run, run_time, scalar
 
 # The first month of a range runs alone (it creates the report tables), the other three at once.
 MONTHS = ("2024-01", "2024-02", "2024-03", "2024-04")
@@ -107,6 +107,43 @@ def test_three_months_at_once_on_snowflake_are_each_exact(
     assert sorted((r["month"], r["load_id"]) for r in published) == [
         (month, ledger[month]["load_id"]) for month in MONTHS
     ]
+
+
+def test_ctrl_c_stops_the_months_running_at_once_and_begins_no_other(
+    snowflake_deployment: Settings, instance: dg.DagsterInstance
+) -> None:
+    # Ctrl-C stopped the two months running in workers, but the month the pool had already
+    # handed a worker then loaded, unseen; and the closing "Interrupted." was written to the
+    # stdout the CLI hides while months run, so it ended with tracebacks and no word.
+    settings = snowflake_deployment
+    for n, month in enumerate(MONTHS, start=1):
+        write_tsv(month_frame(month, 400, seed=n), settings.landing_dir / f"flights_{month}.tsv")
+    load = ("load", "flights", "--from", MONTHS[0], "--to", MONTHS[-1], "--parallel", "2")
+
+    with CliRun.start(*load) as run:
+        for position, month in ((2, MONTHS[1]), (3, MONTHS[2])):
+            assert run.wait_for(f"[{position}/4] {month} {READ}") is not None, run.log()
+        os.killpg(run.process.pid, signal.SIGINT)  # what Ctrl-C sends the terminal's group
+        code = run.finish()
+
+    assert code == 130, run.log()
+    assert (
+        "Interrupted. Not run: 2024-04. To go on: `pipeline load flights --from 2024-02 "
+        "--to 2024-04`." in run.log()
+    ), run.log()
+    for month in MONTHS[1:3]:
+        assert f"{month}  FAILED" in run.log(), run.log()
+        assert f"raw__flights: flights {month}: interrupted (Ctrl-C or SIGTERM)" in run.log()
+    runs = {
+        record.dagster_run.tags["dagster/partition"]: record.dagster_run.status
+        for record in instance.get_run_records()
+    }
+    assert runs == {
+        MONTHS[0]: dg.DagsterRunStatus.SUCCESS,
+        MONTHS[1]: dg.DagsterRunStatus.FAILURE,
+        MONTHS[2]: dg.DagsterRunStatus.FAILURE,
+    }
+    assert scalar(settings, "select count(*) from raw.flights where _month = '2024-04'") == 0
 
 
 def _rows(settings: Settings, sql: str) -> list[dict]:

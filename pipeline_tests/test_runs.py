@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 from dagster_dbt import DbtCliResource
 
+from pipeline.assets.loads import INTERRUPTED_REASON
 from pipeline.definitions import build_definitions, open_warehouse
 from pipeline.project import DBT_EXECUTABLE, dbt_project
 from pipeline.runner import latest_run_errors, load_months, month_statuses, step_errors
@@ -223,23 +224,31 @@ def test_a_months_dbt_build_reuses_the_last_parse_and_says_its_month_in_every_st
     assert scalar(settings, unplaced) == 0
 
 
+LOCKED = OSError('Could not set lock on file "warehouse.duckdb"')
+
+
 @pytest.mark.parametrize(
-    ("retries", "said"),
+    ("retries", "raised", "said"),
     [
         # Not Dagster's wrapper ("Error occurred while executing op ..."): its cause.
-        (None, 'OSError: Could not set lock on file "warehouse.duckdb"'),
+        (None, LOCKED, 'OSError: Could not set lock on file "warehouse.duckdb"'),
         # Not only "Exceeded max_retries of 1" (a Snowflake load failing for minutes).
         (
             dg.RetryPolicy(max_retries=1),
+            LOCKED,
             "Exceeded max_retries of 1; the last attempt: OSError: Could not set lock on file "
             '"warehouse.duckdb"',
         ),
+        # Ctrl-C while Dagster's code ran between two events of a step: a bare class name.
+        (None, dg.DagsterExecutionInterruptedError(), INTERRUPTED_REASON),
     ],
 )
-def test_a_step_error_names_its_cause(retries: dg.RetryPolicy | None, said: str) -> None:
+def test_a_step_error_names_its_cause(
+    retries: dg.RetryPolicy | None, raised: BaseException, said: str
+) -> None:
     @dg.asset(retry_policy=retries)
     def reports__flights() -> None:
-        raise OSError('Could not set lock on file "warehouse.duckdb"')
+        raise raised
 
     result = dg.materialize([reports__flights], raise_on_error=False)
 

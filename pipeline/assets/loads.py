@@ -54,6 +54,9 @@ from pipeline.warehouse.ledger import CheckRecord, LedgerEntry, PhaseRecord
 # one's load to end looks again (see await_earlier_months).
 PARTITION_TAG = "dagster/partition"
 INTERRUPTED = "interrupted"  # metadata of the failure of a step stopped by Ctrl-C or SIGTERM
+INTERRUPTED_REASON = (
+    "interrupted (Ctrl-C or SIGTERM), not retried; a load with --retry-failed runs it again"
+)
 EARLIER_MONTHS_POLL_SECONDS = 2
 # A run that has logged nothing for this long is taken for dead and not waited for: a run
 # worker the daemon launched that died leaves its run STARTED (the load logs every tenth of its
@@ -140,8 +143,7 @@ def stopping_for_good(what: str) -> Iterator[None]:
         yield
     except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
         raise dg.Failure(
-            description=f"{what}: interrupted (Ctrl-C or SIGTERM), not retried; a load with "
-            "--retry-failed runs it again",
+            description=f"{what}: {INTERRUPTED_REASON}",
             allow_retries=False,
             metadata={INTERRUPTED: True},
         ) from None

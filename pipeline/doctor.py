@@ -61,6 +61,8 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
     smtp = examine_smtp(settings.alerts, list(specs.values()))
     if smtp is not None:
         yield smtp
+    if reachable:
+        yield from examine_column_types(settings, list(specs.values()))
     pending = examine_undelivered(settings) if reachable else None
     if pending is not None:
         yield pending
@@ -344,6 +346,21 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
         )
         return
     yield Finding(True, "warehouse", f"{where}: {rows[0]['loads']} load(s) recorded")
+
+
+def examine_column_types(settings: Settings, specs: list[DatasetSpec]) -> Iterator[Finding]:
+    """A problem for each dataset whose spec changed the type of a column its raw table holds:
+    its next load is refused before reading the file (Warehouse.require_column_types)."""
+    from pipeline.definitions import open_warehouse
+    from pipeline.ingest.stream import new_load_id
+    from pipeline.warehouse.base import ColumnTypeChanged
+
+    with open_warehouse(settings) as warehouse:
+        for spec in specs:
+            try:
+                warehouse.require_column_types(spec, spec.start_month, new_load_id())
+            except ColumnTypeChanged as error:
+                yield Finding(False, f"dataset {spec.name}", str(error))
 
 
 def examine_undelivered(settings: Settings) -> Finding | None:

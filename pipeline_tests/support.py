@@ -61,6 +61,25 @@ def load_month(
     warehouse.replace_month(stage_month(settings, spec, month, frame), "test")
 
 
+def materialize_load(
+    spec: DatasetSpec,
+    month: str,
+    settings: Settings,
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
+    """The dataset's load asset for the month, as a run does it, failures returned."""
+    from pipeline.assets.loads import build_load_asset
+    from pipeline.definitions import build_resources
+
+    return dg.materialize(
+        [build_load_asset(spec)],
+        partition_key=month,
+        resources=build_resources(settings),
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
 def candidate_month(
     settings: Settings, warehouse: Warehouse, spec: DatasetSpec, month: str, frame: pl.DataFrame
 ) -> MonthUnderCheck:

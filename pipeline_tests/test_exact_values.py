@@ -16,13 +16,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipeline.definitions import open_warehouse
+from pipeline.doctor import examine_column_types
 from pipeline.ingest.schema import MISSING_RULE
 from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.sample_data import write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import Warehouse
-from pipeline_tests.support import load_month
+from pipeline_tests.support import load_month, materialize_load
 
 MONTH = "2013-01"
 SPEC = {
@@ -258,3 +260,46 @@ def test_accepted_values_reach_the_warehouse_exactly(
     assert total["cents"] == sum(int(Decimal(t) * 100) for t in loaded["amount"])
     (rejected,) = warehouse.query("select count(*) as n from raw.payments_rejects")
     assert rejected["n"] == len(REJECTED)
+
+
+def test_a_spec_that_changes_a_column_type_is_refused_until_the_table_changes(
+    deployment: Settings,
+) -> None:
+    # `units` was an int; the spec now says decimal(10, 3). The raw table kept BIGINT (columns
+    # are only ever added), the checks passed on the candidate's new type, and the insert
+    # rounded 1.5 to 2 with the month reported loaded.
+    relaxed = {"completeness": {"severity": "WARN"}, "max_reject_ratio": 1}
+    before = DatasetSpec.model_validate(SPEC | {"checks": relaxed})
+    columns = before.model_dump()["columns"] | {
+        "units": {"type": "decimal", "precision": 10, "scale": 3}
+    }
+    after = DatasetSpec.model_validate(SPEC | {"checks": relaxed, "columns": columns})
+    write_tsv(case_lines([("units", "1", None)]), deployment.landing_dir / before.file_name(MONTH))
+    assert materialize_load(before, MONTH, deployment).success
+    later = "2013-02"
+    lines = case_lines([("units", "1.5", None)]).with_columns(pl.lit("2013-02-05").alias("day"))
+    write_tsv(lines, deployment.landing_dir / after.file_name(later))
+
+    refused = materialize_load(after, later, deployment)
+
+    assert not refused.success
+    (failure,) = refused.get_step_failure_events()
+    message = failure.step_failure_data.error.message
+    old, new = {
+        "duckdb": ("BIGINT", "DECIMAL(10,3)"),
+        "snowflake": ("NUMBER(38,0)", "NUMBER(10,3)"),
+    }[deployment.warehouse]
+    assert f"raw.payments.units is {old} in the warehouse, but the spec says {new}" in message
+    assert "nothing was read" in message
+    (found,) = examine_column_types(deployment, [after])  # `pipeline doctor` says it too
+    assert not found.ok and f"units is {old} in the warehouse" in found.message
+    with open_warehouse(deployment) as warehouse:
+        assert warehouse.served_load("payments", later) is None
+        # As the message says: the column changed, the month loads, exactly as written.
+        units = warehouse.dialect.quote("units")
+        warehouse.query(f"ALTER TABLE raw.payments ALTER COLUMN {units} SET DATA TYPE {new}")
+    assert list(examine_column_types(deployment, [after])) == []
+    assert materialize_load(after, later, deployment).success
+    with open_warehouse(deployment) as warehouse:
+        rows = warehouse.query(f"select units from raw.payments where _month = '{later}'")
+    assert [row["units"] for row in rows] == [Decimal("1.5")]

@@ -6,12 +6,9 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import polars as pl
 import pytest
 
-from pipeline.assets.loads import build_load_asset
-from pipeline.definitions import build_resources
 from pipeline.ingest.files import fingerprint, open_delivered
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.lines import LineTally
@@ -19,7 +16,7 @@ from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
-from pipeline_tests.support import scalar
+from pipeline_tests.support import materialize_load, scalar
 
 SPEC = {
     "name": "flights",
@@ -163,13 +160,7 @@ def test_a_run_of_a_month_whose_file_cannot_be_read_fails_once_and_is_recorded(
         return opened(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", denied)
-    result = dg.materialize(
-        [build_load_asset(flights)],
-        partition_key="2024-01",
-        resources=build_resources(settings),
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+    result = materialize_load(flights, "2024-01", settings)
 
     (failure,) = result.get_step_failure_events()
     assert "the file cannot be read (Permission denied)" in failure.step_failure_data.error.message

@@ -21,7 +21,7 @@ from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec, RuleSpec
 from pipeline.warehouse.base import Warehouse
-from pipeline_tests.support import candidate_month, load_month, stage_month
+from pipeline_tests.support import candidate_month, load_month, materialize_load, stage_month
 
 
 def test_a_block_lost_between_reading_and_staging_is_refused(
@@ -201,13 +201,7 @@ def test_columns_named_like_sql_keywords_load_and_pass_every_check(deployment: S
     )
     write_tsv(frame, deployment.landing_dir / spec.file_name("2024-01"))
 
-    result = dg.materialize(
-        [build_load_asset(spec)],
-        partition_key="2024-01",
-        resources=build_resources(deployment),
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+    result = materialize_load(spec, "2024-01", deployment)
 
     failed = {
         e.check_name: e.description for e in result.get_asset_check_evaluations() if not e.passed

@@ -168,6 +168,7 @@ def load_month(
     with attempt.recorded():
         require_file(spec, path, month)
         delivered = fingerprint(path)  # a LoadError if it cannot be read
+        warehouse.require_column_types(spec, month, attempt.load_id)
     month_dir = staging.month_staging(files.staging_path, spec.name, month)
     directory = month_dir / staging.staging_key(spec, delivered, files.pii_key)
     # One run per month at a time: another staging of this month is a killed run's leftover.

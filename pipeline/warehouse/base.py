@@ -53,6 +53,7 @@ from pipeline.warehouse.sql import (
     Dialect,
     Run,
     append,
+    changed_types,
     delete_month,
     ensure_table,
     month_tables,
@@ -123,6 +124,10 @@ def staged_columns(spec: DatasetSpec, table: str) -> dict[str, ColumnSpec]:
 def candidate_prefix(dataset: str, month: str) -> str:
     """What every candidate table of a dataset month is named with."""
     return f"{dataset}__{month.replace('-', '')}__"
+
+
+class ColumnTypeChanged(LoadError):
+    """The spec changed the type of a column its raw table already holds."""
 
 
 @dataclass(frozen=True)
@@ -336,6 +341,36 @@ class Warehouse(dg.ConfigurableResource):
                 self.record_load(failed)
                 raise
         return candidate
+
+    def require_column_types(self, spec: DatasetSpec, month: str, load_id: str) -> None:
+        """Raise ColumnTypeChanged when a raw table of the dataset holds a column in another type
+        than the spec now gives it: its new values would be converted on the way in. Checked
+        before the file is read, so a 100 GB month is not read to be refused."""
+
+        def compare(run: Run) -> list[tuple[str, str, str, str]]:
+            # Named like the month's candidates, so a crash's leftover is swept with them.
+            name = f"{candidate_prefix(spec.name, month)}{load_id[:12]}_types"
+            scratch = (CANDIDATE_SCHEMA, name)
+            run(f"CREATE SCHEMA IF NOT EXISTS {self.dialect.quote(CANDIDATE_SCHEMA)}", [])
+            return [
+                (table, *change)
+                for table, columns in dataset_tables(spec).items()
+                for change in changed_types(run, self.dialect, RAW_SCHEMA, table, columns, scratch)
+            ]
+
+        changed = self.attempt(f"compare the column types of {spec.name}", compare)
+        if changed:
+            raise ColumnTypeChanged(
+                "; ".join(
+                    f"{RAW_SCHEMA}.{table}.{column} is {stored} in the warehouse, but the spec "
+                    f"says {wanted}"
+                    for table, column, stored, wanted in changed
+                )
+                + ": loading would convert the new values to the table's type (rounding or "
+                "cutting them), so nothing was read. Change the column in the warehouse (ALTER "
+                "TABLE ... ALTER COLUMN ... SET DATA TYPE ...; the published months keep their "
+                "values) or put the spec back."
+            )
 
     def drop_candidates(self, dataset: str, month: str, keep: Candidate | None = None) -> list[str]:
         """Drop the dataset month's candidate tables (all but `keep`'s); returns their names."""

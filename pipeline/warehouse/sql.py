@@ -77,6 +77,61 @@ def ensure_table(
             )
 
 
+def changed_types(
+    run: Run,
+    dialect: Dialect,
+    schema: str,
+    table: str,
+    columns: dict[str, ColumnSpec],
+    scratch: tuple[str, str],
+) -> list[tuple[str, str, str]]:
+    """(column, its type in the table, the spec's type) for each column of an existing table
+    whose type is not the spec's; none if the table does not exist yet.
+
+    `ensure_table` adds columns but never changes one, and an insert converts silently: a column
+    the spec changed from int to decimal, or to more decimal places, would round every new value
+    to the table's type. The spec's types are read back from a view of typed nulls (`scratch`,
+    schema and name, dropped after), so both sides are spelled as the database spells them.
+    """
+    stored = _column_types(run, dialect, schema, table)
+    if not stored:
+        return []
+    view = dialect.table(*scratch)
+    nulls = ", ".join(
+        f"CAST(NULL AS {dialect.column_type(column)}) AS {dialect.quote(name)}"
+        for name, column in columns.items()
+    )
+    run(f"CREATE OR REPLACE VIEW {view} AS SELECT {nulls}", [])
+    try:
+        wanted = _column_types(run, dialect, *scratch)
+    finally:
+        run(f"DROP VIEW IF EXISTS {view}", [])
+    return [
+        (name, _spelled(stored[key]), _spelled(wanted[key]))
+        for name in columns
+        if (key := dialect.name(name)) in stored and stored[key] != wanted[key]
+    ]
+
+
+def _column_types(
+    run: Run, dialect: Dialect, schema: str, table: str
+) -> dict[str, tuple[str, int | None, int | None]]:
+    return {
+        row["column_name"]: (row["data_type"], row["numeric_precision"], row["numeric_scale"])
+        for row in run(
+            "SELECT column_name, data_type, numeric_precision, numeric_scale "
+            "FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [dialect.name(schema), dialect.name(table)],
+        )
+    }
+
+
+def _spelled(stored: tuple[str, int | None, int | None]) -> str:
+    """A type as a user writes it: Snowflake's catalog says NUMBER and keeps the digits apart."""
+    kind, precision, scale = stored
+    return f"{kind}({precision},{scale})" if kind == "NUMBER" else kind
+
+
 def month_tables(
     run: Run, dialect: Dialect, schema: str, tables: Sequence[str], column: str
 ) -> list[str]:

@@ -92,8 +92,7 @@ WAREHOUSE_ERROR_MODULES = ("duckdb", "_duckdb", "snowflake.connector")
 def _warehouse(settings) -> Iterator:
     """The warehouse, with a failure to reach or open it as one line that says what to run, not
     the connector's traceback; any other error is raised as it is."""
-    from pipeline.definitions import open_warehouse
-
+    open_warehouse = _definitions().open_warehouse
     try:
         with open_warehouse(settings) as warehouse:
             yield warehouse
@@ -115,13 +114,26 @@ def _warehouse(settings) -> Iterator:
 
 def _code_location():
     """Definitions and specs, with spec and settings mistakes shown as one line each."""
+    return _definitions().defs, _specs()
+
+
+def _definitions():
+    """The module that builds the definitions (from the specs, the settings and the dbt
+    project), with a mistake in any of them shown as one line."""
+    from pipeline.project import DBT_PROJECT_DIR, DbtParseError
     from pipeline.specs import SpecError
 
     try:
-        from pipeline.definitions import defs
+        import pipeline.definitions as definitions
+    except DbtParseError as exc:
+        sources = os.path.relpath(DBT_PROJECT_DIR / "models" / "staging" / "sources.yml")
+        raise SetupError(
+            f"{exc}\nFix the file it names; a model that reads a dataset with source() needs "
+            f"the table declared in {sources}."
+        ) from None
     except (SpecError, ValueError) as exc:
         raise SetupError(str(exc)) from None
-    return defs, _specs()
+    return definitions
 
 
 def _specs() -> dict:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.ingest import staging
 from pipeline.ingest.files import compression, open_delivered
@@ -16,6 +17,9 @@ from pipeline.partitions import dataset_partitions
 from pipeline.settings import AlertSettings, Settings, snowflake_key_problem
 from pipeline.specs import DatasetSpec, SpecError, load_specs
 from pipeline.warehouse.sql import Run
+
+if TYPE_CHECKING:
+    from dagster_dbt import DbtProject
 
 PREVIEW_BYTES = 64 * 1024
 
@@ -54,8 +58,11 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
     yield from examine_sensitive(list(specs.values()), settings.warehouse, disabled)
     yield examine_staging(settings.staging_dir, fix)
     yield examine_instance()
-    reachable = True
-    for finding in examine_warehouse(settings):
+    dbt = examine_dbt()
+    yield dbt
+    # The warehouse is opened through the definitions, which the dbt project is part of.
+    reachable = dbt.ok
+    for finding in examine_warehouse(settings) if dbt.ok else ():
         reachable &= finding.ok
         yield finding
     smtp = examine_smtp(settings.alerts, list(specs.values()))
@@ -324,6 +331,24 @@ def examine_instance() -> Finding:
     except Exception as error:  # any failure here is the finding itself
         return Finding(False, "dagster", f"instance not usable: {error}", "check DAGSTER_HOME")
     return Finding(True, "dagster", f"instance at {instance.root_directory}, {runs} run(s)")
+
+
+def examine_dbt(project: DbtProject | None = None) -> Finding:
+    """Whether dbt parses the project (at once if nothing changed since the last parse)."""
+    from pipeline.project import DbtParseError, dbt_project, ensure_manifest
+
+    project = project or dbt_project
+    try:
+        ensure_manifest(project)
+    except DbtParseError as error:
+        return Finding(
+            False,
+            "dbt",
+            str(error),
+            "fix the file it names; a model that reads a dataset with source() needs the table "
+            "declared in models/staging/sources.yml; the warehouse is not checked until then",
+        )
+    return Finding(True, "dbt", f"the project in {project.project_dir} parses")
 
 
 def examine_warehouse(settings: Settings) -> Iterator[Finding]:

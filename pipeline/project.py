@@ -37,6 +37,12 @@ _ENVIRONMENT = threading.Lock()
 # the random part alone outside a run. Kept this many days for whoever debugs a build.
 BUILD_FOLDER = re.compile(r"(\w+-[0-9a-f]{7}-)?[0-9a-f]{7}")
 BUILD_FOLDER_DAYS = 7
+COLOUR_CODE = re.compile(r"\x1b\[[0-9;]*m")
+DBT_ERROR_START = "Encountered an error:"
+
+
+class DbtParseError(RuntimeError):
+    """dbt could not parse the project: a model, source or YAML file in it is wrong."""
 
 
 class DbtCli(DbtCliResource):
@@ -160,14 +166,26 @@ def _parse(project: DbtProject) -> None:
             check=False,
         )
         if result.returncode != 0:
-            raise RuntimeError(
-                f"dbt parse failed in {project.project_dir}:\n{result.stdout[-4000:]}"
+            raise DbtParseError(
+                f"dbt could not parse {project.project_dir}: {_dbt_error(result.stdout)}"
             )
         # The manifest last: its time says whether the sources changed since.
         for name in (PARTIAL_PARSE_FILE, project.manifest_path.name):
             os.replace(scratch / name, target / name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _dbt_error(output: str) -> str:
+    """dbt's error out of its log, on one line: what follows "Encountered an error:", without
+    the colour codes and times of the lines before (or the log's last lines, if it has none)."""
+    text = COLOUR_CODE.sub("", output)
+    _, found, error = text.rpartition(DBT_ERROR_START)
+    lines = [line.strip() for line in (error if found else text).splitlines() if line.strip()]
+    if not lines:
+        return "(dbt said nothing)"
+    first, *rest = lines if found else lines[-12:]
+    return f"{first}: {' '.join(rest)}" if rest else first
 
 
 def _newest_source(project_dir: Path) -> float:

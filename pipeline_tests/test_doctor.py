@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from dagster_dbt import DbtProject
 
-from pipeline.doctor import preview
+from pipeline.doctor import examine_dbt, preview
+from pipeline.project import DBT_PROJECT_DIR
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
 from pipeline.specs import load_specs
 from pipeline_tests.support import run
@@ -129,3 +132,23 @@ def test_doctor_reads_a_header_as_the_load_does(tmp_path: Path) -> None:
 
     assert finding.ok, finding
     assert "10 columns" in finding.message
+
+
+def test_a_dbt_project_that_does_not_parse_is_a_problem_with_dbt_s_words(tmp_path: Path) -> None:
+    # A model reading a dataset whose source was not declared: every command, doctor included,
+    # ended in a traceback of dbt's coloured log.
+    copy = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
+    model = "select * from {{ source('raw', 'store_sales') }}"
+    (copy / "models" / "marts" / "store_sales_daily.sql").write_text(model)
+
+    found = examine_dbt(DbtProject(project_dir=copy, profiles_dir=copy))
+
+    assert not found.ok and found.topic == "dbt"
+    assert found.message == (
+        f"dbt could not parse {copy}: Compilation Error: Model "
+        "'model.pipeline_reports.store_sales_daily' (models/marts/store_sales_daily.sql) depends "
+        "on a source named 'raw.store_sales' which was not found"
+    )
+    assert "sources.yml" in found.hint
+    assert examine_dbt().ok  # the project as it is

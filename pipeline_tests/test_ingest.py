@@ -313,3 +313,44 @@ def test_the_fingerprint_is_of_the_file_as_it_was_opened(tmp_path: Path, spec: D
 
     assert staged.rows_read == len(good) * 50  # the open file was read to its end
     assert staged.fingerprint == delivered != fingerprint(path)
+
+
+@pytest.mark.parametrize("how", ["rewritten in place", "moved away"])
+def test_a_file_changed_while_it_is_read_is_refused_and_one_moved_is_read_whole(
+    flights: DatasetSpec, tmp_path: Path, how: str
+) -> None:
+    # `cat corrected.tsv > flights_2024-01.tsv` during a load: the month published the lines
+    # read before the rewrite and one cut at the splice, counted and reconciled (the counts were
+    # of what was read), exit 0: a month of neither version.
+    path = tmp_path / flights.file_name("2024-01")
+    write_tsv(month_frame("2024-01", 40, seed=1), path)
+    whole = ingest_file(flights, path, "2024-01", tmp_path / "whole")
+    size = path.stat().st_size
+    corrected = tmp_path / "corrected.tsv"
+    write_tsv(month_frame("2024-01", 2, seed=2), corrected)
+    changed: list[int] = []
+
+    def change(read: int, *_: Any) -> None:
+        if not changed:
+            changed.append(read)
+            if how == "moved away":
+                path.rename(tmp_path / "archived.tsv")
+            else:
+                path.write_bytes(corrected.read_bytes())
+
+    def ingest() -> StagedLoad:
+        return ingest_file(
+            flights, path, "2024-01", tmp_path / "staged", block_bytes=4096, progress=change
+        )
+
+    if how == "moved away":
+        staged = ingest()
+        assert (staged.rows_loaded, staged.rows_rejected) == (
+            whole.rows_loaded,
+            whole.rows_rejected,
+        )
+    else:
+        with pytest.raises(LoadError, match="the file changed while it was read") as refused:
+            ingest()
+        assert str(path) in str(refused.value) and "nothing was loaded" in str(refused.value)
+    assert changed[0] < size  # while the file was being read, not after

@@ -8,8 +8,10 @@ zstd on a disk with room for that, not for the plain file beside its staged part
 from __future__ import annotations
 
 import bz2
+import datetime as dt
 import hashlib
 import io
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -89,27 +91,42 @@ def compressed_siblings(path: Path) -> list[Path]:
 @dataclass(frozen=True)
 class OpenFile:
     """A landing file open for reading: `content` gives its bytes decompressed, `delivered` is
-    the file itself, whose position says how much of it has been read (compressed bytes)."""
+    the file itself, whose position says how much of it has been read (compressed bytes), and
+    `opened` its size and times when it was opened."""
 
     content: BinaryIO
     delivered: BinaryIO
+    opened: os.stat_result
 
     def bytes_read(self) -> int:
         return self.delivered.tell()
+
+    def change(self) -> str | None:
+        """How the file was changed since it was opened, or None. A file rewritten in place
+        while it is read (`cat new > old`) gives lines of neither version, and one cut short
+        ends the read early; a file moved or deleted meanwhile is still read whole."""
+        now = os.fstat(self.delivered.fileno())
+        if (now.st_size, now.st_mtime_ns) == (self.opened.st_size, self.opened.st_mtime_ns):
+            return None
+        return (
+            f"{self.opened.st_size:,} bytes when its read began, {now.st_size:,} bytes written "
+            f"at {dt.datetime.fromtimestamp(now.st_mtime, dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+        )
 
 
 @contextmanager
 def open_delivered(path: Path) -> Iterator[OpenFile]:
     """Open `path` for reading its content, decompressing as it is read if its name says so."""
     with readable(path) as delivered:
+        opened = os.fstat(delivered.fileno())
         known = DECOMPRESSORS.get(path.suffix.lower())
         if known is None:
-            yield OpenFile(delivered, delivered)
+            yield OpenFile(delivered, delivered, opened)
             return
         name, factory = known
         reader = _DecompressingReader(delivered, path, name, factory)
         with io.BufferedReader(reader, BUFFER_BYTES) as content:
-            yield OpenFile(content, delivered)
+            yield OpenFile(content, delivered, opened)
 
 
 class _DecompressingReader(io.RawIOBase):

@@ -193,6 +193,12 @@ def ingest_file(
                 rows_rejected += batch.rejects.height
                 if progress is not None:
                     progress(opened.bytes_read(), size, rows_loaded + rows_rejected, rows_rejected)
+            change = opened.change()
+            if change is not None:
+                raise LoadError(
+                    f"{path}: the file changed while it was read ({change}): its lines are of "
+                    "neither version, so nothing was loaded; load it again once it is whole"
+                )
         finally:
             rows_out.close()
             rejects_out.close()

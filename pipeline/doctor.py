@@ -206,6 +206,10 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
             + ("" if cut else f", but line {line} is not (the load rejects such lines)")
         )
     first = text.split("\n", 1)[0]
+    if "\r" in first.rstrip("\r"):
+        return Finding(
+            False, topic, "its lines end in CR alone (classic Mac OS)", "convert them to LF or CRLF"
+        )
     facts.append("CRLF line endings" if first.endswith("\r") else "LF line endings")
     try:
         header = header_names(first.rstrip("\r"), spec)

@@ -285,6 +285,51 @@ def test_a_header_missing_a_column_refuses_the_whole_file(
     assert "; it has 'Origin' for 'origin': names are case-sensitive; nothing" in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        # Read as one line: the whole file in memory, then hours comparing its "names".
+        (text([HEADER, *[LINES[2][0]] * 3], newline="\r", final="\r"), "end in CR alone"),
+        (b"x\t" * (1 << 20), "no line end in its first 1 MiB"),
+        (text(["", HEADER, LINES[2][0]]), "line 1 is blank: the header must come first"),
+    ],
+    ids=["cr-only", "no-line-end", "blank-first"],
+)
+def test_a_file_whose_first_line_is_no_header_is_refused_saying_why(
+    tmp_path: Path, spec: DatasetSpec, content: bytes, said: str
+) -> None:
+    with pytest.raises(LoadError, match=f"flights_2024-01.tsv line 1: .*{said}"):
+        ingest(tmp_path, spec, content)
+
+
+def test_repeated_or_blank_extra_columns_are_ignored_like_any_extra_column(
+    tmp_path: Path, spec: DatasetSpec
+) -> None:
+    # A header ending in two tabs (a spreadsheet's export) "repeated" a blank name: refused.
+    staged = ingest(tmp_path, spec, text([f"{HEADER}\tgate\tgate\t\t", f"{LINES[2][0]}\t\t\t\t"]))
+    assert (staged.rows_loaded, staged.extra_columns) == (1, ("gate", ""))
+    with pytest.raises(LoadError, match=r"the header repeats column\(s\) carrier$"):
+        ingest(tmp_path, spec, text([f"{HEADER}\tcarrier", f"{LINES[2][0]}\tAA"]))
+
+
+def test_a_file_without_its_header_does_not_show_sensitive_values(
+    tmp_path: Path, spec: DatasetSpec
+) -> None:
+    # Line 1 is then data, and the message quoted it whole: an e-mail of a `pii: redact` column
+    # in the ledger, the run's log and the report.
+    columns = SPEC["columns"] | {"note": {"type": "string", "pii": "redact"}}
+    marked = DatasetSpec.model_validate(SPEC | {"columns": columns})
+    line = LINES[2][0].replace("\tok", "\talice@example.com")
+    with pytest.raises(LoadError) as error:
+        ingest(tmp_path, marked, text([line, line]))
+    message = str(error.value)
+    assert "alice@example.com" not in message and "2024-01-01" not in message
+    assert "(found: 7 other field(s), not shown: the spec marks sensitive columns)" in message
+    # Without sensitive columns the fields are shown: most often the cure is in them.
+    with pytest.raises(LoadError, match="found: 2024-01-01, AA, 11"):
+        ingest(tmp_path, spec, text([line, line]))
+
+
 def test_an_empty_file_and_a_missing_file_are_load_errors(
     tmp_path: Path, spec: DatasetSpec
 ) -> None:

@@ -7,6 +7,7 @@ file can never replace a good month.
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -14,6 +15,8 @@ from typing import BinaryIO
 from pipeline.specs import DatasetSpec
 
 UTF8_BOM = b"\xef\xbb\xbf"
+MAX_HEADER_BYTES = 1 << 20
+FOUND_CHARS = 500  # of a header's fields quoted in a message
 
 
 class LoadError(Exception):
@@ -47,30 +50,61 @@ def header_names(text: str, spec: DatasetSpec) -> tuple[str, ...]:
 
 
 def read_header(handle: BinaryIO, spec: DatasetSpec, path: Path) -> Header:
-    """Read line 1 from `handle` (left positioned at line 2) and map it onto the spec."""
-    raw = handle.readline()
+    """Read line 1 from `handle` (left positioned at line 2) and map it onto the spec.
+
+    Line 1 is read up to MAX_HEADER_BYTES: a file whose lines end in CR alone, or in nothing,
+    was one line, read into memory whole (and its names compared pairwise, for hours).
+    """
+    raw = handle.readline(MAX_HEADER_BYTES + 1)
     if not raw.strip():
-        raise LoadError(f"{path} line 1: the file is empty; expected a header with the columns")
+        said = "the file is empty" if not raw else "line 1 is blank: the header must come first"
+        raise LoadError(f"{path} line 1: {said}; expected a header with the columns")
+    line = raw.rstrip(b"\r\n")
+    if b"\r" in line or len(raw) > MAX_HEADER_BYTES:
+        ends = (
+            "its lines end in CR alone (classic Mac OS)"
+            if b"\r" in line
+            else f"no line end in its first {MAX_HEADER_BYTES // 2**20} MiB"
+        )
+        raise LoadError(
+            f"{path} line 1: {ends}; lines must end in LF or CRLF (convert it with "
+            "`tr '\\r' '\\n'` or dos2unix -c mac); nothing was loaded"
+        )
     try:
-        text = raw.removeprefix(UTF8_BOM).decode("utf-8").rstrip("\r\n")
+        text = line.removeprefix(UTF8_BOM).decode("utf-8")
         names = header_names(text, spec)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise LoadError(f"{path} line 1: the header cannot be read: {exc}") from exc
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise LoadError(f"{path} line 1: the header repeats column(s) {', '.join(duplicates)}")
-    missing = [name for name in spec.columns if name not in names]
+    # A spec column twice is ambiguous; other names may repeat (or be blank): they are ignored.
+    counts = Counter(names)
+    repeated = [name for name in spec.columns if counts[name] > 1]
+    if repeated:
+        raise LoadError(f"{path} line 1: the header repeats column(s) {', '.join(repeated)}")
+    missing = [name for name in spec.columns if name not in counts]
     if missing:
         raise LoadError(
             f"{path} line 1: the header lacks column(s) {', '.join(missing)} required by the "
-            f"spec of {spec.name!r} (found: {', '.join(names)}){_case_hint(missing, names)}; "
+            f"spec of {spec.name!r} (found: {_found(names, spec)}){_case_hint(missing, names)}; "
             "nothing was loaded"
         )
     return Header(
         names=names,
         positions={name: names.index(name) for name in spec.columns},
-        extra_columns=tuple(name for name in names if name not in spec.columns),
+        extra_columns=tuple(dict.fromkeys(name for name in names if name not in spec.columns)),
     )
+
+
+def _found(names: tuple[str, ...], spec: DatasetSpec) -> str:
+    """The fields of a header that lacks columns, for its message. Such a line 1 is often data
+    (a file sent without its header): where the spec marks sensitive columns, only its own
+    names are shown, or a clear value would reach the ledger, the run's log and the report."""
+    if not any(column.pii for column in spec.columns.values()):
+        shown = ", ".join(names)
+        return shown if len(shown) <= FOUND_CHARS else f"{shown[:FOUND_CHARS]}…"
+    known = [name for name in names if name in spec.columns]
+    hidden = len(names) - len(known)
+    others = f"{hidden} other field(s), not shown: the spec marks sensitive columns"
+    return ", ".join(known + ([others] if hidden else []))
 
 
 def _case_hint(missing: list[str], names: tuple[str, ...]) -> str:

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -35,6 +36,19 @@ class SpecError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _polars_regex_error(pattern: str) -> str | None:
+    """What polars says of a regex it cannot compile (look-around, backreferences), or None.
+
+    Python's `re` accepted them, and the load then failed on every block and was retried.
+    """
+    try:
+        pl.select(pl.lit("").str.contains(pattern))
+    except pl.exceptions.ComputeError as exc:
+        said = [line for line in str(exc).splitlines() if line.startswith("error: ")]
+        return said[0].removeprefix("error: ") if said else str(exc).splitlines()[0]
+    return None
 
 
 class ColumnSpec(_Strict):
@@ -65,6 +79,12 @@ class ColumnSpec(_Strict):
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"pattern {value!r} does not compile: {exc}") from exc
+            unsupported = _polars_regex_error(value)
+            if unsupported:
+                raise ValueError(
+                    f"pattern {value!r} cannot be matched by the loader, whose regex engine "
+                    f"(Rust's, in polars) lacks some of Python's syntax: {unsupported}"
+                )
         return value
 
     @model_validator(mode="after")

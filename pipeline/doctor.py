@@ -485,9 +485,6 @@ def examine_smtp(alerts: AlertSettings, specs: Sequence[DatasetSpec] = ()) -> Fi
     )
 
 
-SNOWFLAKE_REQUIRED = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE")
-
-
 def examine_snowflake(settings: Settings) -> Iterator[Finding]:
     """Variables, connection, role, warehouse, database and schemas, each its own finding.
 
@@ -496,9 +493,9 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
     from snowflake.connector import errors as sf_errors
 
     from pipeline.warehouse.base import META_SCHEMA, RAW_SCHEMA, REPORT_SCHEMA
-    from pipeline.warehouse.snowflake import DIALECT
+    from pipeline.warehouse.snowflake import DIALECT, REQUIRED_VARIABLES
 
-    missing = [name for name in SNOWFLAKE_REQUIRED if not os.environ.get(name)]
+    missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
     key_path = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
     if not os.environ.get("SNOWFLAKE_PASSWORD") and not key_path:
         missing.append("SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH")

@@ -206,6 +206,17 @@ def test_warehouse_settings_mistakes_are_one_line_without_a_secret(
     doctor = run("doctor")
     assert "PROBLEM snowflake variables: not set: SNOWFLAKE_PASSWORD or" in doctor.stdout
     assert doctor.returncode == 1 and doctor.stderr == ""
+    # A required variable unset was a Dagster traceback of eighty lines, exit 1, from `load`.
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "x")
+    monkeypatch.delenv("SNOWFLAKE_DATABASE")
+    no_database = run("load", "flights", "--to", "2024-01")
+    assert (no_database.returncode, no_database.stderr) == (
+        2,
+        "Error: PIPELINE_WAREHOUSE=snowflake: set SNOWFLAKE_DATABASE (`pipeline doctor` lists "
+        "every variable a load needs)\n",
+    )
+    monkeypatch.delenv("SNOWFLAKE_PASSWORD")
+    monkeypatch.setenv("SNOWFLAKE_DATABASE", "x")
 
     # Key-pair mistakes, found before connecting: the resource raised them mid-connect, as a
     # traceback that suggested base64-encoding the key.

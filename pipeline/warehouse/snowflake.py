@@ -58,6 +58,7 @@ DIALECT = Dialect(
     upper_case=True,
     scratch_table="TRANSIENT TABLE",
 )
+REQUIRED_VARIABLES = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE")
 STAGE = "LOAD_STAGE"
 MASKING_POLICY = "PII_MASK"
 MASKED = "***MASKED***"
@@ -324,12 +325,16 @@ def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
     """dagster-snowflake's resource; every credential is an EnvVar, read when a run connects.
 
     Optional variables are passed only when set, so an unset role or key never becomes "".
-    Raises ValueError, naming the variables, when neither a password nor a key is set: the
-    resource's own message says only "Missing config".
+    Raises ValueError, naming the variables, when a required one is unset or neither a password
+    nor a key is set: the resource's own messages are "Missing config", or a Dagster traceback
+    when the run connects.
     """
+    missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
     if not (os.environ.get("SNOWFLAKE_PASSWORD") or os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")):
+        missing.append("SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH")
+    if missing:
         raise ValueError(
-            "PIPELINE_WAREHOUSE=snowflake: set SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH "
+            f"PIPELINE_WAREHOUSE=snowflake: set {', '.join(missing)} "
             "(`pipeline doctor` lists every variable a load needs)"
         )
     optional = {

@@ -23,11 +23,11 @@ import pytest
 
 from pipeline.definitions import build_warehouse, open_warehouse
 from pipeline.ingest.stream import ReconciliationError, StagedLoad
-from pipeline.sample_data import month_frame
+from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import Warehouse
-from pipeline_tests.support import stage_month
+from pipeline_tests.support import materialize_load, stage_month
 
 MONTH = "2024-06"
 QUERY_PATH = "/queries/v1/query-request"
@@ -326,3 +326,25 @@ def test_a_publishing_statement_run_twice_is_rolled_back_and_published_once_on_r
             **once(new, candidate.load_id),
             "ledger": [*served["ledger"], *once(new, candidate.load_id)["ledger"]],
         }
+
+
+def test_a_statement_refused_before_the_file_is_read_fails_the_month_at_once(
+    snowflake_deployment: Settings, flights: DatasetSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test server has no ALTER SESSION SET QUERY_TAG: with that capability left on, every
+    # session's first statement is refused. The month's first statement (the spec's audit entry)
+    # ran outside the handler that records a failure and knows a refusal is final, so the step
+    # was retried for minutes, and no ledger row said why.
+    monkeypatch.setenv("PIPELINE_SNOWFLAKE_DISABLE", "stage_cleanup,temporary_tables")
+    write_tsv(
+        month_frame("2024-01", 2, seed=1),
+        snowflake_deployment.landing_dir / flights.file_name("2024-01"),
+    )
+
+    result = materialize_load(flights, "2024-01", Settings.from_env())
+
+    assert not result.success
+    retried = [event for event in result.all_events if event.is_step_up_for_retry]
+    assert retried == []
+    (failure,) = result.get_step_failure_events()
+    assert "QUERY_TAG" in failure.step_failure_data.error.message

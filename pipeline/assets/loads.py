@@ -14,11 +14,12 @@ blocking checks stop downstream steps without failing the asset's partition or w
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 
@@ -50,6 +51,7 @@ from pipeline.warehouse.base import (
 )
 from pipeline.warehouse.ledger import CheckRecord, LedgerEntry, PhaseRecord
 
+T = TypeVar("T")
 # The run tag Dagster gives a partition's run, and how often a month waiting for an earlier
 # one's load to end looks again (see await_earlier_months).
 PARTITION_TAG = "dagster/partition"
@@ -164,8 +166,9 @@ def load_month(
         warehouse, spec, month, context.run.run_id, path, anchors_file(context.instance)
     )
     staging.sweep(files.staging_path, older_than=staging.ORPHAN_AGE_SECONDS)
-    record_spec(warehouse, spec, attempt.run_id)
     with attempt.recorded():
+        # The month's first statement: a database that refuses it fails the month at once.
+        record_spec(warehouse, spec, attempt.run_id)
         require_file(spec, path, month)
         delivered = fingerprint(path)  # a LoadError if it cannot be read
         warehouse.require_column_types(spec, month, attempt.load_id)
@@ -354,15 +357,27 @@ class _Attempt:
         except dg.Failure:
             raise
         except Exception as exc:
-            self._record(str(exc))
+            self._unless_refused(partial(self._record, str(exc)), None)
             final = isinstance(exc, LoadError) or self.warehouse.is_statement_error(exc)
             if not final:
                 raise
             if staging_dir is not None:
                 staging.remove(staging_dir)
-            raise dg.Failure(
-                description=str(exc), allow_retries=False, metadata=self.anchored()
-            ) from None
+            # Not anchored, the next run's anchor covers these entries.
+            anchored = self._unless_refused(self.anchored, {})
+            raise dg.Failure(description=str(exc), allow_retries=False, metadata=anchored) from None
+
+    def _unless_refused(self, write: Callable[[], T], refused: T) -> T:
+        """`write()`, or `refused` if the database refuses its statement: the warehouse that
+        refused one of the block may refuse these too (a session setting it lacks), and the
+        failure to report is the block's, final. Any other error (the warehouse out of reach)
+        is raised, and the step retried."""
+        try:
+            return write()
+        except Exception as error:
+            if not self.warehouse.is_statement_error(error):
+                raise
+            return refused
 
     def anchored(self) -> dict[str, Any]:
         """Anchor the audit log's head after this run's entries outside the warehouse, in the

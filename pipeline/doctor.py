@@ -492,7 +492,7 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
     """
     from snowflake.connector import errors as sf_errors
 
-    from pipeline.warehouse.base import META_SCHEMA, RAW_SCHEMA, REPORT_SCHEMA
+    from pipeline.warehouse.base import CANDIDATE_SCHEMA, META_SCHEMA, RAW_SCHEMA, REPORT_SCHEMA
     from pipeline.warehouse.snowflake import DIALECT, REQUIRED_VARIABLES
 
     missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
@@ -537,7 +537,7 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
                 row["schema_name"]
                 for row in run("select schema_name from information_schema.schemata", [])
             }
-            for schema in (RAW_SCHEMA, META_SCHEMA, REPORT_SCHEMA):
+            for schema in (RAW_SCHEMA, META_SCHEMA, CANDIDATE_SCHEMA, REPORT_SCHEMA):
                 name = DIALECT.name(schema)
                 yield Finding(
                     True,

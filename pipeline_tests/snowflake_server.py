@@ -66,13 +66,20 @@ def main() -> None:
     """Serve until Ctrl-C, after printing the `export` lines for another shell."""
     port = int(os.environ.get("SNOWFLAKE_LOCAL_PORT") or LOCAL_PORT)
     warnings.filterwarnings("ignore", module="fakesnow")  # its notes on its own internals
+    # What the last server's loads recorded (runs, the audit log's anchors) describes tables
+    # that went with it: kept, `status` showed months it no longer has and `audit verify` took
+    # the new log for a rewritten one.
+    shutil.rmtree(LOCAL_DAGSTER_HOME, ignore_errors=True)
     with fakesnow.server(port=port) as server:
         create_database(server, LOCAL_DATABASE)
         variables = environment(server, LOCAL_DATABASE) | {"DAGSTER_HOME": str(LOCAL_DAGSTER_HOME)}
         # It parses no masking policy statements: a `pii: mask` dataset is refused with the
         # reason instead (the tests leave the switch on and read the statements as text).
         variables["PIPELINE_SNOWFLAKE_DISABLE"] += ",masking_policies"
-        print(f"# fakesnow on 127.0.0.1:{port}, in memory: its tables go when it stops (Ctrl-C).")
+        print(
+            f"# fakesnow on 127.0.0.1:{port}, in memory: its tables go when it stops (Ctrl-C), "
+            f"and its Dagster instance ({LOCAL_DAGSTER_HOME.name}/) is emptied when it starts."
+        )
         print("# In another shell, from the repository, paste:")
         for name, value in variables.items():
             print(f"export {name}={shlex.quote(value)}")

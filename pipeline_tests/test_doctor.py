@@ -79,6 +79,7 @@ def test_snowflake_connection_role_warehouse_database_and_schemas(
         "OK      snowflake warehouse: PIPELINE_WH",
         f"OK      snowflake database: {os.environ['SNOWFLAKE_DATABASE']}",
         "OK      snowflake schema RAW: will be created by the first load or dbt run",
+        "OK      snowflake schema CANDIDATES: will be created by the first load or dbt run",
     ]:
         assert line in result.stdout
 

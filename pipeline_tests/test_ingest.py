@@ -399,3 +399,16 @@ def test_a_file_changed_while_it_is_read_is_refused_and_one_moved_is_read_whole(
             ingest()
         assert str(path) in str(refused.value) and "nothing was loaded" in str(refused.value)
     assert changed[0] < size  # while the file was being read, not after
+
+
+@pytest.mark.parametrize("block_bytes", [4096, 64], ids=["one-block", "a-line-a-block"])
+def test_a_value_that_starts_with_a_bom_loads_as_written_on_every_line(
+    tmp_path: Path, spec: DatasetSpec, block_bytes: int
+) -> None:
+    # polars drops a BOM at the start of what it parses: on line 2 and on a block's first line
+    # `\ufeffX` loaded as `X`, on the others as written.
+    names = HEADER.split("\t")
+    header = "\t".join(["note", *names[:-1]])
+    line = "\t".join(["\ufeffX", *LINES[2][0].split("\t")[:-1]])
+    staged = ingest(tmp_path, spec, text([header, *[line] * 5]), block_bytes=block_bytes)
+    assert rows_of(staged)["note"].to_list() == ["\ufeffX"] * 5

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.ingest.failures import FAILURE_SCHEMA, RAW_LINE_SCHEMA
-from pipeline.ingest.header import Header, split_line
+from pipeline.ingest.header import UTF8_BOM, Header, split_line
 from pipeline.specs import DatasetSpec
 
 NEWLINE = ord("\n")
@@ -226,6 +226,12 @@ def _parse_fields(data: bytes, spec: DatasetSpec, header: Header) -> pl.DataFram
     names = list(header.positions)
     if not data:
         return pl.DataFrame(schema=dict.fromkeys(names, pl.String))
+    # polars drops a UTF-8 BOM that starts what it parses: a field beginning with one lost it
+    # on line 2 or a block's first line, and kept it anywhere else. A line of empty fields put
+    # first, and dropped after, keeps it where it is.
+    guarded = data.startswith(UTF8_BOM)
+    if guarded:
+        data = spec.delimiter.encode() * (header.field_count - 1) + b"\n" + data
     frame = pl.read_csv(
         data,
         has_header=False,
@@ -237,7 +243,8 @@ def _parse_fields(data: bytes, spec: DatasetSpec, header: Header) -> pl.DataFram
         empty_string_is_null="" in spec.null_values,
     )
     # Columns come back in the order asked for, named by position.
-    return frame.rename(dict(zip(frame.columns, names, strict=True)))
+    frame = frame.rename(dict(zip(frame.columns, names, strict=True)))
+    return frame.slice(1) if guarded else frame
 
 
 def _sort_special_lines(

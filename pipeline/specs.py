@@ -129,9 +129,11 @@ class ColumnSpec(_Strict):
 class CompletenessSpec(_Strict):
     """Which days of a month must have rows.
 
-    `every_day` (default); `business_days`: Monday to Friday minus the public holidays of
-    `country` (and `subdiv`) from the `holidays` package; `weekdays`: the listed days of the week
-    (0 = Monday … 6 = Sunday). `extra_closed_dates` / `extra_open_dates` adjust any calendar.
+    `every_day` (default); `weekdays`: the listed days of the week (0 = Monday … 6 = Sunday;
+    default Monday to Friday); `business_days`: those days minus the public holidays of
+    `country` (and `subdiv`) from the `holidays` package (a shop open Monday to Saturday:
+    `weekdays: [0, 1, 2, 3, 4, 5]`). `extra_closed_dates` / `extra_open_dates` adjust any
+    calendar.
     """
 
     calendar: Literal["every_day", "business_days", "weekdays"] = "every_day"

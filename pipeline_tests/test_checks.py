@@ -58,6 +58,20 @@ def test_business_days_skip_weekends_and_us_holidays() -> None:
     assert [d.day for d in open_days("2024-01", weekdays)] == [1, 8, 15, 22, 29]
 
 
+def test_business_days_open_the_spec_s_weekdays_minus_holidays() -> None:
+    # A shop open Monday to Saturday: `weekdays` was ignored on business_days (Saturdays closed,
+    # silently), and the weekdays calendar has no holidays.
+    bavaria = CompletenessSpec(
+        calendar="business_days", country="DE", subdiv="BY", weekdays=[0, 1, 2, 3, 4, 5]
+    )
+    days = open_days("2024-05", bavaria)
+    assert dt.date(2024, 5, 4) in days  # a Saturday
+    assert dt.date(2024, 5, 5) not in days  # a Sunday
+    holidays = {dt.date(2024, 5, day) for day in (1, 9, 20, 30)}  # with Corpus Christi (BY)
+    assert not holidays & set(days)
+    assert len(days) == 27 - 4
+
+
 def test_holidays_are_not_missing_business_days(
     settings: Settings, warehouse: Warehouse, flights: DatasetSpec
 ) -> None:

@@ -36,7 +36,7 @@ LEVEL = "level"  # ERROR, WARN or INFO: Dagster's severity has no INFO
 OPEN_DAYS = {
     "every_day": "every day is open",
     "weekdays": "the spec's weekdays are open",
-    "business_days": "Monday to Friday are open, but holidays",
+    "business_days": "the spec's weekdays (Monday to Friday unless listed) are open, but holidays",
 }
 
 

@@ -25,7 +25,7 @@ def open_days(month: str, calendar: CompletenessSpec) -> list[dt.date]:
         expected = {day for day in days if day.weekday() in calendar.weekdays}
     else:
         closed = public_holidays(first.year, calendar)
-        expected = {day for day in days if day.weekday() < 5 and day not in closed}
+        expected = {day for day in days if day.weekday() in calendar.weekdays} - set(closed)
     expected |= {day for day in calendar.extra_open_dates if first <= day <= last}
     expected -= set(calendar.extra_closed_dates)
     return sorted(expected)

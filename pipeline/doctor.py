@@ -21,6 +21,8 @@ from pipeline.warehouse.sql import Run
 if TYPE_CHECKING:
     from dagster_dbt import DbtProject
 
+    from pipeline.warehouse.base import Warehouse
+
 PREVIEW_BYTES = 64 * 1024
 
 
@@ -69,7 +71,7 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
     if smtp is not None:
         yield smtp
     if reachable:
-        yield from examine_column_types(settings, list(specs.values()))
+        yield from examine_datasets(settings, list(specs.values()))
     pending = examine_undelivered(settings) if reachable else None
     if pending is not None:
         yield pending
@@ -377,9 +379,10 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
     yield Finding(True, "warehouse", f"{where}: {rows[0]['loads']} load(s) recorded")
 
 
-def examine_column_types(settings: Settings, specs: list[DatasetSpec]) -> Iterator[Finding]:
-    """A problem for each dataset whose spec changed the type of a column its raw table holds:
-    its next load is refused before reading the file (Warehouse.require_column_types)."""
+def examine_datasets(settings: Settings, specs: list[DatasetSpec]) -> Iterator[Finding]:
+    """A problem for each dataset whose spec changed the type of a column its raw table holds
+    (its next load is refused before reading the file: Warehouse.require_column_types), and for
+    each custom rule whose SQL the warehouse refuses."""
     from pipeline.definitions import open_warehouse
     from pipeline.ingest.stream import new_load_id
     from pipeline.warehouse.base import ColumnTypeChanged
@@ -390,6 +393,31 @@ def examine_column_types(settings: Settings, specs: list[DatasetSpec]) -> Iterat
                 warehouse.require_column_types(spec, spec.start_month, new_load_id())
             except ColumnTypeChanged as error:
                 yield Finding(False, f"dataset {spec.name}", str(error))
+            yield from _examine_rules(warehouse, spec)
+
+
+def _examine_rules(warehouse: Warehouse, spec: DatasetSpec) -> Iterator[Finding]:
+    """Each rule's `where` asked of no rows of the month's columns, as its check asks it of the
+    month's: a misspelt column failed every month (a CRITICAL rule refused each one)."""
+    from pipeline.warehouse.base import dataset_tables
+
+    dialect = warehouse.dialect
+    nulls = ", ".join(
+        f"CAST(NULL AS {dialect.column_type(column)}) AS {dialect.quote(name)}"
+        for name, column in dataset_tables(spec)[spec.name].items()
+    )
+    for rule in spec.rules:
+        try:
+            warehouse.query(f"select count(*) as n from (select {nulls}) m where ({rule.where})")
+        except Exception as error:
+            if not warehouse.is_statement_error(error):
+                raise
+            yield Finding(
+                False,
+                f"dataset {spec.name} rule {rule.name!r}",
+                f"the warehouse refuses its where: {str(error).splitlines()[0]}",
+                "it reads the month's rows: name the spec's columns as the warehouse does",
+            )
 
 
 def examine_undelivered(settings: Settings) -> Finding | None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from dagster_dbt import DbtProject
 
-from pipeline.doctor import examine_dbt, preview
+from pipeline.doctor import examine_datasets, examine_dbt, preview
 from pipeline.project import DBT_PROJECT_DIR
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
-from pipeline.specs import load_specs
+from pipeline.specs import RuleSpec, load_specs
 from pipeline_tests.support import run
 
 HEADER = (
@@ -153,3 +153,19 @@ def test_a_dbt_project_that_does_not_parse_is_a_problem_with_dbt_s_words(tmp_pat
     )
     assert "sources.yml" in found.hint
     assert examine_dbt().ok  # the project as it is
+
+
+def test_a_rule_the_warehouse_refuses_is_a_problem_before_any_load(settings: Settings) -> None:
+    # `quantity` for `qty`: doctor said OK, and every month's check failed ("could not run").
+    (flights,) = [s for s in load_specs(BUNDLED_DATASETS_DIR).values() if s.name == "flights"]
+    rules = [
+        RuleSpec(name="late and far", where="dep_delay > 60 and distance > 1000"),
+        RuleSpec(name="bulk", where="quantity > 50", severity="CRITICAL"),
+    ]
+    spec = flights.model_copy(update={"rules": rules})
+
+    (found,) = examine_datasets(settings, [spec])
+
+    assert not found.ok and found.topic == "dataset flights rule 'bulk'"
+    assert found.message.startswith("the warehouse refuses its where: Binder Error")
+    assert '"quantity"' in found.message

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from pipeline.definitions import open_warehouse
-from pipeline.doctor import examine_column_types
+from pipeline.doctor import examine_datasets
 from pipeline.ingest.schema import MISSING_RULE
 from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.sample_data import write_tsv
@@ -291,14 +291,14 @@ def test_a_spec_that_changes_a_column_type_is_refused_until_the_table_changes(
     }[deployment.warehouse]
     assert f"raw.payments.units is {old} in the warehouse, but the spec says {new}" in message
     assert "nothing was read" in message
-    (found,) = examine_column_types(deployment, [after])  # `pipeline doctor` says it too
+    (found,) = examine_datasets(deployment, [after])  # `pipeline doctor` says it too
     assert not found.ok and f"units is {old} in the warehouse" in found.message
     with open_warehouse(deployment) as warehouse:
         assert warehouse.served_load("payments", later) is None
         # As the message says: the column changed, the month loads, exactly as written.
         units = warehouse.dialect.quote("units")
         warehouse.query(f"ALTER TABLE raw.payments ALTER COLUMN {units} SET DATA TYPE {new}")
-    assert list(examine_column_types(deployment, [after])) == []
+    assert list(examine_datasets(deployment, [after])) == []
     assert materialize_load(after, later, deployment).success
     with open_warehouse(deployment) as warehouse:
         rows = warehouse.query(f"select units from raw.payments where _month = '{later}'")

@@ -236,6 +236,12 @@ def test_purge_deletes_the_month_everywhere_and_records_it(
         assert scalar(settings, f"select count(*) from {table} where {column} = '2024-01'") == 0
     assert scalar(settings, "select count(*) from raw.flights where _month = '2024-02'") > 0
     assert [row["status"] for row in statuses] == ["loaded", "purged"]
+    # The quality view for BI tools showed the purged month with every check passed.
+    verdicts = "select count(*) from analytics.dq_check_history where month = '{}'"
+    assert (
+        scalar(settings, verdicts.format("2024-01")),
+        scalar(settings, verdicts.format("2024-02")),
+    ) == (0, 8)
     by_month = {
         s.month: s.status for s in month_statuses(defs, flights, instance, ["2024-01", "2024-02"])
     }

@@ -158,6 +158,10 @@ def test_repeated_keys_fail_within_and_across_months(
     within = check_unique(january, key)
     assert not within.passed and within.observed == 3
     assert [row["copies"] for row in within.samples["repeated"]] == [2, 2, 2]
+    # One of them named in the summary, which said only how many: the keys were in metadata.
+    most = within.samples["repeated"][0]
+    named = " ".join(str(most[c]) for c in ["flight_date", "carrier", "flight", "time_hour"])
+    assert within.summary.endswith(f"repeat within the month (most: {named}, 2 times)")
 
     load_month(settings, warehouse, flights, "2024-01", frame)  # published: history for February
     february = frame.head(5).with_columns(pl.lit("2024-02-01").alias("flight_date"))

@@ -36,6 +36,7 @@ def check_unique(month: MonthUnderCheck, unique: UniqueSpec) -> CheckOutcome:
             f"key ({shown}) is unique {scope}"
             if found == 0
             else f"{duplicates} key(s) ({shown}) repeat within the month"
+            + (_most_repeated(sample, unique.columns) if sample else "")
             + (f", {elsewhere} also appear in another month" if unique.across_months else "")
             + (_first(in_other_months, unique.columns) if in_other_months else "")
         ),
@@ -64,6 +65,14 @@ def _in_other_months(month: MonthUnderCheck, columns: list[str]) -> list[dict]:
 
 def _first(keys: list[dict], columns: list[str]) -> str:
     """` (first: EWR 1545 in 2024-01)`: one key found in another month, as the summary names it."""
-    first = keys[0]
-    values = " ".join(str(first[name.lower()]) for name in columns)
-    return f" (first: {values} in {first['other_month']})"
+    return f" (first: {_values(keys[0], columns)} in {keys[0]['other_month']})"
+
+
+def _most_repeated(sample: list[dict], columns: list[str]) -> str:
+    """` (most: EWR 1545, 3 times)`: the key the month repeats most, as the summary names it; the
+    summary said only how many keys repeat, and the keys were in the run's metadata alone."""
+    return f" (most: {_values(sample[0], columns)}, {sample[0]['copies']} times)"
+
+
+def _values(row: dict, columns: list[str]) -> str:
+    return " ".join(str(row[name.lower()]) for name in columns)

@@ -364,6 +364,7 @@ def load(
         except KeyboardInterrupt:
             interrupted = True
         show_skipped()
+    results.sort(key=lambda result: result.month)  # shown as they ended, summed up in order
     _summarise(spec.name, results, plan.skipped, files)
     if plan.failing:
         click.echo(f"Still failing from an earlier load: {', '.join(plan.failing)}.")

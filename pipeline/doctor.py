@@ -578,7 +578,8 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
             False,
             "snowflake connection",
             f"{_endpoint(settings)}: {str(error).splitlines()[0]}",
-            "check SNOWFLAKE_ACCOUNT/USER and the password or key; SNOWFLAKE_HOST for proxies",
+            "check SNOWFLAKE_ACCOUNT/USER and the password or key; SNOWFLAKE_HOST and "
+            "SNOWFLAKE_PORT for a proxy or a test server (is it running?)",
         )
 
 

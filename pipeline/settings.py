@@ -84,7 +84,7 @@ class SnowflakeSettings:
 
     @classmethod
     def from_env(cls) -> SnowflakeSettings:
-        disabled = frozenset(_names_env("PIPELINE_SNOWFLAKE_DISABLE"))
+        disabled = frozenset(name.lower() for name in _names_env("PIPELINE_SNOWFLAKE_DISABLE"))
         unknown = disabled - set(SNOWFLAKE_CAPABILITIES)
         if unknown:
             raise ValueError(

@@ -284,6 +284,11 @@ def test_a_header_missing_a_column_refuses_the_whole_file(
         ingest(tmp_path, spec, text([HEADER.replace("origin", "Origin"), LINES[2][0]]))
     assert "; it has 'Origin' for 'origin': names are case-sensitive; nothing" in str(error.value)
 
+    # A control character in a name is escaped: printed as it was, an escape code garbled it.
+    with pytest.raises(LoadError) as error:
+        ingest(tmp_path, spec, text([HEADER.replace("origin", "ori\x1bgin"), LINES[2][0]]))
+    assert "flight, ori\\x1bgin, distance" in str(error.value)
+
 
 @pytest.mark.parametrize(
     ("content", "said"),

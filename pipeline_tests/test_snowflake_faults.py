@@ -335,7 +335,8 @@ def test_a_statement_refused_before_the_file_is_read_fails_the_month_at_once(
     # session's first statement is refused. The month's first statement (the spec's audit entry)
     # ran outside the handler that records a failure and knows a refusal is final, so the step
     # was retried for minutes, and no ledger row said why.
-    monkeypatch.setenv("PIPELINE_SNOWFLAKE_DISABLE", "stage_cleanup,temporary_tables")
+    # (Names in any case: `STAGE_CLEANUP` was an unknown capability.)
+    monkeypatch.setenv("PIPELINE_SNOWFLAKE_DISABLE", "STAGE_CLEANUP,temporary_tables")
     write_tsv(
         month_frame("2024-01", 2, seed=1),
         snowflake_deployment.landing_dir / flights.file_name("2024-01"),

@@ -99,12 +99,17 @@ def _found(names: tuple[str, ...], spec: DatasetSpec) -> str:
     (a file sent without its header): where the spec marks sensitive columns, only its own
     names are shown, or a clear value would reach the ledger, the run's log and the report."""
     if not any(column.pii for column in spec.columns.values()):
-        shown = ", ".join(names)
+        # Control characters escaped: a NUL or a CR in a name cut the message when printed.
+        shown = ", ".join(_printable(name) for name in names)
         return shown if len(shown) <= FOUND_CHARS else f"{shown[:FOUND_CHARS]}…"
     known = [name for name in names if name in spec.columns]
     hidden = len(names) - len(known)
     others = f"{hidden} other field(s), not shown: the spec marks sensitive columns"
     return ", ".join(known + ([others] if hidden else []))
+
+
+def _printable(name: str) -> str:
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in name)
 
 
 def _case_hint(missing: list[str], names: tuple[str, ...]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import polars as pl
 import pytest
@@ -162,6 +163,13 @@ def test_repeated_keys_fail_within_and_across_months(
     most = within.samples["repeated"][0]
     named = " ".join(str(most[c]) for c in ["flight_date", "carrier", "flight", "time_hour"])
     assert within.summary.endswith(f"repeat within the month (most: {named}, 2 times)")
+    # Not a sensitive column's value: summaries reach dq_check_history, mails and reports.
+    spec = flights.model_dump(exclude_unset=True)
+    columns = spec["columns"] | {"carrier": {"type": "string", "pii": "mask"}}
+    masked = DatasetSpec.model_validate(spec | {"columns": columns})
+    scope = MonthUnderCheck(warehouse, replace(january.staged, spec=masked), january.candidate)
+    hidden = check_unique(scope, key)
+    assert hidden.summary == f"3 key(s) ({', '.join(key.columns)}) repeat within the month"
 
     load_month(settings, warehouse, flights, "2024-01", frame)  # published: history for February
     february = frame.head(5).with_columns(pl.lit("2024-02-01").alias("flight_date"))

@@ -28,6 +28,9 @@ def check_unique(month: MonthUnderCheck, unique: UniqueSpec) -> CheckOutcome:
         )[0]["n"]
         in_other_months = _in_other_months(month, unique.columns) if elsewhere else []
     found = duplicates + elsewhere
+    # Summaries reach check_results, dq_check_history (read by BI tools), mails and reports: a
+    # key with a sensitive column is named only in the run's metadata, as the samples are.
+    named = not any(month.spec.columns[name].pii for name in unique.columns)
     scope = "in this month" + (" or another" if unique.across_months else "")
     return CheckOutcome(
         passed=found == 0,
@@ -36,9 +39,9 @@ def check_unique(month: MonthUnderCheck, unique: UniqueSpec) -> CheckOutcome:
             f"key ({shown}) is unique {scope}"
             if found == 0
             else f"{duplicates} key(s) ({shown}) repeat within the month"
-            + (_most_repeated(sample, unique.columns) if sample else "")
+            + (_most_repeated(sample, unique.columns) if sample and named else "")
             + (f", {elsewhere} also appear in another month" if unique.across_months else "")
-            + (_first(in_other_months, unique.columns) if in_other_months else "")
+            + (_first(in_other_months, unique.columns) if in_other_months and named else "")
         ),
         observed=found,
         threshold=0,

@@ -372,9 +372,11 @@ def load(
         done = {result.month for result in results}
         not_run = [month for month in plan.run if month not in done]
         again = not_run + [result.month for result in results if result.interrupted]
+        # The same choice of months: a plain load would skip those --force was reloading.
+        flags = " --force" * force + " --retry-failed" * retry_failed
         click.echo(
             f"Interrupted.{' Not run: ' + ', '.join(not_run) + '.' if not_run else ''}"
-            + (f" To go on: `pipeline load {spec.name} {_range(again)}`." if again else "")
+            + (f" To go on: `pipeline load {spec.name} {_range(again)}{flags}`." if again else "")
         )
         sys.exit(EXIT_INTERRUPTED)
     if plan.failing or not all(result.success for result in results):

@@ -15,7 +15,8 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from multiprocessing.managers import SyncManager
 from pathlib import Path
@@ -54,6 +55,7 @@ RECORDS_PAGE = 1000  # event log records asked for at a time
 RELAY_SECONDS = 0.2  # how often months run in worker processes have their progress shown
 PARENT_POLL_SECONDS = 1.0  # how often a worker process looks whether its parent is alive
 EXIT_ORPHANED = 70  # a worker's exit status once its parent is gone
+GONE = (OSError, EOFError)  # what a call to the queue's manager raises once it has died
 
 
 class Stop(Protocol):
@@ -144,7 +146,8 @@ def _load_in_parallel(
         results: dict[str, MonthResult] = {}
 
         def report(finished: Iterable[Future]) -> None:
-            deliver(events)
+            with suppress(*GONE):  # the progress of months, not their outcome
+                deliver(events)
             for future in finished:
                 result = future.result()
                 if result is not None:  # None: a month the stop reached before it began
@@ -152,19 +155,30 @@ def _load_in_parallel(
                     if on_month is not None:
                         on_month(result)
 
+        interrupted = False
         try:
             while pending and not any(result.interrupted for result in results.values()):
                 finished, pending = wait(
                     pending, timeout=RELAY_SECONDS, return_when=FIRST_COMPLETED
                 )
                 report(finished)
-        finally:
-            # Done, a month interrupted, or Ctrl-C here (raised on once this is over): no month
-            # begins now; leaving the pool waits for those running, interrupted with the rest of
-            # the group, and they are reported.
+        except KeyboardInterrupt:
+            interrupted = True
+        # Done, a month interrupted, or Ctrl-C here (raised on below): no month begins now;
+        # leaving the pool waits for those running, interrupted with the rest of the group, and
+        # they are reported. Ctrl-C (or SIGTERM) to the group can also reach a worker still
+        # starting, or the queue's manager, before they ignore it: their months were not run.
+        with suppress(*GONE):
             stop.set()
-            pool.shutdown(cancel_futures=True)
-            report(future for future in pending if future.done() and not future.cancelled())
+        pool.shutdown(cancel_futures=True)
+        ended = [future for future in pending if future.done() and not future.cancelled()]
+        report(
+            future
+            for future in ended
+            if not (interrupted and isinstance(future.exception(), (BrokenProcessPool, *GONE)))
+        )
+    if interrupted:
+        raise KeyboardInterrupt
     return [results[month] for month in months if month in results]
 
 
@@ -198,8 +212,8 @@ def _start_worker(filters: list, parent: int) -> None:
 
     Ctrl-C reaches the workers with the rest of the terminal's process group. A month's run
     takes it as an interrupt (Dagster installs its own handler for the run); between months a
-    worker ignores it, and the parent's stop decides whether another month begins: an idle
-    worker that died of it broke the whole pool.
+    worker ignores it, and the parent's stop event decides whether another month begins: an
+    idle worker that died of it broke the whole pool.
     """
     warnings.filters[:] = filters
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -231,9 +231,10 @@ def test_ctrl_c_stops_the_load_for_good_with_the_months_after_it(
 
     assert code == 130, run.log()
     assert "STEP_UP_FOR_RETRY" not in run.log()
+    # With the run's --force: a plain load would skip the months it was reloading.
     assert (
         "Interrupted. Not run: 2024-02. To go on: `pipeline load flights --from 2024-01 --to "
-        "2024-02`." in run.log()
+        "2024-02 --force`." in run.log()
     )
     assert "Fix what the reason above names" not in run.log()  # an interrupt is no fault
     with open_warehouse(settings) as warehouse:

@@ -382,7 +382,7 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
 def examine_datasets(settings: Settings, specs: list[DatasetSpec]) -> Iterator[Finding]:
     """A problem for each dataset whose spec changed the type of a column its raw table holds
     (its next load is refused before reading the file: Warehouse.require_column_types), and for
-    each custom rule whose SQL the warehouse refuses."""
+    each custom rule whose SQL the warehouse refuses. Only asked once the warehouse is OK."""
     from pipeline.definitions import open_warehouse
     from pipeline.ingest.stream import new_load_id
     from pipeline.warehouse.base import ColumnTypeChanged
@@ -391,24 +391,28 @@ def examine_datasets(settings: Settings, specs: list[DatasetSpec]) -> Iterator[F
         for spec in specs:
             try:
                 warehouse.require_column_types(spec, spec.start_month, new_load_id())
+                yield from _examine_rules(warehouse, spec)
             except ColumnTypeChanged as error:
                 yield Finding(False, f"dataset {spec.name}", str(error))
-            yield from _examine_rules(warehouse, spec)
+            except Exception as error:  # a privilege, a lost connection: the finding itself
+                yield Finding(
+                    False,
+                    f"dataset {spec.name}",
+                    f"its tables could not be examined: {str(error).splitlines()[0]}",
+                    "`pipeline load` needs the same access (README, 'Running on Snowflake')",
+                )
 
 
 def _examine_rules(warehouse: Warehouse, spec: DatasetSpec) -> Iterator[Finding]:
     """Each rule's `where` asked of no rows of the month's columns, as its check asks it of the
-    month's: a misspelt column failed every month (a CRITICAL rule refused each one)."""
-    from pipeline.warehouse.base import dataset_tables
+    month's candidate: a misspelt column failed every month (a CRITICAL rule refused each one)."""
+    from pipeline.warehouse.base import staged_columns
+    from pipeline.warehouse.sql import typed_nulls
 
-    dialect = warehouse.dialect
-    nulls = ", ".join(
-        f"CAST(NULL AS {dialect.column_type(column)}) AS {dialect.quote(name)}"
-        for name, column in dataset_tables(spec)[spec.name].items()
-    )
+    nulls = typed_nulls(warehouse.dialect, staged_columns(spec, spec.name))
     for rule in spec.rules:
         try:
-            warehouse.query(f"select count(*) as n from (select {nulls}) m where ({rule.where})")
+            warehouse.query(f"select count(*) as n from ({nulls}) m where ({rule.where})")
         except Exception as error:
             if not warehouse.is_statement_error(error):
                 raise
@@ -416,7 +420,7 @@ def _examine_rules(warehouse: Warehouse, spec: DatasetSpec) -> Iterator[Finding]
                 False,
                 f"dataset {spec.name} rule {rule.name!r}",
                 f"the warehouse refuses its where: {str(error).splitlines()[0]}",
-                "it reads the month's rows: name the spec's columns as the warehouse does",
+                "it reads the month's rows: the spec's columns and _line_number",
             )
 
 

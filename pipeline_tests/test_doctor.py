@@ -155,17 +155,20 @@ def test_a_dbt_project_that_does_not_parse_is_a_problem_with_dbt_s_words(tmp_pat
     assert examine_dbt().ok  # the project as it is
 
 
-def test_a_rule_the_warehouse_refuses_is_a_problem_before_any_load(settings: Settings) -> None:
+def test_a_rule_the_warehouse_refuses_is_a_problem_before_any_load(deployment: Settings) -> None:
     # `quantity` for `qty`: doctor said OK, and every month's check failed ("could not run").
     (flights,) = [s for s in load_specs(BUNDLED_DATASETS_DIR).values() if s.name == "flights"]
     rules = [
         RuleSpec(name="late and far", where="dep_delay > 60 and distance > 1000"),
         RuleSpec(name="bulk", where="quantity > 50", severity="CRITICAL"),
+        # Stamped when the month is published: the candidate a check reads has no _month.
+        RuleSpec(name="stamped", where="_month <> '2024-01'"),
     ]
     spec = flights.model_copy(update={"rules": rules})
 
-    (found,) = examine_datasets(settings, [spec])
+    found = {finding.topic: finding for finding in examine_datasets(deployment, [spec])}
 
-    assert not found.ok and found.topic == "dataset flights rule 'bulk'"
-    assert found.message.startswith("the warehouse refuses its where: Binder Error")
-    assert '"quantity"' in found.message
+    assert set(found) == {"dataset flights rule 'bulk'", "dataset flights rule 'stamped'"}
+    for finding, column in zip(found.values(), ["quantity", "_month"], strict=True):
+        assert not finding.ok and finding.message.startswith("the warehouse refuses its where:")
+        assert column in finding.message.lower()

@@ -19,7 +19,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 
@@ -51,7 +51,6 @@ from pipeline.warehouse.base import (
 )
 from pipeline.warehouse.ledger import CheckRecord, LedgerEntry, PhaseRecord
 
-T = TypeVar("T")
 # The run tag Dagster gives a partition's run, and how often a month waiting for an earlier
 # one's load to end looks again (see await_earlier_months).
 PARTITION_TAG = "dagster/partition"
@@ -357,27 +356,31 @@ class _Attempt:
         except dg.Failure:
             raise
         except Exception as exc:
-            self._unless_refused(partial(self._record, str(exc)), None)
+            # The warehouse that failed a statement of the block may fail these too (a session
+            # setting it lacks): the failure to report is still the block's.
+            unrecorded = self._statement_error(partial(self._record, str(exc)))
             final = isinstance(exc, LoadError) or self.warehouse.is_statement_error(exc)
             if not final:
                 raise
             if staging_dir is not None:
                 staging.remove(staging_dir)
-            # Not anchored, the next run's anchor covers these entries.
-            anchored = self._unless_refused(self.anchored, {})
-            raise dg.Failure(description=str(exc), allow_retries=False, metadata=anchored) from None
+            anchored: dict[str, Any] = {}  # if not, the next run's anchor covers these entries
+            self._statement_error(lambda: anchored.update(self.anchored()))
+            said = f" (the ledger could not record it: {unrecorded})" if unrecorded else ""
+            raise dg.Failure(
+                description=f"{exc}{said}", allow_retries=False, metadata=anchored
+            ) from None
 
-    def _unless_refused(self, write: Callable[[], T], refused: T) -> T:
-        """`write()`, or `refused` if the database refuses its statement: the warehouse that
-        refused one of the block may refuse these too (a session setting it lacks), and the
-        failure to report is the block's, final. Any other error (the warehouse out of reach)
-        is raised, and the step retried."""
+    def _statement_error(self, write: Callable[[], object]) -> str | None:
+        """Run `write`; the first line of a statement error it raised, or None. Any other error
+        (the warehouse out of reach) is raised, and the step retried."""
         try:
-            return write()
+            write()
         except Exception as error:
             if not self.warehouse.is_statement_error(error):
                 raise
-            return refused
+            return str(error).splitlines()[0]
+        return None
 
     def anchored(self) -> dict[str, Any]:
         """Anchor the audit log's head after this run's entries outside the warehouse, in the

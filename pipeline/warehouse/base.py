@@ -351,7 +351,6 @@ class Warehouse(dg.ConfigurableResource):
             # Named like the month's candidates, so a crash's leftover is swept with them.
             name = f"{candidate_prefix(spec.name, month)}{load_id[:12]}_types"
             scratch = (CANDIDATE_SCHEMA, name)
-            run(f"CREATE SCHEMA IF NOT EXISTS {self.dialect.quote(CANDIDATE_SCHEMA)}", [])
             return [
                 (table, *change)
                 for table, columns in dataset_tables(spec).items()
@@ -367,9 +366,8 @@ class Warehouse(dg.ConfigurableResource):
                     for table, column, stored, wanted in changed
                 )
                 + ": loading would convert the new values to the table's type (rounding or "
-                "cutting them), so nothing was read. Change the column in the warehouse (ALTER "
-                "TABLE ... ALTER COLUMN ... SET DATA TYPE ...; the published months keep their "
-                "values) or put the spec back."
+                f"cutting them), so nothing was read. {self.dialect.retype_advice} (the "
+                "published months keep their values), or put the spec back."
             )
 
     def drop_candidates(self, dataset: str, month: str, keep: Candidate | None = None) -> list[str]:

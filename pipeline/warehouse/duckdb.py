@@ -36,6 +36,8 @@ DIALECT = Dialect(
     },
     decimal="DECIMAL({precision}, {scale})",
     upper_case=False,
+    retype_advice="Change the column: ALTER TABLE raw.<table> ALTER COLUMN <column> SET DATA "
+    "TYPE <the spec's type>",
 )
 
 # What DuckDB raises for a statement it cannot plan or evaluate; I/O, connection, permission,

@@ -57,6 +57,11 @@ DIALECT = Dialect(
     decimal="NUMBER({precision}, {scale})",
     upper_case=True,
     scratch_table="TRANSIENT TABLE",
+    # Snowflake widens a NUMBER's precision in place, but changes neither its scale nor its kind.
+    retype_advice="Change the column: ALTER TABLE RAW.<table> ALTER COLUMN <column> SET DATA "
+    "TYPE <the spec's type> where Snowflake allows it (more precision, a longer VARCHAR), "
+    "otherwise add a column of the spec's type, UPDATE it from the old one, drop the old one "
+    "and rename the new one",
 )
 REQUIRED_VARIABLES = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE")
 STAGE = "LOAD_STAGE"

@@ -27,6 +27,8 @@ class Dialect:
     decimal: str  # format with {precision} and {scale}
     upper_case: bool  # Snowflake folds unquoted names to upper case, DuckDB keeps them
     scratch_table: str = "TABLE"  # the kind of table a candidate is (Snowflake: TRANSIENT)
+    # How to give a raw column the type its spec now says (the load refuses until it has it).
+    retype_advice: str = "Change the column's type in the warehouse"
 
     def name(self, identifier: str) -> str:
         """The name as the catalog stores it, after checking it is a plain identifier.
@@ -97,11 +99,8 @@ def changed_types(
     if not stored:
         return []
     view = dialect.table(*scratch)
-    nulls = ", ".join(
-        f"CAST(NULL AS {dialect.column_type(column)}) AS {dialect.quote(name)}"
-        for name, column in columns.items()
-    )
-    run(f"CREATE OR REPLACE VIEW {view} AS SELECT {nulls}", [])
+    run(f"CREATE SCHEMA IF NOT EXISTS {dialect.quote(scratch[0])}", [])
+    run(f"CREATE OR REPLACE VIEW {view} AS {typed_nulls(dialect, columns)}", [])
     try:
         wanted = _column_types(run, dialect, *scratch)
     finally:
@@ -109,8 +108,17 @@ def changed_types(
     return [
         (name, _spelled(stored[key]), _spelled(wanted[key]))
         for name in columns
-        if (key := dialect.name(name)) in stored and stored[key] != wanted[key]
+        if (key := dialect.name(name)) in stored and key in wanted and stored[key] != wanted[key]
     ]
+
+
+def typed_nulls(dialect: Dialect, columns: dict[str, ColumnSpec]) -> str:
+    """A SELECT of one row of nulls typed and named as `columns` are in the warehouse."""
+    nulls = ", ".join(
+        f"CAST(NULL AS {dialect.column_type(column)}) AS {dialect.quote(name)}"
+        for name, column in columns.items()
+    )
+    return f"SELECT {nulls}"
 
 
 def _column_types(

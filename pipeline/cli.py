@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TextIO
 
 import click
@@ -117,20 +118,16 @@ def _code_location():
     return _definitions().defs, _specs()
 
 
-def _definitions():
+def _definitions() -> ModuleType:
     """The module that builds the definitions (from the specs, the settings and the dbt
     project), with a mistake in any of them shown as one line."""
-    from pipeline.project import DBT_PROJECT_DIR, DbtParseError
+    from pipeline.project import DbtParseError
     from pipeline.specs import SpecError
 
     try:
         import pipeline.definitions as definitions
     except DbtParseError as exc:
-        sources = os.path.relpath(DBT_PROJECT_DIR / "models" / "staging" / "sources.yml")
-        raise SetupError(
-            f"{exc}\nFix the file it names; a model that reads a dataset with source() needs "
-            f"the table declared in {sources}."
-        ) from None
+        raise SetupError(f"{exc}\nHint: {exc.hint}.") from None
     except (SpecError, ValueError) as exc:
         raise SetupError(str(exc)) from None
     return definitions

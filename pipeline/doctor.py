@@ -348,11 +348,7 @@ def examine_dbt(project: DbtProject | None = None) -> Finding:
         ensure_manifest(project)
     except DbtParseError as error:
         return Finding(
-            False,
-            "dbt",
-            str(error),
-            "fix the file it names; a model that reads a dataset with source() needs the table "
-            "declared in models/staging/sources.yml; the warehouse is not checked until then",
+            False, "dbt", str(error), f"{error.hint}; the warehouse is not checked until then"
         )
     return Finding(True, "dbt", f"the project in {project.project_dir} parses")
 
@@ -525,12 +521,9 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
     from snowflake.connector import errors as sf_errors
 
     from pipeline.warehouse.base import CANDIDATE_SCHEMA, META_SCHEMA, RAW_SCHEMA, REPORT_SCHEMA
-    from pipeline.warehouse.snowflake import DIALECT, REQUIRED_VARIABLES
+    from pipeline.warehouse.snowflake import DIALECT, missing_variables
 
-    missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
-    key_path = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
-    if not os.environ.get("SNOWFLAKE_PASSWORD") and not key_path:
-        missing.append("SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH")
+    missing = missing_variables()
     if missing:
         yield Finding(
             False,

@@ -44,6 +44,16 @@ DBT_ERROR_START = "Encountered an error:"
 class DbtParseError(RuntimeError):
     """dbt could not parse the project: a model, source or YAML file in it is wrong."""
 
+    @property
+    def hint(self) -> str:
+        """What to do, for the CLI and doctor."""
+        if "depends on a source named" in str(self):
+            return (
+                "a model that reads a dataset with source() needs its table declared in "
+                "dbt_project/models/staging/sources.yml"
+            )
+        return "fix the file dbt names"
+
 
 class DbtCli(DbtCliResource):
     """dagster-dbt's dbt resource, without two things it does before every build that this project
@@ -167,7 +177,8 @@ def _parse(project: DbtProject) -> None:
         )
         if result.returncode != 0:
             raise DbtParseError(
-                f"dbt could not parse {project.project_dir}: {_dbt_error(result.stdout)}"
+                f"dbt could not parse {project.project_dir}: "
+                f"{_dbt_error(result.stdout + result.stderr)}"
             )
         # The manifest last: its time says whether the sources changed since.
         for name in (PARTIAL_PARSE_FILE, project.manifest_path.name):

@@ -203,6 +203,12 @@ def test_an_extra_column_is_a_schema_drift_warning_and_the_month_still_loads(
     assert not outcome.passed and outcome.severity == "WARN"
     assert outcome.summary == ("1 column(s) not in the spec, ignored: gate (flights_2024-01.tsv)")
     assert month.candidate.rows == frame.height
+    # Repeated and blank extra names (a header ending in two tabs) are said once, visibly.
+    header = (*month.staged.header, "gate", "")
+    twice = MonthUnderCheck(warehouse, replace(month.staged, header=header), month.candidate)
+    assert check_schema_drift(twice, drift).summary.startswith(
+        "2 column(s) not in the spec, ignored: gate, '' ("
+    )
 
 
 def test_missing_days_are_named_with_their_fiscal_period(

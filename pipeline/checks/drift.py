@@ -20,7 +20,8 @@ def check_schema_drift(month: MonthUnderCheck, drift: SchemaDriftSpec) -> CheckO
     spec = month.spec
     path = Path(month.staged.source_file)
     names = month.staged.header
-    extra = [name for name in names if name not in spec.columns]
+    # Once each, a blank name shown as such (a header ending in two tabs has one).
+    extra = [n or repr(n) for n in dict.fromkeys(names) if n not in spec.columns]
     in_spec_order = [name for name in names if name in spec.columns] == list(spec.columns)
     return CheckOutcome(
         passed=not extra,

@@ -326,6 +326,14 @@ def snowflake_warehouse(settings: SnowflakeSettings) -> SnowflakeWarehouse:
     )
 
 
+def missing_variables() -> list[str]:
+    """The connection variables a load needs that are not set, by name."""
+    missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
+    if not (os.environ.get("SNOWFLAKE_PASSWORD") or os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")):
+        missing.append("SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH")
+    return missing
+
+
 def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
     """dagster-snowflake's resource; every credential is an EnvVar, read when a run connects.
 
@@ -334,9 +342,7 @@ def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
     nor a key is set: the resource's own messages are "Missing config", or a Dagster traceback
     when the run connects.
     """
-    missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
-    if not (os.environ.get("SNOWFLAKE_PASSWORD") or os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")):
-        missing.append("SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH")
+    missing = missing_variables()
     if missing:
         raise ValueError(
             f"PIPELINE_WAREHOUSE=snowflake: set {', '.join(missing)} "

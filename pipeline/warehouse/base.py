@@ -351,11 +351,7 @@ class Warehouse(dg.ConfigurableResource):
             # Named like the month's candidates, so a crash's leftover is swept with them.
             name = f"{candidate_prefix(spec.name, month)}{load_id[:12]}_types"
             scratch = (CANDIDATE_SCHEMA, name)
-            return [
-                (table, *change)
-                for table, columns in dataset_tables(spec).items()
-                for change in changed_types(run, self.dialect, RAW_SCHEMA, table, columns, scratch)
-            ]
+            return changed_types(run, self.dialect, RAW_SCHEMA, dataset_tables(spec), scratch)
 
         changed = self.attempt(f"compare the column types of {spec.name}", compare)
         if changed:

@@ -83,32 +83,35 @@ def changed_types(
     run: Run,
     dialect: Dialect,
     schema: str,
-    table: str,
-    columns: dict[str, ColumnSpec],
+    tables: dict[str, dict[str, ColumnSpec]],
     scratch: tuple[str, str],
-) -> list[tuple[str, str, str]]:
-    """(column, its type in the table, the spec's type) for each column of an existing table
-    whose type is not the spec's; none if the table does not exist yet.
+) -> list[tuple[str, str, str, str]]:
+    """(table, column, its type in the table, the spec's type) for each column of the existing
+    `tables` whose type is not the spec's; none if none of them exists yet.
 
     `ensure_table` adds columns but never changes one, and an insert converts silently: a column
     the spec changed from int to decimal, or to more decimal places, would round every new value
     to the table's type. The spec's types are read back from a view of typed nulls (`scratch`,
-    schema and name, dropped after), so both sides are spelled as the database spells them.
+    schema and name, dropped after), so both sides are spelled as the database spells them. Five
+    statements whatever the tables: a month's load runs them first.
     """
-    stored = _column_types(run, dialect, schema, table)
+    stored = _column_types(run, dialect, schema, list(tables))
     if not stored:
         return []
     view = dialect.table(*scratch)
+    every = {name: column for columns in tables.values() for name, column in columns.items()}
     run(f"CREATE SCHEMA IF NOT EXISTS {dialect.quote(scratch[0])}", [])
-    run(f"CREATE OR REPLACE VIEW {view} AS {typed_nulls(dialect, columns)}", [])
+    run(f"CREATE OR REPLACE VIEW {view} AS {typed_nulls(dialect, every)}", [])
     try:
-        wanted = _column_types(run, dialect, *scratch)
+        wanted = _column_types(run, dialect, scratch[0], [scratch[1]]).get(dialect.name(scratch[1]))
     finally:
         run(f"DROP VIEW IF EXISTS {view}", [])
     return [
-        (name, _spelled(stored[key]), _spelled(wanted[key]))
+        (table, name, _spelled(types[key]), _spelled(wanted[key]))
+        for table, columns in tables.items()
+        if (types := stored.get(dialect.name(table))) and wanted
         for name in columns
-        if (key := dialect.name(name)) in stored and key in wanted and stored[key] != wanted[key]
+        if (key := dialect.name(name)) in types and key in wanted and types[key] != wanted[key]
     ]
 
 
@@ -122,16 +125,22 @@ def typed_nulls(dialect: Dialect, columns: dict[str, ColumnSpec]) -> str:
 
 
 def _column_types(
-    run: Run, dialect: Dialect, schema: str, table: str
-) -> dict[str, tuple[str, int | None, int | None]]:
-    return {
-        row["column_name"]: (row["data_type"], row["numeric_precision"], row["numeric_scale"])
-        for row in run(
-            "SELECT column_name, data_type, numeric_precision, numeric_scale "
-            "FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-            [dialect.name(schema), dialect.name(table)],
+    run: Run, dialect: Dialect, schema: str, tables: list[str]
+) -> dict[str, dict[str, tuple[str, int | None, int | None]]]:
+    """Each existing table's columns and their types, as the catalog names them."""
+    found: dict[str, dict[str, tuple[str, int | None, int | None]]] = {}
+    for row in run(
+        "SELECT table_name, column_name, data_type, numeric_precision, numeric_scale "
+        "FROM information_schema.columns WHERE table_schema = ? "
+        f"AND table_name IN ({', '.join('?' for _ in tables)})",
+        [dialect.name(schema), *(dialect.name(table) for table in tables)],
+    ):
+        found.setdefault(row["table_name"], {})[row["column_name"]] = (
+            row["data_type"],
+            row["numeric_precision"],
+            row["numeric_scale"],
         )
-    }
+    return found
 
 
 def _spelled(stored: tuple[str, int | None, int | None]) -> str:

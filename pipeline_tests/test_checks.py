@@ -16,7 +16,7 @@ from pipeline.checks.completeness import (
 )
 from pipeline.checks.drift import check_schema_drift
 from pipeline.checks.keys import check_unique
-from pipeline.checks.rejects import share
+from pipeline.checks.rejects import check_rejects, share
 from pipeline.checks.rules import check_rule
 from pipeline.checks.scope import MonthUnderCheck
 from pipeline.sample_data import month_frame
@@ -253,3 +253,21 @@ def test_the_reject_share_has_the_digits_that_matter(
     ratio: float, limit: float | None, written: str
 ) -> None:
     assert share(ratio, limit) == written
+
+
+def test_a_refused_month_s_summary_names_the_rule_its_lines_break_most(
+    settings: Settings, warehouse: Warehouse, flights: DatasetSpec
+) -> None:
+    # It said only how many lines were rejected; which rule, in the run's metadata alone.
+    frame = month_frame("2024-01", 5, seed=1, defect_ratio=0.3)
+    month = candidate_month(settings, warehouse, flights, "2024-01", frame)
+
+    outcome = check_rejects(month)
+
+    top = outcome.samples["rejects_by_rule"][0]
+    broken = f"{top['column_name']}: {top['rule']}" if top["column_name"] else top["rule"]
+    assert not outcome.passed
+    assert outcome.summary.endswith(
+        f"; most often {broken} ({top['lines']} lines, the first line {top['first_line']})"
+    )
+    assert all(top["lines"] >= group["lines"] for group in outcome.samples["rejects_by_rule"])

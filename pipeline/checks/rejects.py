@@ -55,7 +55,7 @@ def check_rejects(month: MonthUnderCheck) -> CheckOutcome:
         severity="ERROR",
         summary=(
             f"{rejected:,} of {read:,} lines rejected ({share(ratio, limit)}), {verdict} the "
-            f"allowed {share(limit)}"
+            f"allowed {share(limit)}" + ("" if passed else _most_often(by_rule[0]))
         ),
         observed=ratio,
         threshold=limit,
@@ -69,3 +69,11 @@ def check_rejects(month: MonthUnderCheck) -> CheckOutcome:
         },
         samples={"rejects_by_rule": by_rule, "failing_rows_sample": sample},
     )
+
+
+def _most_often(group: dict) -> str:
+    """`; most often currency: must be one of EUR, GBP (360 lines, the first line 17)`: what a
+    refused month's lines break most, by rule, never by value. The summary said only how many
+    lines were rejected; the rules were in the run's metadata."""
+    broken = f"{group['column_name']}: {group['rule']}" if group["column_name"] else group["rule"]
+    return f"; most often {broken} ({group['lines']:,} lines, the first line {group['first_line']})"

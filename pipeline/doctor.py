@@ -226,7 +226,7 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
             f"header has one field with delimiter {spec.delimiter!r}; found {found or 'none'}",
             "set `delimiter` in the spec to the file's separator",
         )
-    missing = [name for name in spec.columns if name not in header]
+    missing = [name for name, c in spec.columns.items() if name not in header and not c.optional]
     facts.append(f"{len(header)} columns, delimiter {spec.delimiter!r}")
     if missing:
         return Finding(
@@ -238,6 +238,9 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
     extra = [name for name in header if name not in spec.columns]
     if extra:
         facts.append(f"extra columns ignored: {', '.join(extra)}")
+    absent = [name for name in spec.columns if name not in header]
+    if absent:
+        facts.append(f"optional columns absent, loaded as null: {', '.join(absent)}")
     return Finding(True, topic, "; ".join(facts))
 
 

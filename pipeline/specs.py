@@ -70,6 +70,10 @@ class ColumnSpec(_Strict):
         default=None,
         description="hash (keyed HMAC-SHA256), redact (null) or mask (Snowflake masking policy)",
     )
+    optional: bool = Field(
+        default=False,
+        description="a file may lack the column (files from before it was added): null there",
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -106,6 +110,11 @@ class ColumnSpec(_Strict):
             self._allowed_fit_type(self.allowed)
         if self.pii in ("hash", "mask") and self.type != "string":
             raise ValueError(f"pii: {self.pii} applies to string columns, not {self.type}")
+        if self.optional and not self.nullable:
+            raise ValueError(
+                "optional and nullable: false contradict: a file without the column loads it "
+                "as null"
+            )
         return self
 
     def _allowed_fit_type(self, allowed: list[str | int | float | bool]) -> None:
@@ -363,6 +372,8 @@ class DatasetSpec(_Strict):
             raise ValueError(f"date_column {self.date_column!r} is not one of the columns")
         if column.type != "date":
             raise ValueError(f"date_column {self.date_column!r} must have type date")
+        if column.optional:
+            raise ValueError(f"date_column {self.date_column!r} cannot be optional: rows need it")
         unknown = [
             c
             for c in (self.checks.unique.columns if self.checks.unique else [])

@@ -71,6 +71,8 @@ def column_rules(spec: DatasetSpec, name: str, column: ColumnSpec) -> list[str]:
         rules.append("one of " + ", ".join(str(value) for value in column.allowed))
     if column.format is not None:
         rules.append(f"format `{column.format}`")
+    if column.optional:
+        rules.append("optional: null in months whose file lacks it")
     unique = spec.checks.unique
     if unique is not None and name in unique.columns:
         scope = "across months" if unique.across_months else "within a month"

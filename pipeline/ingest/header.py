@@ -1,7 +1,8 @@
 """The first line of a file: which spec column sits in which field.
 
 A file whose header lacks a spec column is refused here, before anything is written, so a wrong
-file can never replace a good month.
+file can never replace a good month; only a column the spec marks `optional` (added after some
+files were sent) may be absent, and its rows are then null.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ class LoadError(Exception):
 
 @dataclass(frozen=True)
 class Header:
-    """The file's column names in file order, and where each spec column is found."""
+    """The file's column names in file order, where each spec column is found, and the optional
+    spec columns the file lacks (loaded as null)."""
 
     names: tuple[str, ...]
     positions: dict[str, int]
     extra_columns: tuple[str, ...]
+    absent: tuple[str, ...] = ()
 
     @property
     def field_count(self) -> int:
@@ -80,7 +83,7 @@ def read_header(handle: BinaryIO, spec: DatasetSpec, path: Path) -> Header:
     repeated = [name for name in spec.columns if counts[name] > 1]
     if repeated:
         raise LoadError(f"{path} line 1: the header repeats column(s) {', '.join(repeated)}")
-    missing = [name for name in spec.columns if name not in counts]
+    missing = [name for name, c in spec.columns.items() if name not in counts and not c.optional]
     if missing:
         raise LoadError(
             f"{path} line 1: the header lacks column(s) {', '.join(missing)} required by the "
@@ -89,8 +92,9 @@ def read_header(handle: BinaryIO, spec: DatasetSpec, path: Path) -> Header:
         )
     return Header(
         names=names,
-        positions={name: names.index(name) for name in spec.columns},
+        positions={name: names.index(name) for name in spec.columns if name in counts},
         extra_columns=tuple(dict.fromkeys(name for name in names if name not in spec.columns)),
+        absent=tuple(name for name in spec.columns if name not in counts),
     )
 
 

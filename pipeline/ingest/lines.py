@@ -158,8 +158,10 @@ def sort_lines(block: Block, header: Header, spec: DatasetSpec) -> SortedLines:
     special_fields, failures = _sort_special_lines(
         block.data, starts[special], content_ends[special], line_numbers[special], header, spec
     )
+    if special.any():
+        fields = pl.concat([fields, special_fields], how="vertical")
     return SortedLines(
-        fields=pl.concat([fields, special_fields], how="vertical") if special.any() else fields,
+        fields=fields.with_columns(pl.lit(None, pl.String).alias(name) for name in header.absent),
         failures=failures,
         block=block,
         starts=starts,

@@ -92,7 +92,8 @@ class Protection:
                 fields=len(spans), expected=header.field_count, columns=", ".join(self.columns)
             )
         pieces, position = [], 0
-        for name in sorted(self.columns, key=header.positions.__getitem__):
+        present = [name for name in self.columns if name in header.positions]
+        for name in sorted(present, key=header.positions.__getitem__):
             start, end = spans[header.positions[name]]
             pieces += [line[position:start], self._field(name, line[start:end], spec)]
             position = end

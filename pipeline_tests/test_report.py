@@ -13,14 +13,17 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
+from pipeline.alerts.message import chart_png
 from pipeline.assets.loads import build_load_asset
 from pipeline.audit import anchors_file
 from pipeline.cli import main
 from pipeline.definitions import build_resources, open_warehouse
-from pipeline.partitions import month_days, month_range
-from pipeline.reports.advice import advise
+from pipeline.partitions import freshness_deadline, month_days, month_range
+from pipeline.reports.advice import advise, verdict
 from pipeline.reports.build import output_path, write_report
 from pipeline.reports.data import (
+    FAILED,
+    MISSING,
     PUBLISHED,
     REFUSED,
     CheckView,
@@ -29,7 +32,7 @@ from pipeline.reports.data import (
     MonthView,
     RejectGroup,
 )
-from pipeline.reports.html import reject_rate_figure, render_report, rows_figure
+from pipeline.reports.html import SERVED_EARLIER, reject_rate_figure, render_report, rows_figure
 from pipeline.reports.pdf import BrowserMissing, find_browser
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
@@ -276,6 +279,32 @@ def test_a_refused_months_rows_are_not_drawn_as_loaded(flights: DatasetSpec) -> 
     bars = {bar.name: list(bar.y) for bar in rows_figure(view).data}
     assert bars["loaded"][1] is None and bars["loaded"][0] is not None
     assert bars["valid, not published"] == [None, 16_940]  # the refused load's rows_loaded
+    assert SERVED_EARLIER not in bars  # nothing served from an earlier load
+    assert '<span class="muted" title="valid rows of a load that was not published">(16,940)' in (
+        render_report([view], "DuckDB")
+    )
+
+
+def test_a_month_whose_new_file_failed_shows_the_rows_still_served(flights: DatasetSpec) -> None:
+    # A refused or failed reload showed the month as its refused rows, or empty (no bar, "–"),
+    # while the warehouse went on serving the earlier load's rows.
+    refused = _busy_month("2024-02", refused=True)
+    failed = _busy_month("2024-03", refused=True)
+    failed.state = FAILED
+    failed.attempt = {**failed.attempt, "rows_read": None, "rows_loaded": None, "candidate": None}
+    for month, rows in ((refused, 17_045), (failed, 16_920)):
+        month.served = _ledger_row("dataset", month.month, "loaded") | {"rows_loaded": rows}
+    published = _busy_month("2024-01", refused=False)
+    published.served = published.attempt
+    view = DatasetView(spec=flights, months=[published, refused, failed], audit=[], check_names=[])
+
+    bars = {bar.name: list(bar.y) for bar in rows_figure(view).data}
+    assert bars[SERVED_EARLIER] == [None, 17_045, 16_920]
+    page = render_report([view], "DuckDB")
+    figures = re.findall(r'<tr data-month="[\d-]+"><th>[\d-]+</th>(.*?)</tr>', page, re.S)
+    served_cells = [re.findall(r"<td[^>]*>(.*?)</td>", row)[3] for row in figures]
+    assert served_cells == ["16,940", "17,045", "16,920"]
+    assert chart_png(view).startswith(b"\x89PNG")  # the alert's chart draws them too
 
 
 def test_numbers_read_as_people_write_them(flights: DatasetSpec) -> None:
@@ -341,3 +370,21 @@ def test_a_report_asked_for_in_another_format_is_refused() -> None:
     assert output_path(Path("out/report.PDF")) == Path("out/report.PDF")
     with pytest.raises(ValueError, match=r"report.docx: a report is written as .html or .pdf"):
         output_path(Path("out/report.docx"))
+
+
+def test_the_due_day_is_the_last_day_on_time(flights: DatasetSpec) -> None:
+    # `days_after_month_end: 5` is "due by the end of the 5th"; the report said the 6th, the
+    # 00:00 UTC instant after it.
+    freshness = flights.checks.freshness
+    assert freshness is not None and freshness.days_after_month_end == 5
+    month = MonthView(
+        month="2024-01",
+        state=MISSING,
+        attempt=None,
+        due=freshness_deadline("2024-01", freshness),
+        arrived=None,
+    )
+    assert month.due_day == dt.date(2024, 2, 5)
+    view = DatasetView(spec=flights, months=[month], audit=[], check_names=[])
+    assert verdict(flights, month).startswith("not delivered: due 2024-02-05, ")
+    assert "<td>2024-02-05</td>" in render_report([view], "DuckDB")

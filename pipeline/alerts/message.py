@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -19,7 +20,7 @@ import jinja2
 
 from pipeline.reports.advice import Finding, reload_command, verdict
 from pipeline.reports.data import DatasetView, MonthView
-from pipeline.reports.html import BAR_COLOURS, templates
+from pipeline.reports.html import BAR_COLOURS, SERVED_COLOUR, SERVED_EARLIER, templates
 
 CHART_SIZE_INCHES = (7.0, 3.2)
 CSV_FIELDS = (
@@ -191,9 +192,14 @@ def chart_png(view: DatasetView) -> bytes:
             label=label,
         )
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    served = view.served_earlier()
+    if any(value is not None for value in served):
+        rows.plot(months, _gaps(served), "D", color=SERVED_COLOUR, label=SERVED_EARLIER)
     rows.set_title("Rows per month", fontsize=10)
     rows.legend(fontsize=8)
-    rate.plot(months, [100 * (m.reject_rate or 0) for m in view.months], "o-", color="#d64545")
+    # A month that read nothing (not delivered, failed) is a gap, not a rate of 0%.
+    rates = _gaps([None if m.reject_rate is None else 100 * m.reject_rate for m in view.months])
+    rate.plot(months, rates, "o-", color="#d64545")
     rate.axhline(100 * view.spec.checks.max_reject_ratio, color="#9aa5b1", linestyle="--")
     rate.set_title("Reject rate (%)", fontsize=10)
     for axes in (rows, rate):
@@ -203,6 +209,11 @@ def chart_png(view: DatasetView) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _gaps(values: list[float | None]) -> list[float]:
+    """None as NaN, which matplotlib leaves out (a line breaks there)."""
+    return [math.nan if value is None else value for value in values]
 
 
 @cache

@@ -165,7 +165,7 @@ def verdict(spec: DatasetSpec, view: MonthView) -> str:
     if view.state == MISSING:
         late = view.late_days
         if late is not None and late > 0:
-            return f"not delivered: due {view.due:%Y-%m-%d}, {late:,.0f} day(s) overdue"
+            return f"not delivered: due {view.due_day:%Y-%m-%d}, {late:,.0f} day(s) overdue"
         return "not delivered yet"
     if view.state == PURGED:
         return f"purged on {view.attempt['finished_at']:%Y-%m-%d}; not loaded since"

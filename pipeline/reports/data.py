@@ -120,6 +120,19 @@ class MonthView:
         return None if value is None or self.state in (MISSING, PURGED) else int(value)
 
     @property
+    def due_day(self) -> dt.date | None:
+        """The last day the month is on time (`days_after_month_end` days after it ends): `due`
+        is the instant after it, 00:00 UTC the next day, which read as the due day was a day
+        late."""
+        return None if self.due is None else (self.due - dt.timedelta(days=1)).date()
+
+    @property
+    def served_rows(self) -> int | None:
+        """The rows the warehouse serves for the month now: its latest publish's, which is an
+        earlier load's when the latest attempt was refused or failed."""
+        return None if self.served is None else int(self.served["rows_loaded"])
+
+    @property
     def reject_rate(self) -> float | None:
         read, rejected = self.figure("rows_read"), self.figure("rows_rejected")
         return rejected / read if read and rejected is not None else None
@@ -174,6 +187,12 @@ class DatasetView:
             "valid, not published": [None if published else rows for rows, published in valid],
             "rejected": [m.figure("rows_rejected") for m in self.months],
         }
+
+    def served_earlier(self) -> list[int | None]:
+        """Per month, the rows still served from an earlier load where the latest attempt was
+        not published (None elsewhere): the bars are that attempt's, and without this a month
+        whose new file was refused looked empty, or as if its refused rows were served."""
+        return [None if m.state == PUBLISHED else m.served_rows for m in self.months]
 
 
 def read_dataset(warehouse: Warehouse, spec: DatasetSpec, months: Sequence[str]) -> DatasetView:
@@ -392,7 +411,8 @@ def _add_rejects(warehouse: Warehouse, spec: DatasetSpec, views: list[MonthView]
                 {key: row[key] for key in ("line", "column_name", "value", "rule")}
             )
     for view in views:
-        view.reject_groups.sort(key=lambda group: (-group.lines, group.rule))
+        # As the schema check orders them, so its "most often" is the first group here too.
+        view.reject_groups.sort(key=lambda group: (-group.lines, group.first_line))
 
 
 def _add_days(warehouse: Warehouse, spec: DatasetSpec, views: list[MonthView]) -> None:

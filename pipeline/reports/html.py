@@ -50,6 +50,9 @@ BAR_COLOURS = {  # DatasetView.row_bars, in the report and in the alert's chart
     "valid, not published": COLOURS["band"],
     "rejected": COLOURS["bad"],
 }
+# DatasetView.served_earlier: a marker over the bars of the attempt that was not published.
+SERVED_EARLIER = "still served (an earlier load)"
+SERVED_COLOUR = "#1f2933"
 LAYOUT = {
     "template": "none",
     "height": 280,
@@ -241,15 +244,20 @@ def _layout(title: str, **extra: Any) -> dict[str, Any]:
 
 
 def rows_figure(view: DatasetView) -> go.Figure:
-    """Rows loaded and rejected per month (`DatasetView.row_bars`)."""
+    """Rows loaded and rejected per month (`DatasetView.row_bars`), and the rows still served
+    where a month's latest attempt was not published."""
     months = [m.month for m in view.months]
-    return go.Figure(
-        [
-            go.Bar(name=name, x=months, y=rows, marker_color=BAR_COLOURS[name])
-            for name, rows in view.row_bars().items()
-        ],
-        layout=_layout("Rows per month", barmode="stack"),
-    )
+    bars = [
+        go.Bar(name=name, x=months, y=rows, marker_color=BAR_COLOURS[name])
+        for name, rows in view.row_bars().items()
+    ]
+    served = view.served_earlier()
+    if any(rows is not None for rows in served):
+        marker = {"color": SERVED_COLOUR, "symbol": "diamond", "size": 9}
+        bars.append(
+            go.Scatter(name=SERVED_EARLIER, x=months, y=served, mode="markers", marker=marker)
+        )
+    return go.Figure(bars, layout=_layout("Rows per month", barmode="stack"))
 
 
 def reject_rate_figure(view: DatasetView) -> go.Figure:

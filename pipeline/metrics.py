@@ -31,7 +31,8 @@ PUSHGATEWAY_JOB = "pipeline"
 METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "pipeline_rows": (
         ("dataset", "month", "outcome"),
-        "Lines of the month's latest load: read from the file, loaded, rejected.",
+        "Lines of the month's latest load: read from the file, loaded (not_published: valid "
+        "rows of a refused load), rejected.",
     ),
     "pipeline_load_duration_seconds": (
         ("dataset", "month", "phase"),
@@ -121,9 +122,12 @@ def build_registry(
             )
         if month.latest is None:
             continue
-        for outcome in ("read", "loaded", "rejected"):
+        # A refused load's valid rows were never loaded: labelled so, a dashboard summing
+        # `loaded` drew them as served.
+        valid = "loaded" if month.latest["status"] == "loaded" else "not_published"
+        for outcome, figure in (("read", "read"), (valid, "loaded"), ("rejected", "rejected")):
             gauges["pipeline_rows"].labels(dataset, name, outcome).set(
-                month.latest[f"rows_{outcome}"]
+                month.latest[f"rows_{figure}"]
             )
         gauges["pipeline_file_bytes"].labels(dataset, name).set(month.latest["file_size"])
         for phase, seconds in month.phases.items():

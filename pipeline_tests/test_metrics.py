@@ -121,9 +121,15 @@ def test_the_textfile_describes_every_month_as_the_ledger_and_checks_have_it(
     }
     # January: the refused redelivery is what its figures and checks describe; still published.
     refused = ledger[("2024-01", "failed")]
-    for outcome in ("read", "loaded", "rejected"):
-        figure = refused[f"rows_{outcome}"]
-        assert value(found, "pipeline_rows", month="2024-01", outcome=outcome) == figure
+    for outcome, figure in (
+        ("read", "read"),
+        ("not_published", "loaded"),
+        ("rejected", "rejected"),
+    ):
+        expected = refused[f"rows_{figure}"]
+        assert value(found, "pipeline_rows", month="2024-01", outcome=outcome) == expected
+    # Its valid rows were never loaded: a dashboard summing `loaded` drew them as served.
+    assert value(found, "pipeline_rows", month="2024-01", outcome="loaded") is None
     assert refused["rows_read"] == 1200
     assert value(found, "pipeline_file_bytes", month="2024-01") == refused["file_size"]
     assert value(found, "pipeline_month_published", month="2024-01") == 1

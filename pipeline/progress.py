@@ -173,6 +173,12 @@ class MonthProgress:
         if watcher is not None:
             watcher.reading(reading)
 
+    def stop(self) -> None:
+        """The month's phases are over: what the step does next (a refused month's report and
+        alerts) is timed as none of them. It was counted in `checks`, four times its length."""
+        self._close_phase()
+        self._phase = None
+
     def durations(self) -> dict[str, float]:
         """Seconds per phase so far, in the order they ran."""
         self._close_phase()

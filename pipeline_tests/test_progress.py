@@ -86,6 +86,11 @@ def test_a_month_logs_each_phase_and_each_tenth_with_rate_and_eta() -> None:
     assert watcher.events[-2:] == [STAGE, CHECKS]
     assert durations == {READ: 20.0, STAGE: 3.0, CHECKS: 2.0}
 
+    # A refused month's report and alerts come after its checks, and are not part of them.
+    progress.stop()
+    clock.now += 8
+    assert progress.durations() == durations
+
 
 def feed(display: PlainDisplay | LiveDisplay) -> None:
     """Two months as the load step and the CLI report them."""

@@ -122,6 +122,7 @@ def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.As
             try:
                 yield from load_month(context, spec, checks, files, warehouse, progress)
             except Exception as error:
+                progress.stop()
                 if _final(context, error):
                     close_month(context, spec, files, warehouse, alerts, published=False)
                 raise

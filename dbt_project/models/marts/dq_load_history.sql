@@ -20,7 +20,8 @@ select
     rows_read,
     rows_loaded,
     rows_rejected,
-    case when rows_read > 0 then rows_rejected * 1.0 / rows_read else 0 end as reject_ratio,
+    case when rows_read > 0 then rows_rejected * 1.0 / rows_read when rows_read = 0 then 0 end
+        as reject_ratio,
     finished_at as last_attempt_at,
     error as last_error
 from attempts

@@ -205,6 +205,8 @@ def _figures(rows: dict[str, int]) -> str:
 def _checks(checks: dict[str, str]) -> str:
     """Failures by name, passes and checks that did not run by count: `schema FAILED (ERROR);
     5 passed`, `8 not run`."""
+    from pipeline.runner import FAILED_ERROR
+
     if not checks:
         return "-"
     words = list(checks.values())
@@ -213,6 +215,7 @@ def _checks(checks: dict[str, str]) -> str:
         for name, word in checks.items()
         if word not in ("passed", "not run")
     ]
+    failed.sort(key=lambda text: not text.endswith(FAILED_ERROR))  # ERROR first, as in a load
     counted = [f"{words.count(word)} {word}" for word in ("passed", "not run") if word in words]
     return "; ".join(failed + counted)
 

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pipeline.cli import MONTH
+from pipeline.cli import MONTH, _checks
 from pipeline.project import DBT_PROJECT_DIR
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
@@ -394,3 +394,14 @@ def test_a_command_run_away_from_the_instance_says_it_made_a_new_one(
     assert "Note:" not in second.stderr
     # Nothing landed, loaded or failed: said once, not as every month since start_month, missing.
     assert second.stdout.startswith("No month of flights has landed in ")
+
+
+def test_a_months_checks_name_its_errors_before_its_warnings() -> None:
+    # `pipeline status` listed `rule_pro_plans FAILED (WARN); schema FAILED (ERROR)`, in the
+    # checks' order, where the load's summary and the mail put what refused the month first.
+    checks = {
+        "raw/x:rule_pro_plans": "FAILED (WARN)",
+        "raw/x:schema": "FAILED (ERROR)",
+        "raw/x:volume": "passed",
+    }
+    assert _checks(checks) == "schema FAILED (ERROR); rule_pro_plans FAILED (WARN); 1 passed"

@@ -16,9 +16,13 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
+
+if TYPE_CHECKING:  # imported by the commands that use them: `pipeline --help` stays fast
+    from pipeline.settings import Settings
+    from pipeline.specs import DatasetSpec
 
 EXIT_DATA_PROBLEM = 1
 EXIT_USAGE = 2
@@ -365,6 +369,9 @@ def load(
             interrupted = True
         show_skipped()
     results.sort(key=lambda result: result.month)  # shown as they ended, summed up in order
+    _withhold_earlier_summaries(
+        settings, spec, [r.month for r in results if r.month in plan.reloaded]
+    )
     _summarise(spec.name, results, plan.skipped, files)
     if plan.failing:
         click.echo(f"Still failing from an earlier load: {', '.join(plan.failing)}.")
@@ -381,6 +388,17 @@ def load(
         sys.exit(EXIT_INTERRUPTED)
     if plan.failing or not all(result.success for result in results):
         sys.exit(EXIT_DATA_PROBLEM)
+
+
+def _withhold_earlier_summaries(settings: Settings, spec: DatasetSpec, months: list[str]) -> None:
+    """After months were loaded again for a new marking of sensitive columns: the verdicts of
+    their earlier loads keep their outcome, not their words, which could quote a newly marked
+    column in clear (a repeated key's value)."""
+    if not months:
+        return
+    with _warehouse(settings) as warehouse:
+        for month in months:
+            warehouse.withhold_earlier_summaries(spec.name, month, spec.sensitive_columns())
 
 
 def _delivered(path: Path) -> str | None:

@@ -450,6 +450,8 @@ def test_marking_a_column_sensitive_loads_the_months_loaded_before_again(
     'already loaded from this file', leaving the addresses in clear."""
     document = yaml.safe_load((BUNDLED_DATASETS_DIR / "flights.yaml").read_text())
     document["columns"]["passenger_email"] = {k: v for k, v in EMAIL.items() if k != "pii"}
+    # A key check's summary names the most repeated key: an address, before it was marked.
+    document["checks"]["unique"] = {"columns": ["passenger_email"], "severity": "WARN"}
     datasets = tmp_path / "datasets"
     datasets.mkdir()
     (datasets / "flights.yaml").write_text(yaml.safe_dump(document))
@@ -459,6 +461,16 @@ def test_marking_a_column_sensitive_loads_the_months_loaded_before_again(
         for seed, (month, defects) in enumerate([("2024-01", 0), ("2024-02", 0), ("2024-03", 0.05)])
     )
     assert run("load", "flights").returncode == 1  # 2024-03 is refused; its candidate is kept
+    summaries = (
+        "select month, count(*) as n from pipeline.check_results "
+        f"where summary like '%{MARKER}%' group by month order by month"
+    )
+    with open_warehouse(settings) as warehouse:
+        assert [row["month"] for row in warehouse.query(summaries)] == [
+            "2024-01",
+            "2024-02",
+            "2024-03",
+        ]
     archive = tmp_path / "archive"
     archive.mkdir()
     (settings.landing_dir / "flights_2024-01.tsv").rename(archive / "flights_2024-01.tsv")
@@ -493,6 +505,13 @@ def test_marking_a_column_sensitive_loads_the_months_loaded_before_again(
             f"select count(*) as n, count_if(passenger_email like '%{MARKER}%') as clear "
             f"from candidates.{candidate['table_name']}"
         )
+        quoted = warehouse.query(summaries)
+        withheld = warehouse.query(
+            "select count(*) as n from pipeline.check_results where summary = "
+            "'(withheld: written before the spec marked passenger_email: hash)'"
+        )
     assert clear == [{"_month": "2024-01", "n": january.height}]  # every address of 2024-01
+    # The earlier verdicts on the reloaded months keep their outcome, not their words.
+    assert [row["month"] for row in quoted] == ["2024-01"] and withheld[0]["n"] > 0
     assert kept[0]["n"] > march.height * 0.9 and kept[0]["clear"] == 0
     assert "is loaded again" not in run("load", "flights").stdout  # once, not on every load

@@ -572,6 +572,26 @@ class Warehouse(dg.ConfigurableResource):
 
         return self.attempt("query", read)
 
+    def withhold_earlier_summaries(self, dataset: str, month: str, marking: str) -> int:
+        """Replace the summaries of the month's check verdicts on loads before its latest with a
+        note, keeping the verdicts; returns how many. Written while the spec marked other
+        sensitive columns, they can quote a newly marked column in clear (`most: <a key>`)."""
+        latest = self.latest_attempt(dataset, month)
+        if latest is None:
+            return 0
+        note = f"(withheld: written before the spec marked {marking})"
+        condition = "dataset = ? and month = ? and load_id <> ? and summary <> ?"
+        parameters = [dataset, month, latest["load_id"], note]
+        table = f"{META_SCHEMA}.{CHECK_RESULTS_TABLE}"
+
+        def withhold(run: Run) -> int:
+            self._ensure_meta(run)
+            count = count_rows(run, table, condition, *parameters)
+            run(f"update {table} set summary = ? where {condition}", [note, *parameters])
+            return count
+
+        return self.attempt(f"withhold earlier check summaries of {dataset} {month}", withhold)
+
     def served_load(self, dataset: str, month: str) -> dict[str, Any] | None:
         """The ledger row of the load the raw tables serve for the month: its last published
         load, unless a purge came after it; else None."""

@@ -180,7 +180,8 @@ def _dbt_assets(
         enter_phase(REPORTS)
         # Also fill the query comment of every statement dbt runs (macros/run_comment.sql).
         variables = {"dataset": dataset, "run_id": context.run.run_id}
-        if context.has_partition_key:
+        month = run_month(context)
+        if month is not None:
             window = context.partition_time_window
             # Without a fiscal calendar the fiscal columns hold the calendar year.
             variables |= partitioned_dbt_vars(window, fiscal or FiscalSpec())
@@ -196,19 +197,41 @@ def _dbt_assets(
                 events, invocation.manifest, warehouse, variables.get("month")
             )
         failure = None if invocation.is_successful() else dbt_failure(invocation)
-        if alerting is not None and context.has_partition_key:
+        if alerting is not None and month is not None:
             # The run writes the dataset's report beside this step (it needs the load alone).
             report = files.report_url(report_path(files.reports_path, [alerting.name]))
-            _announce(context, alerting, warehouse, alerts, failure, report)
+            _announce(context, alerting, month, warehouse, alerts, failure, report)
         if failure is not None:
             raise failure
 
     return reports
 
 
+def run_month(context: dg.AssetExecutionContext) -> str | None:
+    """The month a run of a dataset's models builds; None in a run of the ledger models.
+
+    A load job's run is tagged with its partition; an asset backfill from the UI runs each month
+    as a range of one (BackfillPolicy.multi_run(1)), which `has_partition_key` does not see: such
+    a run built the models without their month, over every month, and nulled every fiscal column.
+    A range of several months is refused: the models are built for one month at a time.
+    """
+    if context.has_partition_key:
+        return context.partition_key
+    if not context.has_partition_key_range:
+        return None
+    keys = context.partition_key_range
+    if keys.start != keys.end:
+        raise dg.Failure(
+            f"the dbt models are built one month per run; this run asks for {keys.start} to "
+            f"{keys.end}: launch it as a backfill, which runs each month on its own"
+        )
+    return keys.start
+
+
 def _announce(
     context: dg.AssetExecutionContext,
     spec: DatasetSpec,
+    month: str,
     warehouse: Warehouse,
     alerts: Alerts,
     failure: Exception | None,
@@ -217,11 +240,9 @@ def _announce(
     """The month's dbt build, failed or fine, to its alerts; never the build's outcome."""
     error = None if failure is None else getattr(failure, "description", None) or str(failure)
     try:
-        notify_build(
-            warehouse, alerts, spec, context.partition_key, context.run.run_id, error, report_url
-        )
+        notify_build(warehouse, alerts, spec, month, context.run.run_id, error, report_url)
     except Exception as exc:  # alerts never fail a run
-        context.log.warning(f"{spec.name} {context.partition_key}: alerts not sent: {exc}")
+        context.log.warning(f"{spec.name} {month}: alerts not sent: {exc}")
 
 
 def with_row_counts(

@@ -16,6 +16,7 @@ from pipeline.definitions import build_resources, open_warehouse
 from pipeline.doctor import examine_staging
 from pipeline.ingest import staging, stream
 from pipeline.ingest.batches import ValidatedBatch
+from pipeline.ingest.parts import PartWriter
 from pipeline.ingest.stream import ReconciliationError, ingest_file, stage_file
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
@@ -138,6 +139,47 @@ def test_a_month_leaves_no_staged_parts_once_published(
     )
     assert result.success
     assert list(deployment.staging_dir.rglob("*.parquet")) == []
+
+
+@pytest.mark.parametrize("fault", ["the disk is full", "the staging folder is under a file"])
+def test_a_disk_that_refuses_the_staging_fails_the_month_once_and_keeps_no_parts(
+    settings: Settings,
+    flights: DatasetSpec,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fault: str,
+) -> None:
+    # Taken for the warehouse's passing trouble, such a load was retried for two minutes, its
+    # parts left filling the disk, and (when the folder could not be made) nothing recorded.
+    write_tsv(month_frame("2024-01", 10, seed=1), settings.landing_dir / "flights_2024-01.tsv")
+    if fault == "the disk is full":
+        write = PartWriter.write
+
+        def full(writer: PartWriter, frame: pl.DataFrame) -> None:
+            if writer.prefix == "rejects":  # the month's rows part is written by then
+                raise pl.exceptions.ComputeError("parquet: No space left on device (os error 28)")
+            write(writer, frame)
+
+        monkeypatch.setattr(PartWriter, "write", full)
+    else:
+        (tmp_path / "a-file").write_text("")
+        monkeypatch.setenv("PIPELINE_STAGING_DIR", str(tmp_path / "a-file" / "staging"))
+        settings = Settings.from_env()
+
+    result = materialize_load(flights, "2024-01", settings)
+
+    assert not result.success
+    assert "STEP_UP_FOR_RETRY" not in [event.event_type_value for event in result.all_events]
+    (error,) = [
+        row["error"] for row in load_month_rows(settings, "2024-01") if row["status"] == "failed"
+    ]
+    assert ("os error 28" if fault == "the disk is full" else "Not a directory") in error
+    assert not (tmp_path / "staging").exists() or not any((tmp_path / "staging").rglob("*.parquet"))
+
+
+def load_month_rows(settings: Settings, month: str) -> list[dict]:
+    with open_warehouse(settings) as warehouse:
+        return warehouse.query("select * from pipeline.load_ledger where month = ?", [month])
 
 
 def test_a_rule_cannot_reach_beyond_its_month(

@@ -13,6 +13,7 @@ blocking checks stop downstream steps without failing the asset's partition or w
 """
 
 import datetime as dt
+import errno
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -63,6 +64,16 @@ EARLIER_MONTHS_POLL_SECONDS = 2
 # worker the daemon launched that died leaves its run STARTED (the load logs every tenth of its
 # file, and each phase).
 SILENT_RUN_SECONDS = 30 * 60
+# The loader's own disk refusing a write: no permission, read-only, full, over quota, a path
+# through a file. Final, not retried (see local_storage_error).
+LOCAL_STORAGE_ERRNOS = (
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+)
 
 # Transient trouble (a locked warehouse file, a dropped connection) is retried with growing,
 # jittered delays, reusing the staged parts; a bad file raises Failure(allow_retries=False).
@@ -176,7 +187,8 @@ def load_month(
     directory = month_dir / staging.staging_key(spec, delivered, files.pii_key)
     # One run per month at a time: another staging of this month is a killed run's leftover.
     staging.sweep(month_dir, keep=directory)
-    with staging.claimed(directory), attempt.recorded(directory):
+    # Recorded first: a staging folder that cannot be made fails the month like any error.
+    with attempt.recorded(directory), staging.claimed(directory):
         progress.phase(READ, str(path))
         staged = attempt.staged = stage_file(
             spec,
@@ -348,9 +360,10 @@ class _Attempt:
 
         A LoadError (a file that cannot load, counts that do not reconcile) fails for good: the
         staged parts go and Dagster does not retry. So does a statement the database refused (a
-        name, a type, a feature it lacks), which it would refuse again. Any other error is the
-        warehouse's trouble: the step's retry policy tries again, reusing the staged parts. A
-        refusal (dg.Failure) was recorded already.
+        name, a type, a feature it lacks), which it would refuse again, and the loader's own disk
+        refusing a write (`local_storage_error`). Any other error is the warehouse's trouble: the
+        step's retry policy tries again, reusing the staged parts. A refusal (dg.Failure) was
+        recorded already.
         """
         try:
             yield
@@ -360,7 +373,11 @@ class _Attempt:
             # The warehouse that failed a statement of the block may fail these too (a session
             # setting it lacks): the failure to report is still the block's.
             unrecorded = self._statement_error(partial(self._record, str(exc)))
-            final = isinstance(exc, LoadError) or self.warehouse.is_statement_error(exc)
+            final = (
+                isinstance(exc, LoadError)
+                or self.warehouse.is_statement_error(exc)
+                or local_storage_error(exc)
+            )
             if not final:
                 raise
             if staging_dir is not None:
@@ -415,6 +432,16 @@ class _Attempt:
                 self.staged, self.load_id, self.run_id, "failed", error=error
             )
         self.warehouse.record_load(entry)
+
+
+def local_storage_error(error: Exception) -> bool:
+    """Whether `error` is the loader's own disk refusing it: a staging folder it may not write,
+    or a full disk. Retried, such a load failed the same way for two minutes, unrecorded, the
+    parts it had written still filling the disk. polars reports the system's error in its
+    message (`… (os error 28)`)."""
+    if isinstance(error, OSError) and error.errno in LOCAL_STORAGE_ERRNOS:
+        return True
+    return any(f"(os error {number})" in str(error) for number in LOCAL_STORAGE_ERRNOS)
 
 
 def _final(context: dg.AssetExecutionContext, error: Exception) -> bool:

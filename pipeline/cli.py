@@ -604,8 +604,14 @@ def _landed_months(spec) -> set[str]:
     from pipeline.settings import Settings
 
     landing = Settings.from_env().landing_dir
-    landed = {spec.month_of(path.name) for path in landing.iterdir()} if landing.is_dir() else set()
-    return _complete(spec, landed)
+    try:
+        names = [path.name for path in landing.iterdir()] if landing.is_dir() else []
+    except OSError as exc:  # was a traceback from `load`, `status` and `validate`
+        raise SetupError(
+            f"the landing folder {landing} cannot be read: {exc.strerror}; give the loader read "
+            "access to it, or set PIPELINE_LANDING_DIR"
+        ) from None
+    return _complete(spec, {spec.month_of(name) for name in names})
 
 
 def _complete(spec, months: set[str | None]) -> set[str]:

@@ -113,10 +113,20 @@ def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Fin
             "create it or set PIPELINE_LANDING_DIR",
         )
         return
+    try:
+        listed = sorted(landing_dir.iterdir())
+    except OSError as error:  # a traceback here ended doctor after its first line
+        yield Finding(
+            False,
+            "landing",
+            f"{landing_dir} cannot be read: {error.strerror}",
+            "give the loader read access to it, or set PIPELINE_LANDING_DIR",
+        )
+        return
     claimed: set[str] = set()
     for spec in specs:
         months = {}
-        for path in landing_dir.iterdir():
+        for path in listed:
             month = spec.month_of(path.name)
             if month is not None:
                 months[month] = path
@@ -142,9 +152,7 @@ def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Fin
             f"{len(months)} month(s) from {min(months)} to {max(months)}",
         )
         yield preview(months[max(months)], spec)
-    others = sorted(
-        path.name for path in landing_dir.iterdir() if path.is_file() and path.name not in claimed
-    )
+    others = [path.name for path in listed if path.is_file() and path.name not in claimed]
     for name in list(others):
         found = _compressed_delivery(name, specs)
         if found is not None:
@@ -294,7 +302,16 @@ def examine_sensitive(
 
 
 def examine_staging(staging_dir: Path, fix: bool) -> Finding:
-    """Staged parts left by killed loads (a running load holds its own, and keeps them)."""
+    """Staged parts left by killed loads (a running load holds its own, and keeps them), and
+    whether loads can stage there at all."""
+    unwritable = _unwritable(staging_dir)
+    if unwritable is not None:
+        return Finding(
+            False,
+            "staging",
+            f"{staging_dir}: {unwritable}: no load can stage its parts",
+            "give the loader write access, or set PIPELINE_STAGING_DIR to a folder it can write",
+        )
     if fix:
         removed = staging.sweep(staging_dir)
         return Finding(True, "staging", f"removed {len(removed)} staging(s) no load was using")
@@ -328,6 +345,16 @@ def examine_staging(staging_dir: Path, fix: bool) -> Finding:
         else f"no stale staged parts in {staging_dir}{note}",
         "pipeline doctor --fix removes those no running load holds" if problems else "",
     )
+
+
+def _unwritable(directory: Path) -> str | None:
+    """Why the loader could not create `directory` or files in it; None if it can."""
+    existing = next(path for path in (directory, *directory.parents) if path.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable by this user"
+    return None
 
 
 def examine_instance() -> Finding:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pipeline.project import DBT_PROJECT_DIR
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
 from pipeline_tests.mailserver import Inbox
-from pipeline_tests.support import run, scalar
+from pipeline_tests.support import PIPELINE, run, scalar
 
 
 def test_load_then_status_round_trip(
@@ -405,3 +406,47 @@ def test_a_months_checks_name_its_errors_before_its_warnings() -> None:
         "raw/x:volume": "passed",
     }
     assert _checks(checks) == "schema FAILED (ERROR); rule_pro_plans FAILED (WARN); 1 passed"
+
+
+# Root reads and writes any folder: such commands run without the capabilities that let it.
+CAPABILITIES = "-dac_override,-dac_read_search"
+AS_A_USER = (
+    ["setpriv", f"--inh-caps={CAPABILITIES}", f"--bounding-set={CAPABILITIES}"]
+    if os.geteuid() == 0
+    else []
+)
+
+
+def test_folders_the_loader_cannot_use_are_one_line_and_doctor_names_them(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unreadable landing folder was a traceback from load, status and doctor (doctor's ended
+    # after its first line); a staging folder that cannot be made, doctor called OK.
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("PIPELINE_STAGING_DIR", str(tmp_path / "a-file" / "staging"))
+    settings.landing_dir.chmod(0)
+    try:
+        done = {
+            command: subprocess.run(
+                [*AS_A_USER, PIPELINE, *command.split()],
+                capture_output=True,
+                text=True,
+                env=os.environ.copy(),
+                timeout=300,
+            )
+            for command in ("load flights", "status flights", "doctor")
+        }
+    finally:
+        settings.landing_dir.chmod(0o755)
+
+    unreadable = f"{settings.landing_dir} cannot be read: Permission denied"
+    for command in ("load flights", "status flights"):
+        assert done[command].returncode == 2, done[command]
+        assert done[command].stderr == (
+            f"Error: the landing folder {unreadable}; give the loader read access to it, or set "
+            "PIPELINE_LANDING_DIR\n"
+        )
+    doctor = done["doctor"]
+    assert "Traceback" not in doctor.stdout + doctor.stderr and doctor.returncode == 1, doctor
+    assert f"PROBLEM landing: {unreadable}" in doctor.stdout
+    assert "a-file is a file, not a folder: no load can stage its parts" in doctor.stdout

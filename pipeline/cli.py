@@ -94,9 +94,22 @@ WAREHOUSE_ERROR_MODULES = ("duckdb", "_duckdb", "snowflake.connector")
 
 
 @contextlib.contextmanager
-def _warehouse(settings) -> Iterator:
+def _warehouse(settings, reading: str | None = None) -> Iterator:
     """The warehouse, with a failure to reach or open it as one line that says what to run, not
-    the connector's traceback; any other error is raised as it is."""
+    the connector's traceback; any other error is raised as it is.
+
+    A command that only reads (`reading` says what it then cannot do) refuses a DuckDB file that
+    is not there: opening it created an empty warehouse wherever a mistyped path pointed, and
+    every month showed as missing.
+    """
+    if (
+        reading is not None
+        and settings.warehouse == "duckdb"
+        and not settings.duckdb_path.is_file()
+    ):
+        raise SetupError(
+            f"{settings.duckdb_path}: no warehouse file there (PIPELINE_DUCKDB_PATH); {reading}"
+        )
     open_warehouse = _definitions().open_warehouse
     try:
         with open_warehouse(settings) as warehouse:
@@ -506,7 +519,7 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     instance = _instance()
     settings = Settings.from_env()
     # Not held open over the prompt: DuckDB lets one process at a time open its file.
-    with _warehouse(settings) as warehouse:
+    with _warehouse(settings, reading="nothing to purge") as warehouse:
         attempt = warehouse.latest_attempt(spec.name, month)
     if (attempt is None or attempt["status"] == "purged") and not month_runs(
         defs, spec, month, instance
@@ -521,7 +534,7 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     ):
         click.echo("Nothing purged.")
         return
-    with _warehouse(settings) as warehouse:
+    with _warehouse(settings, reading="nothing to purge") as warehouse:
         deleted = purge_month(defs, spec, month, instance, warehouse)
         # Its metrics said `published 1` until the dataset's next load rebuilt them; the month
         # is purged already, so metrics that cannot be sent are only a warning.
@@ -562,7 +575,9 @@ def status(dataset: str, first: str | None, last: str | None) -> None:
         )
         return
     months = _months(spec, first, last or known)
-    with _warehouse(settings) as warehouse:
+    with _warehouse(
+        settings, reading="nothing was loaded there: check the path, or load a month first"
+    ) as warehouse:
         statuses = month_statuses(defs, spec, instance, months, warehouse)
     click.echo(HEADER)
     for month in statuses:
@@ -662,13 +677,8 @@ def audit_verify(from_seq: int, anchors_path: Path | None, location: str | None)
 
     anchors = anchors_path or anchors_file(_instance())
     settings = Settings.from_env()
-    if settings.warehouse == "duckdb" and not settings.duckdb_path.is_file():
-        # Opening it would create an empty warehouse, whose empty log verifies.
-        raise SetupError(
-            f"{settings.duckdb_path}: no warehouse file there (PIPELINE_DUCKDB_PATH); nothing "
-            "to verify"
-        )
-    with _warehouse(settings) as warehouse:
+    # An empty warehouse's empty log would verify.
+    with _warehouse(settings, reading="nothing to verify") as warehouse:
         verdict = verify_log(warehouse, anchors, from_seq, location)
         location = location or warehouse.location()
     if not verdict.ok:
@@ -713,7 +723,7 @@ def audit_show(dataset: str, month: str | None) -> None:
         f"select * from {META_SCHEMA}.{AUDIT_TABLE} "
         "where (dataset = ? or contains(',' || dataset || ',', ?))"
     )
-    with _warehouse(Settings.from_env()) as warehouse:
+    with _warehouse(Settings.from_env(), reading="no audit log to show") as warehouse:
         rows = warehouse.query(
             sql + (" and month = ? order by seq" if month else " order by seq"),
             [dataset, f",{dataset},", *([month] if month else [])],
@@ -784,7 +794,7 @@ def report(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'-o'") from None
     try:
-        with _warehouse(settings) as warehouse:
+        with _warehouse(settings, reading="nothing to report") as warehouse:
             written = write_report(warehouse, chosen, path, anchors_file(_instance()), first, last)
     except (BrowserMissing, PrintFailed) as exc:
         raise click.ClickException(str(exc)) from None

@@ -67,6 +67,8 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
     for finding in examine_warehouse(settings) if dbt.ok else ():
         reachable &= finding.ok
         yield finding
+    # A DuckDB file that is not there is not looked into: opening it would create it.
+    reachable &= settings.warehouse != "duckdb" or settings.duckdb_path.is_file()
     smtp = examine_smtp(settings.alerts, list(specs.values()))
     if smtp is not None:
         yield smtp
@@ -369,6 +371,18 @@ def examine_instance() -> Finding:
     return Finding(True, "dagster", f"instance at {instance.root_directory}, {runs} run(s)")
 
 
+def _instance_runs() -> int | None:
+    """How many runs the Dagster instance records; None if it cannot be read (examine_instance
+    says why)."""
+    import dagster as dg
+
+    try:
+        with dg.DagsterInstance.get() as instance:
+            return instance.get_runs_count()
+    except Exception:
+        return None
+
+
 def examine_dbt(project: DbtProject | None = None) -> Finding:
     """Whether dbt parses the project (at once if nothing changed since the last parse)."""
     from pipeline.project import DbtParseError, dbt_project, ensure_manifest
@@ -391,6 +405,18 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
     from pipeline.definitions import open_warehouse
 
     where = f"duckdb ({settings.duckdb_path})"
+    runs = _instance_runs()
+    # Opened, a mistyped path became a new, empty warehouse that doctor called OK.
+    if not settings.duckdb_path.is_file():
+        yield Finding(
+            not runs,
+            "warehouse",
+            f"{where}: no file there"
+            + (f", but the Dagster instance records {runs} run(s)" if runs else "")
+            + ("" if runs else "; the first load creates it"),
+            "is PIPELINE_DUCKDB_PATH the file the loads wrote?" if runs else "",
+        )
+        return
     try:
         with open_warehouse(settings) as warehouse:
             rows = warehouse.query("select count(*) as loads from pipeline.load_ledger")
@@ -402,7 +428,18 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
             "is another process (a run, the UI's backfill) writing to it? DuckDB allows one writer",
         )
         return
-    yield Finding(True, "warehouse", f"{where}: {rows[0]['loads']} load(s) recorded")
+    loads = rows[0]["loads"]
+    unknown = bool(loads) and runs == 0
+    yield Finding(
+        not unknown,
+        "warehouse",
+        f"{where}: {loads} load(s) recorded"
+        + (", none of them in the Dagster instance, which records no run" if unknown else ""),
+        "is DAGSTER_HOME the instance the loads ran in? With another, `pipeline load` loads "
+        "every month again"
+        if unknown
+        else "",
+    )
 
 
 def examine_datasets(settings: Settings, specs: list[DatasetSpec]) -> Iterator[Finding]:

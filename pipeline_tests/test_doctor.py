@@ -11,6 +11,7 @@ from dagster_dbt import DbtProject
 
 from pipeline.doctor import examine_datasets, examine_dbt, preview
 from pipeline.project import DBT_PROJECT_DIR
+from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
 from pipeline.specs import RuleSpec, load_specs
 from pipeline_tests.support import run
@@ -172,3 +173,39 @@ def test_a_rule_the_warehouse_refuses_is_a_problem_before_any_load(deployment: S
     for finding, column in zip(found.values(), ["quantity", "_month"], strict=True):
         assert not finding.ok and finding.message.startswith("the warehouse refuses its where:")
         assert column in finding.message.lower()
+
+
+def test_a_warehouse_and_an_instance_that_do_not_belong_together_are_named(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A mistyped PIPELINE_DUCKDB_PATH made `status` and doctor create an empty warehouse there
+    # (doctor: OK, 0 loads); a mistyped DAGSTER_HOME showed every month missing, doctor OK, and
+    # a plain load loaded every month again.
+    write_tsv(month_frame("2024-01", 5, seed=1), settings.landing_dir / "flights_2024-01.tsv")
+    assert run("load", "flights").returncode == 0
+
+    typo = tmp_path / "warehouse.duckd"
+    monkeypatch.setenv("PIPELINE_DUCKDB_PATH", str(typo))
+    status = run("status", "flights")
+    assert status.returncode == 2
+    assert status.stderr == (
+        f"Error: {typo}: no warehouse file there (PIPELINE_DUCKDB_PATH); nothing was loaded "
+        "there: check the path, or load a month first\n"
+    )
+    doctor = run("doctor")
+    assert doctor.returncode == 1
+    assert (
+        f"PROBLEM warehouse: duckdb ({typo}): no file there, but the Dagster instance records 1 "
+        "run(s)\n          hint: is PIPELINE_DUCKDB_PATH the file the loads wrote?"
+    ) in doctor.stdout
+    assert not typo.exists()
+
+    monkeypatch.setenv("PIPELINE_DUCKDB_PATH", str(settings.duckdb_path))
+    (tmp_path / "other_home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "other_home"))
+    doctor = run("doctor")
+    assert doctor.returncode == 1
+    assert (
+        "load(s) recorded, none of them in the Dagster instance, which records no run\n"
+        "          hint: is DAGSTER_HOME the instance the loads ran in?"
+    ) in doctor.stdout

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from pipeline.assets.loads import build_load_asset, raw_asset_key
@@ -105,16 +106,23 @@ def test_files_archived_or_not_yet_landed_make_no_failed_runs(
 
 
 def test_a_month_the_warehouse_lost_is_missing_and_loaded_again(
-    settings: Settings, instance: dg.DagsterInstance
+    settings: Settings, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     land(settings, "2024-01", 1)
     assert run("load", "flights").returncode == 0
-    # A new database (deleted to start over, or another warehouse with the same DAGSTER_HOME).
-    Path(settings.duckdb_path).unlink()
-
+    # Another, empty warehouse with the same DAGSTER_HOME.
+    other = settings.duckdb_path.with_name("other.duckdb")
+    duckdb.connect(str(other)).close()
+    monkeypatch.setenv("PIPELINE_DUCKDB_PATH", str(other))
     status = run("status", "flights")
     assert month_lines(status.stdout)["2024-01"].split()[1] == "missing"
     assert "missing (Dagster recorded a load, but duckdb:" in status.stdout
+    # The database deleted to start over: status names the path, and creates nothing there.
+    monkeypatch.setenv("PIPELINE_DUCKDB_PATH", str(settings.duckdb_path))
+    Path(settings.duckdb_path).unlink()
+    assert "no warehouse file there (PIPELINE_DUCKDB_PATH)" in run("status", "flights").stderr
+    assert not settings.duckdb_path.exists()
+
     reloaded = run("load", "flights")
     assert reloaded.returncode == 0, reloaded.stdout
     assert month_lines(reloaded.stdout)["2024-01"].split()[1] == "ok"

@@ -75,7 +75,7 @@ class Alert:
         else:
             lines += [
                 "",
-                f"The latest load passes {', '.join(self.resolved)} again; nothing to do.",
+                f"Resolved by the month's latest run: {', '.join(self.resolved)}. Nothing to do.",
             ]
         if self.report_link:
             lines += ["", f"Report: {self.report_link}"]

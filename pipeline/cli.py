@@ -311,6 +311,8 @@ def load(
         else _last_landed_month(spec, first)
     )
     settings = Settings.from_env()
+    for note in _compressed_unclaimed(spec, settings.landing_dir):
+        click.echo(note)
     if last is None and default_last is None and not retry_failed:
         # Else every month since the spec's start would be a run failing for want of a file.
         click.echo(
@@ -613,6 +615,27 @@ def _last_landed_month(spec, first: str | None) -> str | None:
 
 def _latest(months: set[str], first: str | None) -> str | None:
     return max((month for month in months if first is None or month >= first), default=None)
+
+
+def _compressed_unclaimed(spec, landing: Path) -> list[str]:
+    """A line for each file of the dataset delivered compressed under a pattern that does not
+    name the compression (`.tsv.gz` for `.tsv`): a load without --to left its month out unsaid.
+    (The landing folder was listed already: `_landed_months`.)"""
+    from pipeline.ingest.files import compression
+
+    try:
+        names = sorted(path.name for path in landing.iterdir())
+    except OSError:  # not there, or unreadable: what loads from it says so
+        return []
+    return [
+        f"Not loaded: {name} is {compression(Path(name))}-compressed, and file_pattern "
+        f"{spec.file_pattern} does not end in {Path(name).suffix}: set file_pattern: "
+        f"{spec.file_pattern}{Path(name).suffix} in the spec to load it as delivered."
+        for name in names
+        if compression(Path(name)) is not None
+        and spec.month_of(name) is None
+        and spec.month_of(Path(name).stem) is not None
+    ]
 
 
 def _landed_months(spec) -> set[str]:

@@ -450,3 +450,19 @@ def test_folders_the_loader_cannot_use_are_one_line_and_doctor_names_them(
     assert "Traceback" not in doctor.stdout + doctor.stderr and doctor.returncode == 1, doctor
     assert f"PROBLEM landing: {unreadable}" in doctor.stdout
     assert "a-file is a file, not a folder: no load can stage its parts" in doctor.stdout
+
+
+def test_a_month_delivered_compressed_under_a_plain_pattern_is_named(settings: Settings) -> None:
+    # Its month was left out of a load without --to, unsaid: `0 loaded, 0 skipped`, exit 0.
+    write_tsv(month_frame("2024-04", 5, seed=1), settings.landing_dir / "flights_2024-04.tsv")
+    plain = settings.landing_dir / "flights_2024-04.tsv"
+    gzip_file = plain.with_name("flights_2024-04.tsv.gz")
+    subprocess.run(["gzip", str(plain)], check=True)
+    assert gzip_file.exists()
+
+    done = run("load", "flights")
+    assert (
+        "Not loaded: flights_2024-04.tsv.gz is gzip-compressed, and file_pattern "
+        "flights_{month}.tsv does not end in .gz: set file_pattern: flights_{month}.tsv.gz in the "
+        "spec to load it as delivered."
+    ) in done.stdout, done.stdout

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
+from pipeline.assets.loads import RETRYING
 from pipeline.cli import HEADER
 from pipeline.progress import (
     CHECKS,
@@ -31,8 +32,10 @@ from pipeline.progress import (
 )
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
+from pipeline.specs import DatasetSpec
 from pipeline.terminal import LiveDisplay, PlainDisplay
-from pipeline_tests.support import PIPELINE, scalar
+from pipeline.warehouse.base import Warehouse
+from pipeline_tests.support import PIPELINE, materialize_load, scalar
 
 MB = 1_000_000
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but tab and newline
@@ -287,3 +290,26 @@ def samples(text: str) -> dict[tuple[str, str, str], float]:
         for sample in family.samples
         if sample.name == "pipeline_rows"
     }
+
+
+def test_a_step_that_is_retried_says_why_where_the_cli_shows_phases(
+    settings: Settings, flights: DatasetSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A locked warehouse or a dropped connection made the CLI show the month's phases again,
+    # unexplained (Dagster's retry is in its log, which the CLI hides).
+    write_tsv(month_frame("2024-01", 5, seed=1), settings.landing_dir / "flights_2024-01.tsv")
+    stage_candidate = Warehouse.stage_candidate
+    failures = iter([ConnectionResetError("the warehouse closed the connection")])
+
+    def flaky(warehouse: Warehouse, *args: object) -> object:
+        for error in failures:
+            raise error
+        return stage_candidate(warehouse, *args)
+
+    monkeypatch.setattr(Warehouse, "stage_candidate", flaky)
+    watcher = Recorder()
+    with watched_by(watcher):
+        assert materialize_load(flights, "2024-01", settings).success
+    retried = f"{RETRYING}: the warehouse closed the connection"
+    assert watcher.events.count(retried) == 1
+    assert watcher.events.count(READ) == 2  # the retry read the month again (its parts reused)

@@ -37,7 +37,7 @@ from pipeline.ingest.stream import StagedLoad, new_load_id, require_file, stage_
 from pipeline.metrics import MetricsExport
 from pipeline.orphans import still_running
 from pipeline.partitions import dataset_partitions
-from pipeline.progress import CHECKS, PUBLISH, READ, STAGE, MonthProgress
+from pipeline.progress import CHECKS, PUBLISH, READ, STAGE, MonthProgress, enter_phase
 from pipeline.reports.build import report_path
 from pipeline.resources import LandingFiles
 from pipeline.specs import DatasetSpec
@@ -59,6 +59,8 @@ INTERRUPTED = "interrupted"  # metadata of the failure of a step stopped by Ctrl
 INTERRUPTED_REASON = (
     "interrupted (Ctrl-C or SIGTERM), not retried; a load with --retry-failed runs it again"
 )
+# What the CLI shows of a step that failed and is retried (its retry policy's delay first).
+RETRYING = "failed, retried shortly"
 EARLIER_MONTHS_POLL_SECONDS = 2
 # A run that has logged nothing for this long is taken for dead and not waited for: a run
 # worker the daemon launched that died leaves its run STARTED (the load logs every tenth of its
@@ -136,6 +138,9 @@ def build_load_asset(spec: DatasetSpec, warehouse_name: str = "duckdb") -> dg.As
                 progress.stop()
                 if _final(context, error):
                     close_month(context, spec, files, warehouse, alerts, published=False)
+                else:
+                    # The CLI shows phases, not Dagster's log: a retry was the same phases again.
+                    enter_phase(f"{RETRYING}: {_first_line(error)}")
                 raise
             finally:
                 _account(context, spec, warehouse, metrics, progress)
@@ -442,6 +447,11 @@ def local_storage_error(error: Exception) -> bool:
     if isinstance(error, OSError) and error.errno in LOCAL_STORAGE_ERRNOS:
         return True
     return any(f"(os error {number})" in str(error) for number in LOCAL_STORAGE_ERRNOS)
+
+
+def _first_line(error: Exception, limit: int = 160) -> str:
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return line if len(line) <= limit else f"{line[:limit]}…"
 
 
 def _final(context: dg.AssetExecutionContext, error: Exception) -> bool:

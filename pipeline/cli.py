@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # imported by the commands that use them: `pipeline --help` s
 EXIT_DATA_PROBLEM = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
+# Why `purge` refuses a DuckDB path with no file (_warehouse): the month's rows are not there.
+NOT_PURGED = "the month cannot be purged there: check the path"
 
 
 class SetupError(click.ClickException):
@@ -102,10 +104,12 @@ def _warehouse(settings, reading: str | None = None) -> Iterator:
     is not there: opening it created an empty warehouse wherever a mistyped path pointed, and
     every month showed as missing.
     """
+    from pipeline.warehouse.duckdb import missing_file
+
     if (
         reading is not None
         and settings.warehouse == "duckdb"
-        and not settings.duckdb_path.is_file()
+        and missing_file(settings.duckdb_path)
     ):
         raise SetupError(
             f"{settings.duckdb_path}: no warehouse file there (PIPELINE_DUCKDB_PATH); {reading}"
@@ -311,7 +315,7 @@ def load(
         else _last_landed_month(spec, first)
     )
     settings = Settings.from_env()
-    for note in _compressed_unclaimed(spec, settings.landing_dir):
+    for note in _compressed_unclaimed(spec, settings.landing_dir, first, last):
         click.echo(note)
     if last is None and default_last is None and not retry_failed:
         # Else every month since the spec's start would be a run failing for want of a file.
@@ -331,6 +335,7 @@ def load(
                 "Snowflake (PIPELINE_WAREHOUSE=snowflake)."
             )
         statuses = month_statuses(defs, spec, instance, months, warehouse)
+        location = warehouse.location()
     plan = plan_months(
         statuses,
         {month: _delivered(path) for month, path in files.items()},
@@ -342,6 +347,15 @@ def load(
     click.echo(f"Loading {spec.name}: {months[0]}..{months[-1]} ({count})")
     for month, reason in plan.reloaded.items():
         click.echo(f"{month} is loaded again from its file: {reason}.")
+    lost = [status.month for status in statuses if status.lost and status.month in plan.run]
+    if lost:
+        # A mistyped PIPELINE_DUCKDB_PATH is a new, empty database: said before hours of loads.
+        many = f"{len(lost)} months, {lost[0]} to {lost[-1]}"
+        shown = ", ".join(lost) if len(lost) <= 3 else many
+        click.echo(
+            f"{location} has no load of {shown}, which Dagster recorded as loaded (a new or "
+            "emptied database, or a mistyped path): loading them again."
+        )
     click.echo(HEADER)
     with (
         _summary_stream(quiet=not verbose) as out,
@@ -384,13 +398,15 @@ def load(
             interrupted = True
         show_skipped()
     results.sort(key=lambda result: result.month)  # shown as they ended, summed up in order
-    _withhold_earlier_summaries(
-        settings, spec, [r.month for r in results if r.month in plan.reloaded]
-    )
     _summarise(spec.name, results, plan.skipped, files)
     if plan.failing:
         click.echo(f"Still failing from an earlier load: {', '.join(plan.failing)}.")
-    if interrupted or any(result.interrupted for result in results):
+    stopped = interrupted or any(result.interrupted for result in results)
+    if not stopped:
+        _withhold_earlier_summaries(
+            settings, spec, [r.month for r in results if r.month in plan.reloaded]
+        )
+    if stopped:
         done = {result.month for result in results}
         not_run = [month for month in plan.run if month not in done]
         again = not_run + [result.month for result in results if result.interrupted]
@@ -411,9 +427,15 @@ def _withhold_earlier_summaries(settings: Settings, spec: DatasetSpec, months: l
     column in clear (a repeated key's value)."""
     if not months:
         return
-    with _warehouse(settings) as warehouse:
-        for month in months:
-            warehouse.withhold_earlier_summaries(spec.name, month, spec.sensitive_columns())
+    try:
+        with _warehouse(settings) as warehouse:
+            for month in months:
+                warehouse.withhold_earlier_summaries(spec.name, month, spec.sensitive_columns())
+    except click.ClickException as exc:  # the months are loaded: their summary stands
+        click.echo(
+            f"Warning: the earlier check summaries of {', '.join(months)} were not withheld "
+            f"({exc.message}); they may quote {spec.sensitive_columns()} in clear."
+        )
 
 
 def _delivered(path: Path) -> str | None:
@@ -521,7 +543,7 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     instance = _instance()
     settings = Settings.from_env()
     # Not held open over the prompt: DuckDB lets one process at a time open its file.
-    with _warehouse(settings, reading="nothing to purge") as warehouse:
+    with _warehouse(settings, reading=NOT_PURGED) as warehouse:
         attempt = warehouse.latest_attempt(spec.name, month)
     if (attempt is None or attempt["status"] == "purged") and not month_runs(
         defs, spec, month, instance
@@ -536,7 +558,7 @@ def purge(dataset: str, month: str, yes: bool) -> None:
     ):
         click.echo("Nothing purged.")
         return
-    with _warehouse(settings, reading="nothing to purge") as warehouse:
+    with _warehouse(settings, reading=NOT_PURGED) as warehouse:
         deleted = purge_month(defs, spec, month, instance, warehouse)
         # Its metrics said `published 1` until the dataset's next load rebuilt them; the month
         # is purged already, so metrics that cannot be sent are only a warning.
@@ -617,25 +639,31 @@ def _latest(months: set[str], first: str | None) -> str | None:
     return max((month for month in months if first is None or month >= first), default=None)
 
 
-def _compressed_unclaimed(spec, landing: Path) -> list[str]:
-    """A line for each file of the dataset delivered compressed under a pattern that does not
-    name the compression (`.tsv.gz` for `.tsv`): a load without --to left its month out unsaid.
-    (The landing folder was listed already: `_landed_months`.)"""
+def _compressed_unclaimed(spec, landing: Path, first: str | None, last: str | None) -> list[str]:
+    """A line for each month of the dataset (from `first` to `last`, if given) delivered only
+    compressed under a pattern that does not name the compression (`.tsv.gz` for `.tsv`): a load
+    without --to left such a month out unsaid."""
     from pipeline.ingest.files import compression
 
     try:
-        names = sorted(path.name for path in landing.iterdir())
+        paths = sorted(landing.iterdir())
     except OSError:  # not there, or unreadable: what loads from it says so
         return []
-    return [
-        f"Not loaded: {name} is {compression(Path(name))}-compressed, and file_pattern "
-        f"{spec.file_pattern} does not end in {Path(name).suffix}: set file_pattern: "
-        f"{spec.file_pattern}{Path(name).suffix} in the spec to load it as delivered."
-        for name in names
-        if compression(Path(name)) is not None
-        and spec.month_of(name) is None
-        and spec.month_of(Path(name).stem) is not None
-    ]
+    notes = []
+    for path in paths:
+        month = spec.month_of(path.stem) if compression(path) is not None else None
+        if month is None or spec.month_of(path.name) is not None:
+            continue
+        if (first and month < first) or (last and month > last):
+            continue
+        if (landing / spec.file_name(month)).exists():
+            continue  # delivered plain as well: that file is the month's
+        notes.append(
+            f"Not loaded: {path.name} is {compression(path)}-compressed, and file_pattern "
+            f"{spec.file_pattern} does not end in {path.suffix}: set file_pattern: "
+            f"{spec.file_pattern}{path.suffix} in the spec to load it as delivered."
+        )
+    return notes
 
 
 def _landed_months(spec) -> set[str]:

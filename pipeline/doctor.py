@@ -16,6 +16,7 @@ from pipeline.ingest.pii import KEY_VARIABLE
 from pipeline.partitions import dataset_partitions
 from pipeline.settings import AlertSettings, Settings, snowflake_key_problem
 from pipeline.specs import DatasetSpec, SpecError, load_specs
+from pipeline.warehouse.duckdb import missing_file
 from pipeline.warehouse.sql import Run
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def examine(settings: Settings, fix: bool = False) -> Iterator[Finding]:
         reachable &= finding.ok
         yield finding
     # A DuckDB file that is not there is not looked into: opening it would create it.
-    reachable &= settings.warehouse != "duckdb" or settings.duckdb_path.is_file()
+    reachable &= settings.warehouse != "duckdb" or not missing_file(settings.duckdb_path)
     smtp = examine_smtp(settings.alerts, list(specs.values()))
     if smtp is not None:
         yield smtp
@@ -107,11 +108,11 @@ def examine_dotenv(path: Path) -> Finding | None:
 
 def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Finding]:
     """Files per dataset and month, files no dataset claims, and a look inside the latest file."""
-    if not landing_dir.is_dir():
+    if not os.path.isdir(landing_dir):
         yield Finding(
             False,
             "landing",
-            f"{landing_dir} does not exist",
+            f"{landing_dir} does not exist (or this user cannot reach it)",
             "create it or set PIPELINE_LANDING_DIR",
         )
         return
@@ -351,8 +352,9 @@ def examine_staging(staging_dir: Path, fix: bool) -> Finding:
 
 def _unwritable(directory: Path) -> str | None:
     """Why the loader could not create `directory` or files in it; None if it can."""
-    existing = next(path for path in (directory, *directory.parents) if path.exists())
-    if not existing.is_dir():
+    # os.path's tests say False where Path's raise (a parent this user cannot search).
+    existing = next(path for path in (directory, *directory.parents) if os.path.exists(path))
+    if not os.path.isdir(existing):
         return f"{existing} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable by this user"
@@ -397,6 +399,14 @@ def examine_dbt(project: DbtProject | None = None) -> Finding:
     return Finding(True, "dbt", f"the project in {project.project_dir} parses")
 
 
+# Dataset months whose latest publish or purge is a publish: what the raw tables serve.
+SERVED_MONTHS = (
+    "select count(*) as months from (select status, row_number() over (partition by dataset, "
+    "month order by finished_at desc) as n from pipeline.load_ledger "
+    "where status in ('loaded', 'purged')) as latest where n = 1 and status = 'loaded'"
+)
+
+
 def examine_warehouse(settings: Settings) -> Iterator[Finding]:
     """A connection and the objects a load needs, on the configured warehouse."""
     if settings.warehouse == "snowflake":
@@ -407,7 +417,7 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
     where = f"duckdb ({settings.duckdb_path})"
     runs = _instance_runs()
     # Opened, a mistyped path became a new, empty warehouse that doctor called OK.
-    if not settings.duckdb_path.is_file():
+    if missing_file(settings.duckdb_path):
         yield Finding(
             not runs,
             "warehouse",
@@ -420,6 +430,7 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
     try:
         with open_warehouse(settings) as warehouse:
             rows = warehouse.query("select count(*) as loads from pipeline.load_ledger")
+            served = warehouse.query(SERVED_MONTHS)[0]["months"]
     except Exception as error:  # any failure here is the finding itself
         yield Finding(
             False,
@@ -429,12 +440,18 @@ def examine_warehouse(settings: Settings) -> Iterator[Finding]:
         )
         return
     loads = rows[0]["loads"]
-    unknown = bool(loads) and runs == 0
+    # A purge deletes the month's runs: only months still served must be known to the instance.
+    unknown = bool(served) and runs == 0
     yield Finding(
         not unknown,
         "warehouse",
         f"{where}: {loads} load(s) recorded"
-        + (", none of them in the Dagster instance, which records no run" if unknown else ""),
+        + (
+            f", {served} month(s) served that the Dagster instance, which records no run, does "
+            "not know"
+            if unknown
+            else ""
+        ),
         "is DAGSTER_HOME the instance the loads ran in? With another, `pipeline load` loads "
         "every month again"
         if unknown

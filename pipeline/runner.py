@@ -387,6 +387,7 @@ class MonthStatus:
     checks: dict[str, str]
     fingerprint: str | None = None
     detail: str = ""  # what a failed month's readers get instead, and where its rows wait
+    lost: bool = False  # Dagster recorded it as loaded, the warehouse has no load of it
     refused_fingerprint: str | None = None  # the file an ERROR check refused in the last attempt
     errors: tuple[str, ...] = ()  # why the month's latest run failed, as the load summary says it
     sensitive_columns: str | None = None  # as its spec marked them when it was loaded, if known
@@ -518,6 +519,7 @@ def _not_in_warehouse(month: str, warehouse: Warehouse) -> MonthStatus:
             f"Dagster recorded a load, but {warehouse.location()} has none: a new or emptied "
             "database, or another warehouse's DAGSTER_HOME; the next load loads it"
         ),
+        lost=True,
     )
 
 

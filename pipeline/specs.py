@@ -393,6 +393,14 @@ class DatasetSpec(_Strict):
                 f"checks.unique names redacted column(s) {', '.join(redacted)}: once loaded their "
                 "values are all null; pii: hash keeps them comparable"
             )
+        optional = self.checks.unique and [
+            c for c in self.checks.unique.columns if self.columns[c].optional
+        ]
+        if optional:
+            raise ValueError(
+                f"checks.unique names optional column(s) {', '.join(optional)}: in a month whose "
+                "file lacks them they are all null, one key repeated on every line"
+            )
         return self
 
     def pii_columns(self, *kinds: str) -> list[str]:

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pipeline.cli import MONTH, _checks
+from pipeline.ingest import staging
 from pipeline.project import DBT_PROJECT_DIR
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
@@ -466,3 +468,46 @@ def test_a_month_delivered_compressed_under_a_plain_pattern_is_named(settings: S
         "flights_{month}.tsv does not end in .gz: set file_pattern: flights_{month}.tsv.gz in the "
         "spec to load it as delivered."
     ) in done.stdout, done.stdout
+    # Not when the range asked for leaves it out.
+    assert "Not loaded" not in run("load", "flights", "--to", "2024-03").stdout
+
+
+def as_a_user(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AS_A_USER, PIPELINE, *command],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
+
+
+def test_what_this_user_cannot_open_is_left_alone_or_named_in_one_line(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A day-old staging of another user (cron and the daemon as different users): sweeping it
+    # raised PermissionError, and every load of the month was retried for two minutes.
+    write_tsv(month_frame("2024-01", 5, seed=1), settings.landing_dir / "flights_2024-01.tsv")
+    foreign = settings.staging_dir / "flights" / "2024-01" / "another-users"
+    foreign.mkdir(parents=True)
+    (foreign / staging.LOCK).write_text("")
+    (foreign / staging.LOCK).chmod(0)
+    day_old = time.time() - 2 * 86400
+    os.utime(foreign, (day_old, day_old))
+    loaded = as_a_user("load", "flights")
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    assert foreign.is_dir()
+
+    # A warehouse in a folder this user cannot search: one line, as before the check for a
+    # missing file (Path.is_file raised PermissionError there).
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0)
+    monkeypatch.setenv("PIPELINE_DUCKDB_PATH", str(locked / "warehouse.duckdb"))
+    try:
+        status, doctor = as_a_user("status", "flights"), as_a_user("doctor")
+    finally:
+        locked.chmod(0o755)
+    assert status.returncode == 1 and "Traceback" not in status.stderr, status.stderr
+    assert status.stderr.startswith("Error: the duckdb warehouse could not be used: IO Error")
+    assert "Traceback" not in doctor.stdout + doctor.stderr, doctor.stdout + doctor.stderr
+    assert "PROBLEM warehouse: duckdb" in doctor.stdout

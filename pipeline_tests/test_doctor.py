@@ -206,6 +206,11 @@ def test_a_warehouse_and_an_instance_that_do_not_belong_together_are_named(
     doctor = run("doctor")
     assert doctor.returncode == 1
     assert (
-        "load(s) recorded, none of them in the Dagster instance, which records no run\n"
+        "load(s) recorded, 1 month(s) served that the Dagster instance, which records no run, "
+        "does not know\n"
         "          hint: is DAGSTER_HOME the instance the loads ran in?"
     ) in doctor.stdout
+    # A purge deletes the month's runs: an instance without runs is then the right one.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    assert run("purge", "flights", "--month", "2024-01", "--yes").returncode == 0
+    assert "OK      warehouse: duckdb" in run("doctor").stdout

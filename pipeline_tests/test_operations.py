@@ -125,6 +125,10 @@ def test_a_month_the_warehouse_lost_is_missing_and_loaded_again(
 
     reloaded = run("load", "flights")
     assert reloaded.returncode == 0, reloaded.stdout
+    assert (
+        f"duckdb:{settings.duckdb_path} has no load of 2024-01, which Dagster recorded as loaded "
+        "(a new or emptied database, or a mistyped path): loading them again."
+    ) in reloaded.stdout
     assert month_lines(reloaded.stdout)["2024-01"].split()[1] == "ok"
     assert scalar(settings, "select count(*) from raw.flights") > 0
 

@@ -135,3 +135,10 @@ def test_an_optional_column_is_nullable_and_not_the_date(
     columns = {**SPEC["columns"], column: {**SPEC["columns"][column], "optional": True, **change}}
     with pytest.raises(ValueError, match=said):
         DatasetSpec.model_validate({**SPEC, "columns": columns})
+
+
+def test_an_optional_column_is_no_part_of_a_key() -> None:
+    # In a month whose file lacks it, it is null on every line: one key, repeated, refused.
+    checks = {**SPEC["checks"], "unique": {"columns": ["order_id", "coupon"]}}
+    with pytest.raises(ValueError, match=r"checks\.unique names optional column\(s\) coupon: in a"):
+        DatasetSpec.model_validate({**SPEC, "checks": checks})

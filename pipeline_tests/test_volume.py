@@ -127,7 +127,8 @@ def test_a_month_far_off_its_expected_total_is_flagged(
     assert outcome.facts["days_flagged"] == 0
     assert outcome.summary == (
         "all 28 regular days within their weekday's range; "
-        "the regular days' total 608 is +28.8% from the 472 their weekdays predict (allowed ±25%)"
+        "the total of the 28 regular days judged, 608, is +28.8% from the 472 their weekdays "
+        "predict (allowed ±25%)"
     )
 
 

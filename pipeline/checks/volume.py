@@ -134,8 +134,8 @@ def check_volume(
     ]
     more = f" and {len(flagged) - SHOWN_DAYS} more" if len(flagged) > SHOWN_DAYS else ""
     total_text = (
-        f"the regular days' total {total:,} is {change:+.1%} from the {expected:,.0f} their "
-        "weekdays predict "
+        f"the total of the {len(judged)} regular days judged, {total:,}, is {change:+.1%} from "
+        f"the {expected:,.0f} their weekdays predict "
         f"(allowed ±{volume.max_total_change:.0%})"
     )
     days_text = (

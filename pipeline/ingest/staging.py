@@ -131,8 +131,15 @@ def _held(lock: Path) -> bool:
 
 @contextmanager
 def _taken(lock: Path) -> Iterator[bool]:
-    """Take the staging's lock if no process holds it, for the block; False if one does."""
-    with lock.open("a") as handle:
+    """Take the staging's lock if no process holds it, for the block; False if one does, or if
+    this user cannot open it: another user's staging (cron and the daemon as different users) is
+    not this load's to remove, and its PermissionError failed every load of the dataset."""
+    try:
+        opened = lock.open("a")
+    except OSError:
+        yield False
+        return
+    with opened as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -156,11 +163,14 @@ def stale(root: Path, older_than: float = ORPHAN_AGE_SECONDS) -> list[Path]:
 def _last_touched(directory: Path) -> float:
     """When parts or the manifest were last written, or the staging made (a load still reading
     its first block has written nothing yet); the lock is opened by every claim, so its time
-    says nothing."""
-    return max(
-        [directory.stat().st_mtime]
-        + [path.stat().st_mtime for path in directory.iterdir() if path.name != LOCK]
-    )
+    says nothing. One this user cannot read counts as touched now: it is not swept."""
+    try:
+        return max(
+            [directory.stat().st_mtime]
+            + [path.stat().st_mtime for path in directory.iterdir() if path.name != LOCK]
+        )
+    except OSError:
+        return time.time()
 
 
 def _json_value(value: object) -> object:

@@ -58,6 +58,15 @@ STATEMENT_ERRORS = (
 LOCK_CONFLICT = "Could not set lock on file"
 
 
+def missing_file(path: Path) -> bool:
+    """Whether no DuckDB file is at `path`, for the commands that only read it (opening creates
+    it). A path this user cannot search is not called missing: opening it says why."""
+    try:
+        return not path.is_file()
+    except OSError:
+        return False
+
+
 class DuckDBWarehouse(Warehouse):
     """A DuckDB database file (PIPELINE_DUCKDB_PATH).
 

@@ -349,6 +349,8 @@ def test_a_report_that_cannot_be_written_or_printed_is_one_line(
 ) -> None:
     # Both were tracebacks: FileExistsError for a folder that is a file, RuntimeError for a
     # browser that printed nothing.
+    with open_warehouse(settings) as warehouse:  # one to report on (a missing one is refused)
+        warehouse.query("select 1 as one")
     (tmp_path / "afile").write_text("")
     cli = CliRunner()
     unwritable = cli.invoke(main, ["report", "flights", "-o", str(tmp_path / "afile" / "x.html")])

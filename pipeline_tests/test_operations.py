@@ -120,7 +120,11 @@ def test_a_month_the_warehouse_lost_is_missing_and_loaded_again(
     # The database deleted to start over: status names the path, and creates nothing there.
     monkeypatch.setenv("PIPELINE_DUCKDB_PATH", str(settings.duckdb_path))
     Path(settings.duckdb_path).unlink()
-    assert "no warehouse file there (PIPELINE_DUCKDB_PATH)" in run("status", "flights").stderr
+    refused = run("status", "flights")
+    assert refused.returncode == 2 and refused.stderr == (
+        f"Error: {settings.duckdb_path}: no warehouse file there (PIPELINE_DUCKDB_PATH); nothing "
+        "was loaded there: check the path, or load a month first\n"
+    )
     assert not settings.duckdb_path.exists()
 
     reloaded = run("load", "flights")

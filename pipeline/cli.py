@@ -643,7 +643,7 @@ def _compressed_unclaimed(spec, landing: Path, first: str | None, last: str | No
     """A line for each month of the dataset (from `first` to `last`, if given) delivered only
     compressed under a pattern that does not name the compression (`.tsv.gz` for `.tsv`): a load
     without --to left such a month out unsaid."""
-    from pipeline.ingest.files import compression
+    from pipeline.ingest.files import compression, misnamed_compressed_month
 
     try:
         paths = sorted(landing.iterdir())
@@ -651,8 +651,8 @@ def _compressed_unclaimed(spec, landing: Path, first: str | None, last: str | No
         return []
     notes = []
     for path in paths:
-        month = spec.month_of(path.stem) if compression(path) is not None else None
-        if month is None or spec.month_of(path.name) is not None:
+        month = misnamed_compressed_month(spec, path)
+        if month is None:
             continue
         if (first and month < first) or (last and month > last):
             continue

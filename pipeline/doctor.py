@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.ingest import staging
-from pipeline.ingest.files import compression, open_delivered
+from pipeline.ingest.files import compression, misnamed_compressed_month, open_delivered
 from pipeline.ingest.header import UTF8_BOM, LoadError, header_names
 from pipeline.ingest.pii import KEY_VARIABLE
 from pipeline.partitions import dataset_partitions
@@ -175,10 +175,8 @@ def _compressed_delivery(name: str, specs: list[DatasetSpec]) -> Finding | None:
     """A file that a spec's pattern would claim but for a compression suffix (`.tsv.gz` where
     the pattern says `.tsv`): compressed files load as they are, once the pattern says so."""
     path = Path(name)
-    if compression(path) is None:
-        return None
     for spec in specs:
-        month = spec.month_of(path.stem)
+        month = misnamed_compressed_month(spec, path)
         if month is not None:
             return Finding(
                 False,

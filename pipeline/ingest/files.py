@@ -22,6 +22,7 @@ from typing import BinaryIO, Protocol
 import zstandard
 
 from pipeline.ingest.header import LoadError
+from pipeline.specs import DatasetSpec
 
 SAMPLE_BYTES = 1 << 20
 # Compressed bytes handed to the decompressor at a time, and the decompressed buffer read from.
@@ -79,6 +80,14 @@ def compression(path: Path) -> str | None:
     """The compression a file name says its content has (`gzip`, `zstd`, `bzip2`), or None."""
     known = DECOMPRESSORS.get(path.suffix.lower())
     return None if known is None else known[0]
+
+
+def misnamed_compressed_month(spec: DatasetSpec, path: Path) -> str | None:
+    """The month whose file `path` is, delivered compressed under a pattern that does not name
+    the compression (`flights_2024-05.tsv.gz` under `flights_{month}.tsv`); None otherwise."""
+    if compression(path) is None or spec.month_of(path.name) is not None:
+        return None
+    return spec.month_of(path.stem)
 
 
 def compressed_siblings(path: Path) -> list[Path]:

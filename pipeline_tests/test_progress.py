@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
+from pipeline.assets import reports
 from pipeline.assets.loads import RETRYING
 from pipeline.cli import HEADER
 from pipeline.progress import (
@@ -313,3 +314,24 @@ def test_a_step_that_is_retried_says_why_where_the_cli_shows_phases(
     retried = f"{RETRYING}: the warehouse closed the connection"
     assert watcher.events.count(retried) == 1
     assert watcher.events.count(READ) == 2  # the retry read the month again (its parts reused)
+
+
+def test_a_refused_months_report_and_alerts_are_not_timed_as_its_checks(
+    settings: Settings, flights: DatasetSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # They ran after its checks, inside the phase: the checks of a refused month read four
+    # times their length in load_phases and the metrics.
+    write_tsv(
+        month_frame("2024-01", 5, seed=1, defect_ratio=0.05),
+        settings.landing_dir / "flights_2024-01.tsv",
+    )
+    close_month = reports.close_month
+
+    def slow(*args: object, **kwargs: object) -> None:
+        time.sleep(3)
+        close_month(*args, **kwargs)
+
+    monkeypatch.setattr(reports, "close_month", slow)
+    assert not materialize_load(flights, "2024-01", settings).success
+    seconds = "select seconds from pipeline.load_phases where phase = 'checks'"
+    assert scalar(settings, seconds) < 3

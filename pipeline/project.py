@@ -203,9 +203,12 @@ def _newest_source(project_dir: Path) -> float:
     """When a model, test or macro was last written, added, removed or renamed: a folder's time
     changes with its entries, so a deleted model makes the manifest stale too (it kept the model,
     and every run then built it from a file that was gone)."""
-    return max(
-        path.stat().st_mtime
-        for path in project_dir.rglob("*")
-        if (path.is_dir() or path.suffix in DBT_SOURCE_SUFFIXES)
-        and not any(part in DBT_GENERATED_DIRS for part in path.relative_to(project_dir).parts)
-    )
+    newest = 0.0
+    for folder, subfolders, files in os.walk(project_dir):
+        # Not into dbt's own output: every run leaves a folder of artifacts in target/, and
+        # walking them made every command slower the longer the deployment ran.
+        subfolders[:] = [name for name in subfolders if name not in DBT_GENERATED_DIRS]
+        sources = [name for name in files if name.endswith(DBT_SOURCE_SUFFIXES)]
+        for name in [*subfolders, *sources]:
+            newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime)
+    return newest

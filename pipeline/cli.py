@@ -732,6 +732,13 @@ def audit_verify(from_seq: int, anchors_path: Path | None, location: str | None)
     with _warehouse(settings, reading="nothing to verify") as warehouse:
         verdict = verify_log(warehouse, anchors, from_seq, location)
         location = location or warehouse.location()
+        if verdict.ok and not verdict.entries and from_seq > 1:
+            # "OK: 0 entries" for a number past the head read as a log that verifies.
+            head = warehouse.audit_head()
+            raise click.UsageError(
+                f"--from {from_seq}: the log's last entry is {head.seq if head else 0}; nothing "
+                f"to verify from {from_seq} on."
+            )
     if not verdict.ok:
         click.echo(f"FAILED: {verdict.problem}")
         sys.exit(EXIT_DATA_PROBLEM)

@@ -282,6 +282,7 @@ def test_the_cli_verifies_and_shows(deployment: Settings, warehouse: Warehouse) 
     behind = cli.invoke(main, ["audit", "verify", "--anchors", str(shipped)])
     # A mistyped path to the shipped copy is an error, not a verification against nothing.
     mistyped = cli.invoke(main, ["audit", "verify", "--anchors", str(shipped) + "x"])
+    past = cli.invoke(main, ["audit", "verify", "--from", "9"])
     warehouse.query(f"update {LOG} set actor = 'someone else'")
     tampered = cli.invoke(main, ["audit", "verify"])
     head = warehouse.audit_head().entry_hash
@@ -295,6 +296,8 @@ def test_the_cli_verifies_and_shows(deployment: Settings, warehouse: Warehouse) 
     assert shown.exit_code == 0 and "alert_sent" in shown.output and "2024-02" in shown.output
     assert behind.exit_code == 1
     assert mistyped.exit_code == 2 and "does not exist" in mistyped.output
+    assert past.exit_code == 2, past.output
+    assert "--from 9: the log's last entry is 1; nothing to verify from 9 on." in past.output
     assert behind.output.startswith("FAILED: entry 2: missing, the head (1) is behind its anchor")
     assert tampered.exit_code == 1
     assert tampered.output.startswith("FAILED: entry 1: edited, alert_sent flights 2024-02")

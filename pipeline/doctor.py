@@ -14,7 +14,12 @@ from pipeline.ingest.files import compression, misnamed_compressed_month, open_d
 from pipeline.ingest.header import UTF8_BOM, LoadError, header_names
 from pipeline.ingest.pii import KEY_VARIABLE
 from pipeline.partitions import dataset_partitions
-from pipeline.settings import AlertSettings, Settings, snowflake_key_problem
+from pipeline.settings import (
+    AlertSettings,
+    Settings,
+    snowflake_key_problem,
+    snowflake_missing_variables,
+)
 from pipeline.specs import DatasetSpec, SpecError, load_specs
 from pipeline.warehouse.duckdb import missing_file
 from pipeline.warehouse.sql import Run
@@ -603,9 +608,9 @@ def examine_snowflake(settings: Settings) -> Iterator[Finding]:
     from snowflake.connector import errors as sf_errors
 
     from pipeline.warehouse.base import CANDIDATE_SCHEMA, META_SCHEMA, RAW_SCHEMA, REPORT_SCHEMA
-    from pipeline.warehouse.snowflake import DIALECT, missing_variables
+    from pipeline.warehouse.snowflake import DIALECT
 
-    missing = missing_variables()
+    missing = snowflake_missing_variables()
     if missing:
         yield Finding(
             False,

@@ -24,6 +24,28 @@ SNOWFLAKE_PART_MB = 200
 SNOWFLAKE_CAPABILITIES = ("query_tag", "stage_cleanup", "temporary_tables", "masking_policies")
 
 
+SNOWFLAKE_REQUIRED_VARIABLES = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE")
+
+
+def snowflake_missing_variables() -> list[str]:
+    """The connection variables a load needs that are not set, by name."""
+    missing = [name for name in SNOWFLAKE_REQUIRED_VARIABLES if not os.environ.get(name)]
+    if not (os.environ.get("SNOWFLAKE_PASSWORD") or os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")):
+        missing.append("SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH")
+    return missing
+
+
+def snowflake_variables_problem() -> str | None:
+    """The unset connection variables in a line for the CLI and the code location, or None."""
+    missing = snowflake_missing_variables()
+    if not missing:
+        return None
+    return (
+        f"PIPELINE_WAREHOUSE=snowflake: set {', '.join(missing)} "
+        "(`pipeline doctor` lists every variable a load needs)"
+    )
+
+
 def snowflake_key_problem() -> str | None:
     """What keeps SNOWFLAKE_PRIVATE_KEY_PATH (and its passphrase) from logging in, in a line
     that holds no secret; None when no key is set or it loads as dagster-snowflake loads it

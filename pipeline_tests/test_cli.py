@@ -209,6 +209,12 @@ def test_warehouse_settings_mistakes_are_one_line_without_a_secret(
     doctor = run("doctor")
     assert "PROBLEM snowflake variables: not set: SNOWFLAKE_PASSWORD or" in doctor.stdout
     assert doctor.returncode == 1 and doctor.stderr == ""
+    # Judging a file needs no warehouse, so no Snowflake variable either.
+    sent = tmp_path / "flights_2024-01.tsv"
+    write_tsv(month_frame("2024-01", 30, seed=1), sent)
+    judged = run("validate", "flights", str(sent))
+    assert judged.returncode == 0, judged.stderr
+    assert judged.stdout.splitlines()[-1] == "The load would publish this month."
     # A required variable unset was a Dagster traceback of eighty lines, exit 1, from `load`.
     monkeypatch.setenv("SNOWFLAKE_PASSWORD", "x")
     monkeypatch.delenv("SNOWFLAKE_DATABASE")

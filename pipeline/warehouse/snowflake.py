@@ -32,7 +32,7 @@ from snowflake.connector import errors as sf_errors
 
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import StagedLoad
-from pipeline.settings import SNOWFLAKE_PART_MB, SnowflakeSettings
+from pipeline.settings import SNOWFLAKE_PART_MB, SnowflakeSettings, snowflake_variables_problem
 from pipeline.specs import DatasetSpec
 from pipeline.warehouse.base import (
     META_SCHEMA,
@@ -63,7 +63,6 @@ DIALECT = Dialect(
     "otherwise add a column of the spec's type, UPDATE it from the old one, drop the old one "
     "and rename the new one",
 )
-REQUIRED_VARIABLES = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE")
 STAGE = "LOAD_STAGE"
 MASKING_POLICY = "PII_MASK"
 MASKED = "***MASKED***"
@@ -326,14 +325,6 @@ def snowflake_warehouse(settings: SnowflakeSettings) -> SnowflakeWarehouse:
     )
 
 
-def missing_variables() -> list[str]:
-    """The connection variables a load needs that are not set, by name."""
-    missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
-    if not (os.environ.get("SNOWFLAKE_PASSWORD") or os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")):
-        missing.append("SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH")
-    return missing
-
-
 def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
     """dagster-snowflake's resource; every credential is an EnvVar, read when a run connects.
 
@@ -342,12 +333,9 @@ def snowflake_resource(settings: SnowflakeSettings) -> SnowflakeResource:
     nor a key is set: the resource's own messages are "Missing config", or a Dagster traceback
     when the run connects.
     """
-    missing = missing_variables()
-    if missing:
-        raise ValueError(
-            f"PIPELINE_WAREHOUSE=snowflake: set {', '.join(missing)} "
-            "(`pipeline doctor` lists every variable a load needs)"
-        )
+    problem = snowflake_variables_problem()
+    if problem:
+        raise ValueError(problem)
     optional = {
         "role": "SNOWFLAKE_ROLE",
         "warehouse": "SNOWFLAKE_WAREHOUSE",

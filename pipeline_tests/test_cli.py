@@ -74,12 +74,16 @@ def test_load_then_status_round_trip(
     assert f"2024-02  skipped       {refusal}" in again.stdout
     assert "Running with dbt" not in loaded.stdout  # dbt's log stays out of the summary
 
+    # What follows only on DuckDB is the CLI's own logic, the same on either warehouse; each
+    # command on Snowflake costs seconds of importing dagster-snowflake, for nothing new.
+    on_duckdb = settings.warehouse == "duckdb"
     status = run("status", "flights", "--to", "2024-03")
-    until_landed = run("status", "flights")
-    assert [line[:7] for line in until_landed.stdout.splitlines()[1:] if line[0] != " "] == [
-        "2024-01",
-        "2024-02",
-    ]
+    if on_duckdb:
+        until_landed = run("status", "flights")
+        assert [line[:7] for line in until_landed.stdout.splitlines()[1:] if line[0] != " "] == [
+            "2024-01",
+            "2024-02",
+        ]
     assert status.returncode == 0, status.stderr
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
     assert rows["2024-01"][1] == "materialized" and rows["2024-01"][-2:] == ["8", "passed"]
@@ -92,17 +96,19 @@ def test_load_then_status_round_trip(
     assert "2024-03" in rows and "2024-04" not in rows
     assert rows["2024-03"][1] == "missing"
 
-    # A month without a file fails; the advice is to deliver it, and status keeps listing it.
-    undelivered = run("load", "flights", "--from", "2024-03", "--to", "2024-03")
-    assert undelivered.returncode == 1
-    assert (
-        f"Deliver flights_2024-03.tsv to {settings.landing_dir}, then "
-        "`pipeline load flights --from 2024-03 --to 2024-03`."
-    ) in undelivered.stdout
-    assert "Correct the file" not in undelivered.stdout
-    listed = [line for line in run("status", "flights").stdout.splitlines()[1:] if line[0] != " "]
-    assert listed[-1].split()[:2] == ["2024-03", "failed"]
-    assert listed[-1].endswith("  8 not run")  # its checks were planned, none ran
+    if on_duckdb:
+        # A month without a file fails; the advice is to deliver it, and status keeps listing it.
+        undelivered = run("load", "flights", "--from", "2024-03", "--to", "2024-03")
+        assert undelivered.returncode == 1
+        assert (
+            f"Deliver flights_2024-03.tsv to {settings.landing_dir}, then "
+            "`pipeline load flights --from 2024-03 --to 2024-03`."
+        ) in undelivered.stdout
+        assert "Correct the file" not in undelivered.stdout
+        listed = run("status", "flights").stdout.splitlines()[1:]
+        months = [line for line in listed if line[0] != " "]
+        assert months[-1].split()[:2] == ["2024-03", "failed"]
+        assert months[-1].endswith("  8 not run")  # its checks were planned, none ran
 
     # Typed unpadded, as people do: `2024-2` found nothing to purge in a loaded month.
     purged = run("purge", "flights", "--month", "2024-2", "--yes")
@@ -118,7 +124,7 @@ def test_load_then_status_round_trip(
     # Purging it again, or a month never loaded, deletes and records nothing.
     ledger = "select count(*) from pipeline.load_ledger"
     records = scalar(settings, ledger)
-    for month in ("2024-02", "2024-04"):
+    for month in ("2024-02", "2024-04") if on_duckdb else ():
         nothing = run("purge", "flights", "--month", month, "--yes")
         assert nothing.returncode == 0, nothing.stderr
         assert f"flights {month} has nothing to purge" in nothing.stdout
@@ -127,7 +133,7 @@ def test_load_then_status_round_trip(
     if settings.warehouse == "snowflake":
         # The password logged in the loader and dbt, and is in no output, log, run config, event
         # (all in DAGSTER_HOME under tmp_path) or dbt artifact.
-        outputs = [loaded, again, status, until_landed]
+        outputs = [loaded, again, status, purged]
         assert not any(secret in result.stdout + result.stderr for result in outputs)
         leaks = [
             path

@@ -479,8 +479,11 @@ def _summarise(
         f"(quarantined in raw.{dataset}_rejects){elsewhere if held else ''}."
     )
     for result in failed:
-        reason = result.errors[0] if result.errors else "see the run in the Dagster UI"
-        click.echo(f"  {result.month} failed: {reason}")
+        # Every ERROR check that refused it: fixing the first alone met the next on reload.
+        first, *more = result.errors[: max(1, result.refusals)] or ["see the run in the Dagster UI"]
+        click.echo(f"  {result.month} failed: {first}")
+        for reason in more:
+            click.echo(f"  {'':<{len(result.month)}} and {reason}")
     undelivered = sorted(r.month for r in failed if not files[r.month].is_file())
     siblings = {month: compressed_siblings(files[month]) for month in undelivered}
     compressed = [month for month in undelivered if siblings[month]]

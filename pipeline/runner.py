@@ -78,6 +78,7 @@ class MonthResult:
     errors: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # INFO verdicts: passed without judging, and why
     published: bool = False  # its rows and rejects reached raw (a refused month's did not)
+    refusals: int = 0  # how many of `errors`, from the first, are failed ERROR checks
     interrupted: bool = False  # stopped by Ctrl-C or SIGTERM: the months after it are not run
 
     @property
@@ -291,8 +292,9 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
     }
     # What failed the month comes first (ERROR checks, failed steps), then WARN findings: the
     # summary gives a failed month's first error as its reason.
+    refusals = _failed_checks(evaluations, dg.AssetCheckSeverity.ERROR)
     errors = (
-        _failed_checks(evaluations, dg.AssetCheckSeverity.ERROR)
+        refusals
         + step_errors(run.get_step_failure_events())
         + _failed_checks(evaluations, dg.AssetCheckSeverity.WARN)
     )
@@ -309,6 +311,7 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         errors=tuple(errors),
         notes=tuple(notes),
         published=bool(materialized),
+        refusals=len(refusals),
         # The load step says so (it is not retried); any other step is failed by the interrupt.
         interrupted=any(INTERRUPTED in metadata for metadata in failures)
         or any(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 import dagster as dg
+import polars as pl
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,8 +34,10 @@ def test_load_then_status_round_trip(
     if settings.warehouse == "snowflake":
         monkeypatch.setenv("SNOWFLAKE_PASSWORD", secret)  # the test server takes any password
     write_tsv(month_frame("2024-01", 30, seed=1), settings.landing_dir / "flights_2024-01.tsv")
+    # Bad lines, and a day without rows: two ERROR checks refuse it.
+    february = month_frame("2024-02", 30, seed=2, defect_ratio=0.05)
     write_tsv(
-        month_frame("2024-02", 30, seed=2, defect_ratio=0.05),
+        february.filter(pl.col("flight_date") != "2024-02-14"),
         settings.landing_dir / "flights_2024-02.tsv",
     )
 
@@ -43,10 +46,13 @@ def test_load_then_status_round_trip(
     assert loaded.returncode == 1, loaded.stderr
     lines = {line.split()[0]: line for line in loaded.stdout.splitlines() if line[:4] == "2024"}
     assert lines["2024-01"].split()[1] == "ok" and lines["2024-01"].endswith("8 passed")
-    assert "FAILED" in lines["2024-02"] and "schema FAILED (ERROR); 7 passed" in lines["2024-02"]
+    verdicts = "schema FAILED (ERROR); completeness FAILED (ERROR); 6 passed"
+    assert "FAILED" in lines["2024-02"] and verdicts in lines["2024-02"]
     assert "Months: 1 loaded, 0 skipped, 1 failed" in loaded.stdout
     assert "check volume (INFO): not enough history to judge volume: 0 earlier" in loaded.stdout
-    assert "2024-02 failed: check schema: " in loaded.stdout
+    # Each check that refused it, under the other: fixing the first alone met the next.
+    assert "  2024-02 failed: check schema: " in loaded.stdout
+    assert "\n          and check completeness: 1 of 29 expected days" in loaded.stdout
     assert "lines rejected" in loaded.stdout and "not published" in loaded.stdout
     # The refused month's rejects are in its candidate, not in raw, and the advice reloads it.
     refused = lines["2024-02"].split()[2:5]  # read, loaded, rejected
@@ -92,7 +98,9 @@ def test_load_then_status_round_trip(
     assert "         failed (never published)\n" in status.stdout
     assert status.stdout.count("candidates.flights__202402__") == 2  # rows and rejects
     assert "this load's rows and rejects are in candidates.flights__202402__" in status.stdout
-    assert "schema FAILED (ERROR); 7 passed" in status.stdout
+    february_line = next(line for line in status.stdout.splitlines() if line[:7] == "2024-02")
+    for verdict in verdicts.split("; "):
+        assert verdict in february_line
     assert "2024-03" in rows and "2024-04" not in rows
     assert rows["2024-03"][1] == "missing"
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -20,8 +22,12 @@ from fakesnow.transforms import stage
 # of the same name.
 LOCAL_DATABASE = "SANDBOX"
 LOCAL_PORT = 8765  # SNOWFLAKE_LOCAL_PORT overrides it
-# Its own Dagster instance: months loaded into DuckDB by the demo are not loaded on this server.
-LOCAL_DAGSTER_HOME = Path(__file__).resolve().parent.parent / ".dagster_home_snowflake_local"
+REPO = Path(__file__).resolve().parent.parent
+# Its own Dagster instance, one per port: months loaded into DuckDB by the demo are not loaded on
+# this server, nor those of a server on another port.
+LOCAL_DAGSTER_HOMES = REPO / ".dagster_home_snowflake_local"
+# Its own reports and staged parts: the demo's reports are of the DuckDB warehouse.
+LOCAL_DATA = REPO / "data" / "snowflake-local"
 
 
 def remove_stage_folder() -> None:
@@ -65,20 +71,31 @@ def environment(server: dict[str, Any], database: str) -> dict[str, str]:
 def main() -> None:
     """Serve until Ctrl-C, after printing the `export` lines for another shell."""
     port = int(os.environ.get("SNOWFLAKE_LOCAL_PORT") or LOCAL_PORT)
+    if not _free(port):
+        sys.exit(
+            f"Port {port} on 127.0.0.1 is taken (a server started before?): stop it, or choose "
+            "another with SNOWFLAKE_LOCAL_PORT=<port> make snowflake-local"
+        )
     warnings.filterwarnings("ignore", module="fakesnow")  # its notes on its own internals
-    # What the last server's loads recorded (runs, the audit log's anchors) describes tables
-    # that went with it: kept, `status` showed months it no longer has and `audit verify` took
-    # the new log for a rewritten one.
-    shutil.rmtree(LOCAL_DAGSTER_HOME, ignore_errors=True)
+    home = LOCAL_DAGSTER_HOMES / str(port)
     with fakesnow.server(port=port) as server:
+        # What the last server's loads recorded (runs, the audit log's anchors) describes tables
+        # that went with it: kept, `status` showed months it no longer has and `audit verify`
+        # took the new log for a rewritten one. Only once the port is this server's: a second
+        # start on a taken port emptied the running server's instance.
+        shutil.rmtree(home, ignore_errors=True)
         create_database(server, LOCAL_DATABASE)
-        variables = environment(server, LOCAL_DATABASE) | {"DAGSTER_HOME": str(LOCAL_DAGSTER_HOME)}
+        variables = environment(server, LOCAL_DATABASE) | {
+            "DAGSTER_HOME": str(home),
+            "PIPELINE_REPORTS_DIR": str(LOCAL_DATA / "reports"),
+            "PIPELINE_STAGING_DIR": str(LOCAL_DATA / "staging"),
+        }
         # It parses no masking policy statements: a `pii: mask` dataset is refused with the
         # reason instead (the tests leave the switch on and read the statements as text).
         variables["PIPELINE_SNOWFLAKE_DISABLE"] += ",masking_policies"
         print(
             f"# fakesnow on 127.0.0.1:{port}, in memory: its tables go when it stops (Ctrl-C), "
-            f"and its Dagster instance ({LOCAL_DAGSTER_HOME.name}/) is emptied when it starts."
+            f"and its Dagster instance ({home.relative_to(REPO)}/) is emptied when it starts."
         )
         print("# In another shell, from the repository, paste:")
         for name, value in variables.items():
@@ -94,6 +111,17 @@ def main() -> None:
             pass
         finally:
             remove_stage_folder()
+
+
+def _free(port: int) -> bool:
+    """Whether a server can listen on 127.0.0.1:`port`."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 if __name__ == "__main__":

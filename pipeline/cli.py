@@ -414,8 +414,10 @@ def load(
         done = {result.month for result in results}
         not_run = [month for month in plan.run if month not in done]
         again = not_run + [result.month for result in results if result.interrupted]
-        # The same choice of months: a plain load would skip those --force was reloading.
+        # The same choice of months (a plain load would skip those --force was reloading), as
+        # many at once.
         flags = " --force" * force + " --retry-failed" * retry_failed
+        flags += f" --parallel {parallel}" if parallel > 1 else ""
         click.echo(
             f"Interrupted.{' Not run: ' + ', '.join(not_run) + '.' if not_run else ''}"
             + (f" To go on: `pipeline load {spec.name} {_range(again)}{flags}`." if again else "")

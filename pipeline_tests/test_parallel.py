@@ -129,7 +129,7 @@ def test_ctrl_c_stops_the_months_running_at_once_and_begins_no_other(
     assert code == 130, run.log()
     assert (
         "Interrupted. Not run: 2024-04. To go on: `pipeline load flights --from 2024-02 "
-        "--to 2024-04`." in run.log()
+        "--to 2024-04 --parallel 2`." in run.log()
     ), run.log()
     for month in MONTHS[1:3]:
         assert f"{month}  FAILED" in run.log(), run.log()

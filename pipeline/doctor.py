@@ -247,7 +247,8 @@ def preview(path: Path, spec: DatasetSpec) -> Finding:
             False,
             topic,
             f"header lacks {', '.join(missing)} ({'; '.join(facts)})",
-            "the file or the spec's column names are wrong",
+            "the file or the spec's column names are wrong; a column added to the spec after "
+            "files without it were delivered is `optional: true`",
         )
     extra = [name for name in header if name not in spec.columns]
     if extra:

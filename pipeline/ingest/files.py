@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import io
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,6 +74,14 @@ DECOMPRESSORS: dict[str, tuple[str, Callable[[], Decompressor]]] = {
     ".gz": ("gzip", lambda: zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)),
     ".zst": ("zstd", lambda: zstandard.ZstdDecompressor().decompressobj()),
     ".bz2": ("bzip2", bz2.BZ2Decompressor),
+}
+# How each format's files begin: a file that does not was never compressed so (a plain file
+# renamed), which its decompressor calls corrupt "at or before byte <the file's size>". A zstd
+# file may begin with a skippable frame (pzstd's), magic 0x184D2A50 to 0x184D2A5F.
+MAGIC = {
+    "gzip": re.compile(rb"\x1f\x8b"),
+    "zstd": re.compile(rb"\x28\xb5\x2f\xfd|[\x50-\x5f]\x2a\x4d\x18"),
+    "bzip2": re.compile(rb"BZh"),
 }
 
 
@@ -163,7 +172,13 @@ class _DecompressingReader(io.RawIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._output:
+            begins = self._delivered.tell() == 0
             chunk = self._delivered.read(COMPRESSED_CHUNK_BYTES)
+            if begins and chunk and not MAGIC[self._name].match(chunk):
+                raise LoadError(
+                    f"{self._path}: not {self._name}-compressed, though its name says so (it "
+                    f"does not begin as {self._name} data does); nothing was loaded"
+                )
             if not chunk:
                 if self._in_stream:
                     raise LoadError(

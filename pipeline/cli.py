@@ -958,6 +958,13 @@ def _report_validation(spec, file: Path, month: str, found) -> None:
             f"Not judged here: {' and '.join(unjudged)} (against the months loaded before this "
             "one: the load judges them)."
         )
+    if file.name != spec.file_name(month):
+        # Judged on its content: a load looks the month up by the pattern's name alone, and a
+        # compressed file under a plain pattern (or the reverse) is not it.
+        click.echo(
+            f"Named {file.name}, the load would not find it: deliver it to the landing folder as "
+            f"{spec.file_name(month)} (the file_pattern, {spec.file_pattern})."
+        )
     if found.refused_by:
         click.echo(f"The load would refuse this month: {', '.join(found.refused_by)} failed.")
     else:

@@ -182,7 +182,11 @@ def test_validate_judges_a_file_as_its_load_would_and_loads_nothing(
     assert "give its month with --month" in run("validate", "flights", str(unnamed)).stderr
     clean = run("validate", "flights", str(unnamed), "--month", "2024-03")
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert clean.stdout.splitlines()[-1] == "The load would publish this month."
+    assert clean.stdout.splitlines()[-2:] == [
+        "Named march.tsv, the load would not find it: deliver it to the landing folder as "
+        "flights_2024-03.tsv (the file_pattern, flights_{month}.tsv).",
+        "The load would publish this month.",
+    ]
     # Nothing was loaded or recorded anywhere: no warehouse, no run, no staging left.
     assert not settings.duckdb_path.exists()
     assert instance.get_runs() == []

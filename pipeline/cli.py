@@ -402,7 +402,7 @@ def load(
             interrupted = True
         show_skipped()
     results.sort(key=lambda result: result.month)  # shown as they ended, summed up in order
-    _summarise(spec.name, results, plan.skipped, files)
+    _summarise(spec, results, plan.skipped, files)
     if plan.failing:
         click.echo(f"Still failing from an earlier load: {', '.join(plan.failing)}.")
     stopped = interrupted or any(result.interrupted for result in results)
@@ -460,12 +460,13 @@ def _delivered(path: Path) -> str | None:
 
 
 def _summarise(
-    dataset: str, results: Sequence, skipped: dict[str, str], files: dict[str, Path]
+    spec: DatasetSpec, results: Sequence, skipped: dict[str, str], files: dict[str, Path]
 ) -> None:
     """Counts, where the rejects are (a refused month's never reached raw), and what to do about
     each failed month: deliver its file if there is none, else correct the file or the spec."""
+    from pipeline.ingest.files import compressed_advice, compressed_siblings
 
-    from pipeline.ingest.files import compressed_siblings
+    dataset = spec.name
 
     failed = [result for result in results if not result.success]
     read = sum(result.rows.get("rows_read", 0) for result in results)
@@ -490,10 +491,10 @@ def _summarise(
     siblings = {month: compressed_siblings(files[month]) for month in undelivered}
     compressed = [month for month in undelivered if siblings[month]]
     if compressed:
+        advice = compressed_advice(spec, siblings[compressed[0]][0])
         click.echo(
-            f"{_names(compressed, files)} came compressed: add {siblings[compressed[0]][0].suffix}"
-            f" to the file_pattern in the spec, then `pipeline load {dataset} "
-            f"{_range(compressed)}`."
+            f"{_names(compressed, files)} came compressed: {advice}; then `pipeline load "
+            f"{dataset} {_range(compressed)}`."
         )
     missing = [month for month in undelivered if month not in compressed]
     if missing:
@@ -652,7 +653,7 @@ def _compressed_unclaimed(spec, landing: Path, first: str | None, last: str | No
     """A line for each month of the dataset (from `first` to `last`, if given) delivered only
     compressed under a pattern that does not name the compression (`.tsv.gz` for `.tsv`): a load
     without --to left such a month out unsaid."""
-    from pipeline.ingest.files import compression, misnamed_compressed_month
+    from pipeline.ingest.files import compressed_advice, compression, misnamed_compressed_month
 
     try:
         paths = sorted(landing.iterdir())
@@ -669,8 +670,7 @@ def _compressed_unclaimed(spec, landing: Path, first: str | None, last: str | No
             continue  # delivered plain as well: that file is the month's
         notes.append(
             f"Not loaded: {path.name} is {compression(path)}-compressed, and file_pattern "
-            f"{spec.file_pattern} does not end in {path.suffix}: set file_pattern: "
-            f"{spec.file_pattern}{path.suffix} in the spec to load it as delivered."
+            f"{spec.file_pattern} does not end in {path.suffix}: {compressed_advice(spec, path)}."
         )
     return notes
 

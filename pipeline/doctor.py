@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.ingest import staging
-from pipeline.ingest.files import compression, misnamed_compressed_month, open_delivered
+from pipeline.ingest.files import (
+    compressed_advice,
+    compression,
+    misnamed_compressed_month,
+    misnamed_plain_month,
+    open_delivered,
+)
 from pipeline.ingest.header import UTF8_BOM, LoadError, header_names
 from pipeline.ingest.pii import KEY_VARIABLE
 from pipeline.partitions import dataset_partitions
@@ -178,7 +184,8 @@ def examine_landing(landing_dir: Path, specs: list[DatasetSpec]) -> Iterator[Fin
 
 def _compressed_delivery(name: str, specs: list[DatasetSpec]) -> Finding | None:
     """A file that a spec's pattern would claim but for a compression suffix (`.tsv.gz` where
-    the pattern says `.tsv`): compressed files load as they are, once the pattern says so."""
+    the pattern says `.tsv`, or `.tsv` where it says `.tsv.gz`): not a file of no dataset, to be
+    renamed, but a month in the other form."""
     path = Path(name)
     for spec in specs:
         month = misnamed_compressed_month(spec, path)
@@ -188,8 +195,18 @@ def _compressed_delivery(name: str, specs: list[DatasetSpec]) -> Finding | None:
                 f"landing {spec.name}",
                 f"{name} is a {compression(path)}-compressed {spec.name} file for {month}, but "
                 f"file_pattern {spec.file_pattern} does not end in {path.suffix}",
-                f"set file_pattern: {spec.file_pattern}{path.suffix} in the spec (compressed "
-                "files load as delivered) or deliver the file uncompressed",
+                compressed_advice(spec, path),
+            )
+        month = misnamed_plain_month(spec, path)
+        if month is not None:
+            kind = compression(Path(spec.file_pattern))
+            return Finding(
+                False,
+                f"landing {spec.name}",
+                f"{name} is an uncompressed {spec.name} file for {month}, but file_pattern "
+                f"{spec.file_pattern} says {kind}",
+                f"compress it ({kind}), or take {Path(spec.file_pattern).suffix} off the "
+                "file_pattern if every month comes uncompressed",
             )
     return None
 

@@ -490,7 +490,8 @@ def test_a_month_delivered_compressed_under_a_plain_pattern_is_named(settings: S
     assert (
         "Not loaded: flights_2024-04.tsv.gz is gzip-compressed, and file_pattern "
         "flights_{month}.tsv does not end in .gz: set file_pattern: flights_{month}.tsv.gz in the "
-        "spec to load it as delivered."
+        "spec to load it as delivered (every month of flights is then looked for "
+        "gzip-compressed), or deliver it uncompressed."
     ) in done.stdout, done.stdout
     # Not when the range asked for leaves it out.
     later = run("load", "flights", "--from", "2024-05")

@@ -16,7 +16,7 @@ import zstandard
 
 from pipeline.assets.loads import build_load_asset
 from pipeline.definitions import build_resources, open_warehouse
-from pipeline.doctor import preview
+from pipeline.doctor import examine_landing, preview
 from pipeline.ingest.header import LoadError
 from pipeline.ingest.stream import ingest_file
 from pipeline.resources import LandingFiles
@@ -197,5 +197,24 @@ def test_a_compressed_file_under_a_plain_pattern_is_named_in_the_error(
         ingest_file(flights, plain, "2024-03", tmp_path / "staging")
     assert str(missing.value).endswith(
         "no file for flights 2024-03 (file_pattern flights_{month}.tsv); flights_2024-03.tsv.gz "
-        "is there: add .gz to the file_pattern to load it as delivered"
+        "is there: set file_pattern: flights_{month}.tsv.gz in the spec to load it as delivered "
+        "(every month of flights is then looked for gzip-compressed), or deliver it uncompressed"
     )
+    # The reverse: the pattern changed to .gz, a month still delivered plain. Doctor said it
+    # matched no dataset and to rename it, which a plain file cannot be.
+    gzipped = compressed_spec(flights, ".gz")
+    plain.write_bytes(gzip.decompress(plain.with_name(plain.name + ".gz").read_bytes()))
+    plain.with_name(plain.name + ".gz").unlink()
+    with pytest.raises(LoadError) as uncompressed:
+        ingest_file(gzipped, plain.with_name(plain.name + ".gz"), "2024-03", tmp_path / "staging")
+    assert str(uncompressed.value).endswith(
+        "; flights_2024-03.tsv is there, uncompressed: compress it (gzip), or take .gz off the "
+        "file_pattern if every month comes uncompressed"
+    )
+    findings = [str(f) for f in examine_landing(settings.landing_dir, [gzipped])]
+    assert not any("match no dataset" in finding for finding in findings), findings
+    assert any(
+        "flights_2024-03.tsv is an uncompressed flights file for 2024-03, but file_pattern "
+        "flights_{month}.tsv.gz says gzip" in finding
+        for finding in findings
+    ), findings

@@ -87,7 +87,9 @@ def test_files_archived_or_not_yet_landed_make_no_failed_runs(
     compressed = run("load", "flights", "--from", "2024-03", "--to", "2024-03")
     assert compressed.returncode == 1
     assert (
-        "flights_2024-03.tsv came compressed: add .gz to the file_pattern in the spec, then "
+        "flights_2024-03.tsv came compressed: set file_pattern: flights_{month}.tsv.gz in the "
+        "spec to load it as delivered (every month of flights is then looked for "
+        "gzip-compressed), or deliver it uncompressed; then "
         "`pipeline load flights --from 2024-03 --to 2024-03`."
     ) in compressed.stdout
     assert "Deliver" not in compressed.stdout

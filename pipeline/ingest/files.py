@@ -99,6 +99,26 @@ def misnamed_compressed_month(spec: DatasetSpec, path: Path) -> str | None:
     return spec.month_of(path.stem)
 
 
+def compressed_advice(spec: DatasetSpec, path: Path) -> str:
+    """What to do about `path`, a month delivered compressed under a pattern that names no
+    compression. The pattern names one form for every month: changing it leaves the months
+    delivered plain unfound, so the advice says so."""
+    return (
+        f"set file_pattern: {spec.file_pattern}{path.suffix} in the spec to load it as delivered "
+        f"(every month of {spec.name} is then looked for {compression(path)}-compressed), or "
+        "deliver it uncompressed"
+    )
+
+
+def misnamed_plain_month(spec: DatasetSpec, path: Path) -> str | None:
+    """The month whose file `path` is, delivered uncompressed under a pattern that names a
+    compression (`flights_2024-05.tsv` under `flights_{month}.tsv.gz`); None otherwise."""
+    suffix = Path(spec.file_pattern).suffix
+    if compression(path) is not None or compression(Path(spec.file_pattern)) is None:
+        return None
+    return spec.month_of(path.name + suffix)
+
+
 def compressed_siblings(path: Path) -> list[Path]:
     """`path` delivered compressed under a name the pattern does not give (`x.tsv.gz` for
     `x.tsv`): the files beside it that would be its content."""

@@ -17,7 +17,13 @@ import polars as pl
 
 from pipeline.ingest import staging
 from pipeline.ingest.batches import ValidatedBatch, validate_block
-from pipeline.ingest.files import compressed_siblings, fingerprint, open_delivered
+from pipeline.ingest.files import (
+    compressed_advice,
+    compressed_siblings,
+    compression,
+    fingerprint,
+    open_delivered,
+)
 from pipeline.ingest.header import LoadError, read_header
 from pipeline.ingest.lines import Block, LineTally, iter_blocks
 from pipeline.ingest.parts import PartWriter
@@ -246,12 +252,15 @@ def require_file(spec: DatasetSpec, path: Path, month: str) -> None:
     if path.is_file():
         return
     compressed = compressed_siblings(path)
-    hint = (
-        f"; {compressed[0].name} is there: add {compressed[0].suffix} to the file_pattern to "
-        "load it as delivered"
-        if compressed
-        else ""
-    )
+    plain = path.with_suffix("") if compression(path) else None
+    hint = ""
+    if compressed:
+        hint = f"; {compressed[0].name} is there: {compressed_advice(spec, compressed[0])}"
+    elif plain is not None and plain.is_file():
+        hint = (
+            f"; {plain.name} is there, uncompressed: compress it ({compression(path)}), or take "
+            f"{path.suffix} off the file_pattern if every month comes uncompressed"
+        )
     raise LoadError(
         f"{path}: no file for {spec.name} {month} (file_pattern {spec.file_pattern}){hint}"
     )

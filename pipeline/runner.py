@@ -395,6 +395,9 @@ class MonthStatus:
     errors: tuple[str, ...] = ()  # why the month's latest run failed, as the load summary says it
     sensitive_columns: str | None = None  # as its spec marked them when it was loaded, if known
     refused_sensitive_columns: str | None = None  # as they were when its candidate was refused
+    # Spec columns its file has that its load did not take: added to the spec since (a column
+    # the spec lacks is ignored), so they are null in the month until it is loaded again.
+    columns_added: tuple[str, ...] = ()
 
     def marked_otherwise(self, now: str | None) -> str | None:
         """How the month's data marks its sensitive columns where the spec now says `now`:
@@ -496,9 +499,17 @@ def month_statuses(
                 )
                 if refused
                 else None,
+                columns_added=_columns_added(spec, metadata),
             )
         )
     return statuses
+
+
+def _columns_added(spec: DatasetSpec, metadata: dict) -> tuple[str, ...]:
+    """The spec's columns that the month's file held but its load ignored, the spec lacking
+    them then (its materialization's `extra_columns`)."""
+    ignored = set((metadata.get("extra_columns") or "none").split(", "))
+    return tuple(name for name in spec.columns if name in ignored)
 
 
 def _in(warehouse: Warehouse, attempt: dict | None) -> bool:
@@ -716,6 +727,12 @@ def plan_months(
                 skipped[status.month] = (
                     "already loaded from this file, and its checks FAILED: a corrected file is "
                     "loaded as is; after correcting the spec, --retry-failed reloads it"
+                )
+            elif status.columns_added:
+                skipped[status.month] = (
+                    f"already loaded from this file, before the spec had "
+                    f"{', '.join(status.columns_added)}, which the file holds: null in this "
+                    "month until --force reloads it"
                 )
             else:
                 skipped[status.month] = "already loaded from this file (--force reloads it)"

@@ -4,9 +4,11 @@ column null in their months, and a file that has it loads its values."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from pipeline.assets.catalog import column_schema
 from pipeline.definitions import open_warehouse
@@ -15,7 +17,7 @@ from pipeline.ingest.pii import KEY_VARIABLE, keyed_hash
 from pipeline.sample_data import write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
-from pipeline_tests.support import materialize_load
+from pipeline_tests.support import materialize_load, run, scalar
 
 KEY = "test-key-not-a-secret"
 ADDED = "coupon, weight, email"
@@ -142,3 +144,33 @@ def test_an_optional_column_is_no_part_of_a_key() -> None:
     checks = {**SPEC["checks"], "unique": {"columns": ["order_id", "coupon"]}}
     with pytest.raises(ValueError, match=r"checks\.unique names optional column\(s\) coupon: in a"):
         DatasetSpec.model_validate({**SPEC, "checks": checks})
+
+
+def test_a_month_whose_file_had_a_column_added_later_says_so_until_reloaded(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its file held the column, ignored as extra when loaded; once the spec took the column, the
+    # month was skipped as "already loaded from this file", the column null in it, unsaid.
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    monkeypatch.setenv("PIPELINE_DATASETS_DIR", str(datasets))
+    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    before = {**SPEC, "columns": {k: v for k, v in SPEC["columns"].items() if k != "coupon"}}
+    (datasets / "orders.yaml").write_text(yaml.safe_dump(before))
+    spec = DatasetSpec.model_validate(SPEC)
+    month_file(settings, spec, "2024-01", added=True)
+    assert run("load", "orders", "--to", "2024-01").returncode == 0
+
+    (datasets / "orders.yaml").write_text(yaml.safe_dump(SPEC))
+    again = run("load", "orders", "--to", "2024-01")
+    forced = run("load", "orders", "--to", "2024-01", "--force")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (
+        "2024-01  skipped       already loaded from this file, before the spec had coupon, which "
+        "the file holds: null in this month until --force reloads it"
+    ) in again.stdout
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    loaded = "select count(*) from raw.orders where coupon = 'SAVE'"
+    assert scalar(settings, loaded) == 31
+    assert "before the spec had" not in run("load", "orders", "--to", "2024-01").stdout

@@ -22,7 +22,7 @@ from pipeline.ingest.schema import MISSING_RULE
 from pipeline.ingest.stream import StagedLoad, ingest_file
 from pipeline.sample_data import write_tsv
 from pipeline.settings import Settings
-from pipeline.specs import DatasetSpec
+from pipeline.specs import DatasetSpec, RuleSpec
 from pipeline.warehouse.base import Warehouse
 from pipeline_tests.support import load_month, materialize_load
 
@@ -293,6 +293,10 @@ def test_a_spec_that_changes_a_column_type_is_refused_until_the_table_changes(
     assert "nothing was read" in message
     (found,) = examine_datasets(deployment, [after])  # `pipeline doctor` says it too
     assert not found.ok and f"units is {old} in the warehouse" in found.message
+    # A rule it cannot ask is named beside it: it showed only once the type was put back.
+    misspelt = after.model_copy(update={"rules": [RuleSpec(name="big", where="unit > 5")]})
+    topics = [finding.topic for finding in examine_datasets(deployment, [misspelt])]
+    assert topics == ["dataset payments", "dataset payments rule 'big'"]
     with open_warehouse(deployment) as warehouse:
         assert warehouse.served_load("payments", later) is None
         # As the message says: the column changed, the month loads, exactly as written.

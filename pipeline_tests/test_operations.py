@@ -263,6 +263,8 @@ def test_purge_deletes_the_month_everywhere_and_records_it(
     # The purge read no file: the month's reject ratio is unknown, not 0%.
     ratio = "select reject_ratio from analytics.dq_load_history where month = '{}'"
     assert scalar(settings, ratio.format("2024-01")) is None
+    attempts = "select attempts from analytics.dq_load_history where month = '2024-01'"
+    assert scalar(settings, attempts) == 1  # its load: the purge is no attempt to load it
     assert scalar(settings, ratio.format("2024-02")) > 0  # its one reject
     by_month = {
         s.month: s.status for s in month_statuses(defs, flights, instance, ["2024-01", "2024-02"])

@@ -6,7 +6,9 @@ with attempts as (
     select
         *,
         row_number() over (partition by dataset, month order by finished_at desc) as recency,
-        count(*) over (partition by dataset, month) as attempts
+        -- A purge is a ledger row, not an attempt to load.
+        count(case when status <> 'purged' then 1 end) over (partition by dataset, month)
+            as attempts
     from {{ source('pipeline', 'load_ledger') }}
 )
 

@@ -404,7 +404,10 @@ def load(
     results.sort(key=lambda result: result.month)  # shown as they ended, summed up in order
     _summarise(spec, results, plan.skipped, files)
     if plan.failing:
-        click.echo(f"Still failing from an earlier load: {', '.join(plan.failing)}.")
+        click.echo(
+            f"Still failing from an earlier load: {', '.join(plan.failing)} (each one's line "
+            f"above says what loads it again; `pipeline status {spec.name}` says why it failed)."
+        )
     stopped = interrupted or any(result.interrupted for result in results)
     if not stopped:
         _withhold_earlier_summaries(

@@ -75,7 +75,10 @@ def test_load_then_status_round_trip(
     again = run("load", "flights")
     assert "Loading flights: 2024-01..2024-02 (2 months)" in again.stdout
     assert again.returncode == 1  # nothing re-ran, but 2024-02 is still not usable
-    assert "Still failing from an earlier load: 2024-02" in again.stdout
+    assert (
+        "Still failing from an earlier load: 2024-02 (each one's line above says what loads it "
+        "again; `pipeline status flights` says why it failed)."
+    ) in again.stdout
     refusal = "an ERROR check refused this file in the last load: a corrected file is loaded"
     assert f"2024-02  skipped       {refusal}" in again.stdout
     assert "Running with dbt" not in loaded.stdout  # dbt's log stays out of the summary

@@ -147,14 +147,15 @@ def _load_in_parallel(
         results: dict[str, MonthResult] = {}
 
         def report(finished: Iterable[Future]) -> None:
-            with suppress(*GONE):  # the progress of months, not their outcome
-                deliver(events)
-            for future in finished:
-                result = future.result()
-                if result is not None:  # None: a month the stop reached before it began
-                    results[result.month] = result
-                    if on_month is not None:
-                        on_month(result)
+            with held_interrupts():
+                with suppress(*GONE):  # the progress of months, not their outcome
+                    deliver(events)
+                for future in finished:
+                    result = future.result()
+                    if result is not None:  # None: a month the stop reached before it began
+                        results[result.month] = result
+                        if on_month is not None:
+                            on_month(result)
 
         interrupted = False
         try:
@@ -169,18 +170,44 @@ def _load_in_parallel(
         # leaving the pool waits for those running, interrupted with the rest of the group, and
         # they are reported. Ctrl-C (or SIGTERM) to the group can also reach a worker still
         # starting, or the queue's manager, before they ignore it: their months were not run.
-        with suppress(*GONE):
-            stop.set()
+        try:
+            with held_interrupts(), suppress(*GONE):
+                stop.set()
+        except KeyboardInterrupt:
+            interrupted = True
         pool.shutdown(cancel_futures=True)
         ended = [future for future in pending if future.done() and not future.cancelled()]
-        report(
-            future
-            for future in ended
-            if not (interrupted and isinstance(future.exception(), (BrokenProcessPool, *GONE)))
-        )
+        try:
+            report(
+                future
+                for future in ended
+                if not (interrupted and isinstance(future.exception(), (BrokenProcessPool, *GONE)))
+            )
+        except KeyboardInterrupt:
+            interrupted = True
     if interrupted:
         raise KeyboardInterrupt
     return [results[month] for month in months if month in results]
+
+
+@contextmanager
+def held_interrupts() -> Iterator[None]:
+    """Ctrl-C held until the block ends, then raised. A call to the queue's manager that Ctrl-C
+    interrupted between sending and reading left its reply unread on the connection, and the
+    next call read it instead of its own: the queue's next item was `stop.set()`'s None, and
+    `pipeline load --parallel` ended with a TypeError and exit 1 instead of its summary and 130.
+    Only the main thread can take a signal's handler over; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: held.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 @contextmanager

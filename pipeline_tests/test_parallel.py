@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from pipeline.assets import loads
 from pipeline.cli import main
 from pipeline.progress import PUBLISH, READ, REPORTS
+from pipeline.runner import held_interrupts
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import Settings
 from pipeline.specs import DatasetSpec
@@ -144,6 +145,19 @@ def test_ctrl_c_stops_the_months_running_at_once_and_begins_no_other(
         MONTHS[2]: dg.DagsterRunStatus.FAILURE,
     }
     assert scalar(settings, "select count(*) from raw.flights where _month = '2024-04'") == 0
+
+
+def test_ctrl_c_during_a_call_to_the_progress_manager_waits_for_the_call_to_end() -> None:
+    # Taken half-way through a call (sent, its reply unread), it left the reply on the
+    # connection for the next call to read as its own: a TypeError and exit 1, now and then,
+    # from the Ctrl-C test above.
+    ended = []
+    with pytest.raises(KeyboardInterrupt), held_interrupts():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # where the reply would be read
+        ended.append("the call")
+    assert ended == ["the call"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def _rows(settings: Settings, sql: str) -> list[dict]:

@@ -16,6 +16,7 @@ from pipeline.ingest.files import (
     misnamed_compressed_month,
     misnamed_plain_month,
     open_delivered,
+    plain_advice,
 )
 from pipeline.ingest.header import UTF8_BOM, LoadError, header_names
 from pipeline.ingest.pii import KEY_VARIABLE
@@ -205,8 +206,7 @@ def _compressed_delivery(name: str, specs: list[DatasetSpec]) -> Finding | None:
                 f"landing {spec.name}",
                 f"{name} is an uncompressed {spec.name} file for {month}, but file_pattern "
                 f"{spec.file_pattern} says {kind}",
-                f"compress it ({kind}), or take {Path(spec.file_pattern).suffix} off the "
-                "file_pattern if every month comes uncompressed",
+                plain_advice(spec),
             )
     return None
 

@@ -110,6 +110,15 @@ def compressed_advice(spec: DatasetSpec, path: Path) -> str:
     )
 
 
+def plain_advice(spec: DatasetSpec) -> str:
+    """What to do about a month delivered uncompressed under a pattern that names a compression."""
+    pattern = Path(spec.file_pattern)
+    return (
+        f"compress it ({compression(pattern)}), or take {pattern.suffix} off the file_pattern "
+        "if every month comes uncompressed"
+    )
+
+
 def misnamed_plain_month(spec: DatasetSpec, path: Path) -> str | None:
     """The month whose file `path` is, delivered uncompressed under a pattern that names a
     compression (`flights_2024-05.tsv` under `flights_{month}.tsv.gz`); None otherwise."""

@@ -23,6 +23,7 @@ from pipeline.ingest.files import (
     compression,
     fingerprint,
     open_delivered,
+    plain_advice,
 )
 from pipeline.ingest.header import LoadError, read_header
 from pipeline.ingest.lines import Block, LineTally, iter_blocks
@@ -257,10 +258,7 @@ def require_file(spec: DatasetSpec, path: Path, month: str) -> None:
     if compressed:
         hint = f"; {compressed[0].name} is there: {compressed_advice(spec, compressed[0])}"
     elif plain is not None and plain.is_file():
-        hint = (
-            f"; {plain.name} is there, uncompressed: compress it ({compression(path)}), or take "
-            f"{path.suffix} off the file_pattern if every month comes uncompressed"
-        )
+        hint = f"; {plain.name} is there, uncompressed: {plain_advice(spec)}"
     raise LoadError(
         f"{path}: no file for {spec.name} {month} (file_pattern {spec.file_pattern}){hint}"
     )

@@ -318,7 +318,8 @@ def _month_result(month: str, run: dg.ExecuteInProcessResult, raw_key: dg.AssetK
         for evaluation in evaluations
     }
     # What failed the month comes first (ERROR checks, failed steps), then WARN findings: the
-    # summary gives a failed month's first error as its reason.
+    # summary gives a failed month's refusing ERROR checks (`refusals`), or else its first error,
+    # as its reason.
     refusals = _failed_checks(evaluations, dg.AssetCheckSeverity.ERROR)
     errors = (
         refusals

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import duckdb
+import pytest
 import yaml
 import zstandard
 
-from pipeline.bench import _run_duckdb, bench_spec, generate
+from pipeline.bench import (
+    Measurement,
+    _bound,
+    _run_duckdb,
+    _run_parse,
+    _run_pipeline,
+    bench_spec,
+    generate,
+)
 from pipeline.ingest.stream import ingest_file
 from pipeline.specs import load_specs
 
@@ -59,3 +70,30 @@ def test_duckdbs_floor_loads_every_line_of_a_clean_month_nulls_included(tmp_path
             f"SELECT count(*), count(*) - count(dep_time) FROM {spec.name}"
         ).fetchone()
     assert loaded == lines and nulls > 0
+
+
+def test_the_bound_parses_every_line_and_adds_the_publish_the_pipeline_timed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The `parse` variant and the pipeline's publish make the bound the README quotes: the
+    parse must see every line (a block lost would flatter it) and the publish be timed apart."""
+    path = tmp_path / "real_1MB_0.01.tsv"
+    generate("real", 1_000_000, 0.01, "none", path, slice_rows=5_000)
+    lines = path.read_bytes().count(b"\n") - 1
+    spec = bench_spec("real", path)
+
+    _run_parse(spec, path)
+    _run_pipeline(spec, path, tmp_path, tmp_path / "bench.duckdb")
+
+    assert capsys.readouterr().out.strip() == f"{lines:,} lines parsed"
+    publish = json.loads((tmp_path / "staged.json").read_text())["publish"]
+    assert 0 < publish < 60
+    results = {
+        "parse": Measurement("parse", 4.0, 7.0, 0, None),
+        "pipeline": Measurement("pipeline", 15.0, 28.0, 0, 1, publish_seconds=6.0),
+        "duckdb": Measurement("duckdb", 5.0, 9.0, 0, None),
+    }
+    assert _bound(results) == [
+        "  staged, then published: at least parse 4.0 s + publish 6.0 s = 10.0 s, so at most "
+        "50% of DuckDB's throughput"
+    ]

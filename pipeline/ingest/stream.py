@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import polars as pl
 
@@ -33,6 +33,7 @@ from pipeline.ingest.schema import build_schema
 from pipeline.specs import DatasetSpec
 
 DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
+Batch = TypeVar("Batch")  # what `validate_ahead`'s function makes of a block
 # (bytes read so far, file size, lines read so far, of them rejected)
 Progress = Callable[[int, int, int, int], None]
 
@@ -88,8 +89,8 @@ def available_cores() -> int:
 
 
 def validate_ahead(
-    blocks: Iterator[Block], validate: Callable[[Block], ValidatedBatch], workers: int
-) -> Iterator[ValidatedBatch]:
+    blocks: Iterator[Block], validate: Callable[[Block], Batch], workers: int
+) -> Iterator[Batch]:
     """Validate `workers` blocks at once, in threads, and yield them in file order.
 
     Threads, not processes: the parse, the casts and the checks run in polars and numpy, which
@@ -101,7 +102,7 @@ def validate_ahead(
     `workers + 1` blocks in flight however large the file.
     """
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="validate") as pool:
-        pending: deque[Future[ValidatedBatch]] = deque()
+        pending: deque[Future[Batch]] = deque()
         for block in blocks:
             pending.append(pool.submit(validate, block))
             if len(pending) > workers:

@@ -21,9 +21,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -37,7 +38,7 @@ MONTH = "2024-05"
 VARIANTS = {
     "pipeline-1core": "the same ingest pinned to one core (so 1 worker, polars on 1 thread)",
     "pipeline": "pipeline ingest on all cores: stream + validate + Parquet parts + DuckDB publish",
-    "parse": "bound: the ingest's blocks split into text columns by polars on all cores, no more",
+    "parse": "bound: the ingest's blocks split into text columns by its polars parse, no more",
     "cli": "`pipeline load` as a user runs it: Dagster, ingest, checks, publish, ledger models",
     "duckdb": "floor: DuckDB typed read_csv into a table",
     "naive": "naive: pandas read_csv of the whole file + pandera + insert",
@@ -88,8 +89,7 @@ class Measurement:
     peak_rss_bytes: int
     staging_bytes: int | None  # the staged parts' size on disk at their largest
     disk_bytes: int | None = None  # `cli`: parts, database and its temp files, at their largest
-    # `pipeline`, `pipeline-1core`: seconds of the ingest (validate, parts) and of the publish
-    publish_seconds: float | None = None
+    publish_seconds: float | None = None  # `pipeline`, `pipeline-1core`: the insert into `raw`
 
     def throughput(self, size: int) -> float:
         return size / self.seconds / 1e6
@@ -306,6 +306,7 @@ def fastest(
     """Each variant's fastest of `repeat` runs, the variants taking turns: on a shared machine
     a neighbour's burst then slows one round of every variant, not every run of one."""
     best: dict[str, Measurement] = {}
+    publishes: dict[str, list[float]] = defaultdict(list)
     for _ in range(repeat):
         for variant in variants:
             result = measure(variant, month_file, workdir, staging)
@@ -313,7 +314,15 @@ def fastest(
             print(measured(month_file, result), file=sys.stderr, flush=True)
             if variant not in best or result.seconds < best[variant].seconds:
                 best[variant] = result
-    return best
+            if result.publish_seconds is not None:
+                publishes[variant].append(result.publish_seconds)
+    # The bound adds the publish to the parse: the shortest of any round, like every other time.
+    return {
+        variant: replace(result, publish_seconds=min(publishes[variant]))
+        if variant in publishes
+        else result
+        for variant, result in best.items()
+    }
 
 
 def run_variant(
@@ -343,43 +352,36 @@ def _run_pipeline(spec: DatasetSpec, path: Path, run_dir: Path, database: Path) 
 
     workers = Settings.from_env().ingest_workers
     staged = ingest_file(spec, path, MONTH, run_dir / "staging", workers=workers)
+    warehouse = DuckDBWarehouse(path=str(database))
     started = time.perf_counter()
-    DuckDBWarehouse(path=str(database)).replace_month(staged, run_id="bench")
+    warehouse.replace_month(staged, run_id="bench")
     _report_staging(staged.row_parts + staged.reject_parts, run_dir, time.perf_counter() - started)
     shutil.rmtree(staged.staging_dir)
 
 
-def _run_parse(spec: DatasetSpec, path: Path) -> None:
-    """The least work of an ingest that validates with polars: the blocks it reads, split into
-    text columns by the parser it uses, with as many workers; nothing typed, checked, counted
-    or written. With the pipeline's publish, a bound on any ingest that stages a month before
-    publishing it (see `_ratios`)."""
-    from functools import partial
-
+def _run_parse(spec: DatasetSpec, path: Path, block_bytes: int | None = None) -> None:
+    """What the ingest's own parse costs alone: the blocks it reads (and the lines it counts as
+    it reads them), split into the spec's columns as text by the same polars call on as many
+    workers; nothing typed, checked or written. With the pipeline's publish, which can start
+    only once the month is validated, the least time this design can take (see `_bound`)."""
     from pipeline.ingest.files import open_delivered
     from pipeline.ingest.header import read_header
-    from pipeline.ingest.lines import Block, iter_blocks
+    from pipeline.ingest.lines import Block, field_parser_options, iter_blocks
     from pipeline.ingest.stream import DEFAULT_BLOCK_BYTES, available_cores, validate_ahead
     from pipeline.settings import Settings
 
-    split = partial(
-        pl.read_csv,
-        has_header=False,
-        separator=spec.delimiter,
-        quote_char=None,
-        infer_schema=False,
-        null_values=spec.null_values,
-        # A defect file's lines of the wrong shape, which the ingest takes out before it parses.
-        truncate_ragged_lines=True,
-        encoding="utf8-lossy",
-    )
-
-    def parse(block: Block) -> int:
-        return split(block.data).height
-
     with open_delivered(path) as opened:
-        read_header(opened.content, spec, path)
-        blocks = iter_blocks(opened.content, first_line=2, block_bytes=DEFAULT_BLOCK_BYTES)
+        header = read_header(opened.content, spec, path)
+        # The lines of the wrong shape in a defect file, which the ingest sets aside unparsed,
+        # are cut or padded here instead.
+        options = field_parser_options(spec, header) | {"truncate_ragged_lines": True}
+
+        def parse(block: Block) -> int:
+            return pl.read_csv(block.data, **options).height
+
+        blocks = iter_blocks(
+            opened.content, first_line=2, block_bytes=block_bytes or DEFAULT_BLOCK_BYTES
+        )
         workers = Settings.from_env().ingest_workers or available_cores()
         rows = sum(validate_ahead(blocks, parse, workers))
     print(f"{rows:,} lines parsed")
@@ -456,6 +458,7 @@ def _size(path: Path) -> int:
 def _report_staging(
     parts: tuple[str, ...], run_dir: Path, publish_seconds: float | None = None
 ) -> None:
+    """The parts' size on disk, and how long their publish took, for `measure` to read."""
     total = sum(Path(part).stat().st_size for part in parts)
     (run_dir / "staged.json").write_text(json.dumps({"bytes": total, "publish": publish_seconds}))
 
@@ -568,11 +571,12 @@ def _ratios(results: dict[str, Measurement]) -> list[str]:
 
 
 def _bound(results: dict[str, Measurement]) -> list[str]:
-    """How close to DuckDB any ingest can come that parses the file with polars and publishes
-    the staged month afterwards, as write-audit-publish does: the parse alone (`parse`) plus
-    the pipeline's publish, which cannot start before the month is validated."""
+    """How close to DuckDB this design can come: its parse alone (`parse`) plus its publish,
+    which cannot start before the month is validated (write-audit-publish), with no time at all
+    for typing, checking and staging the rows in between."""
     ours = results.get("pipeline")
-    if "parse" not in results or ours is None or ours.publish_seconds is None:
+    wanted = ("parse", "duckdb")
+    if any(name not in results for name in wanted) or ours is None or not ours.publish_seconds:
         return []
     parse = results["parse"].seconds
     least = parse + ours.publish_seconds

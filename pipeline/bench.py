@@ -350,9 +350,11 @@ def _run_pipeline(spec: DatasetSpec, path: Path, run_dir: Path, database: Path) 
     from pipeline.settings import Settings
     from pipeline.warehouse.duckdb import DuckDBWarehouse
 
-    workers = Settings.from_env().ingest_workers
-    staged = ingest_file(spec, path, MONTH, run_dir / "staging", workers=workers)
-    warehouse = DuckDBWarehouse(path=str(database))
+    settings = Settings.from_env()
+    staged = ingest_file(spec, path, MONTH, run_dir / "staging", workers=settings.ingest_workers)
+    # As the CLI's warehouse is set up: PIPELINE_DUCKDB_MEMORY_LIMIT applies here too.
+    limit = {"memory_limit": settings.duckdb_memory_limit} if settings.duckdb_memory_limit else {}
+    warehouse = DuckDBWarehouse(path=str(database), **limit)
     started = time.perf_counter()
     warehouse.replace_month(staged, run_id="bench")
     _report_staging(staged.row_parts + staged.reject_parts, run_dir, time.perf_counter() - started)
@@ -566,24 +568,25 @@ def _ratios(results: dict[str, Measurement]) -> list[str]:
         ]
         if shares:
             lines.append("  throughput as a share of DuckDB's: " + "; ".join(shares))
-        lines.extend(_bound(results))
-    return lines
+    return lines + _bound(results)
 
 
 def _bound(results: dict[str, Measurement]) -> list[str]:
     """How close to DuckDB this design can come: its parse alone (`parse`) plus its publish,
     which cannot start before the month is validated (write-audit-publish), with no time at all
     for typing, checking and staging the rows in between."""
-    ours = results.get("pipeline")
-    wanted = ("parse", "duckdb")
-    if any(name not in results for name in wanted) or ours is None or not ours.publish_seconds:
+    if "parse" not in results:
         return []
-    parse = results["parse"].seconds
-    least = parse + ours.publish_seconds
+    missing = [name for name in ("pipeline", "duckdb") if name not in results]
+    if missing:
+        return [f"  no bound from parse without {' and '.join(missing)} in the same run"]
+    # Rounded as printed, so that the line adds up as it reads.
+    parse = round(results["parse"].seconds, 1)
+    publish = round(results["pipeline"].publish_seconds or 0.0, 1)
     return [
-        f"  staged, then published: at least parse {parse:.1f} s + publish "
-        f"{ours.publish_seconds:.1f} s = {least:.1f} s, so at most "
-        f"{results['duckdb'].seconds / least:.0%} of DuckDB's throughput"
+        f"  staged, then published: at least parse {parse:.1f} s + publish {publish:.1f} s = "
+        f"{parse + publish:.1f} s, so at most {results['duckdb'].seconds / (parse + publish):.0%} "
+        "of DuckDB's throughput"
     ]
 
 
@@ -626,6 +629,12 @@ def main() -> None:
     )
     parser.add_argument("--generate", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for option, known in (("variants", VARIANTS), ("shapes", SHAPES)):
+        unknown = [name for name in getattr(args, option).split(",") if name not in known]
+        if unknown:
+            parser.error(
+                f"--{option}: unknown {', '.join(map(repr, unknown))}; of {', '.join(known)}"
+            )
     if args.generate:
         shape, size, defects, compress, path = args.generate
         generate(shape, int(size), float(defects), compress, Path(path))

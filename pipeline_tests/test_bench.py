@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -101,3 +103,22 @@ def test_the_bound_parses_every_line_and_adds_the_publish_the_pipeline_timed(
         "50% of DuckDB's throughput"
     ]
     assert _bound({name: results[name] for name in ("pipeline", "duckdb")}) == []
+    assert _bound({name: results[name] for name in ("parse", "pipeline")}) == [
+        "  no bound from parse without duckdb in the same run"
+    ]
+
+
+def test_a_mistyped_variant_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """A typo used to run DuckDB's load (the fallback variant) and then fail on the name: at 100
+    GB, an hour's run lost."""
+    bench = [sys.executable, "-m", "pipeline.bench", "--dir", str(tmp_path)]
+    refused = subprocess.run(
+        [*bench, "--variants", "pipeline, duckdb"], capture_output=True, text=True, check=False
+    )
+
+    assert refused.returncode == 2
+    assert (
+        "--variants: unknown ' duckdb'; of " in refused.stderr
+        and "pipeline-1core" in refused.stderr
+    )
+    assert not list(tmp_path.iterdir())  # no month file generated, nothing run

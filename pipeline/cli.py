@@ -347,6 +347,7 @@ def load(
         retry_failed=retry_failed,
         sensitive_columns=spec.sensitive_columns(),
     )
+    _name_compressed_twins(spec, plan.skipped, files)
     count = f"{len(months)} month{'s' if len(months) > 1 else ''}"
     click.echo(f"Loading {spec.name}: {months[0]}..{months[-1]} ({count})")
     for month, reason in plan.reloaded.items():
@@ -460,6 +461,23 @@ def _delivered(path: Path) -> str | None:
         return fingerprint(path)
     except LoadError:
         return "unreadable"
+
+
+def _name_compressed_twins(
+    spec: DatasetSpec, skipped: dict[str, str], files: dict[str, Path]
+) -> None:
+    """Add to a skipped month's reason the compressed file beside its file, which the load does
+    not read: a correction sent as `.gz` next to the month's `.tsv` was skipped as "already
+    loaded from this file", and only doctor named it."""
+    from pipeline.ingest.files import compressed_advice, compressed_siblings
+
+    for month, reason in skipped.items():
+        twins = compressed_siblings(files[month])
+        if twins and files[month].is_file():
+            skipped[month] = (
+                f"{reason}; {twins[0].name} beside it is not read: "
+                f"{compressed_advice(spec, twins[0])}"
+            )
 
 
 def _summarise(

@@ -17,11 +17,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pipeline.cli import MONTH, _checks
+from pipeline.cli import MONTH, _checks, _name_compressed_twins
 from pipeline.ingest import staging
 from pipeline.project import DBT_PROJECT_DIR
 from pipeline.sample_data import month_frame, write_tsv
 from pipeline.settings import BUNDLED_DATASETS_DIR, Settings
+from pipeline.specs import load_specs
 from pipeline_tests.mailserver import Inbox
 from pipeline_tests.support import PIPELINE, run, scalar
 
@@ -499,6 +500,29 @@ def test_a_month_delivered_compressed_under_a_plain_pattern_is_named(settings: S
     # Not when the range asked for leaves it out.
     later = run("load", "flights", "--from", "2024-05")
     assert "Nothing to load" in later.stdout and "Not loaded" not in later.stdout
+
+
+def test_a_correction_sent_compressed_beside_the_loaded_file_is_named_where_it_is_skipped(
+    tmp_path: Path,
+) -> None:
+    # The month was skipped as "already loaded from this file", and the operator took the
+    # correction for loaded; only doctor named the .gz.
+    spec = load_specs(BUNDLED_DATASETS_DIR)["flights"]
+    files = {month: tmp_path / spec.file_name(month) for month in ("2024-04", "2024-05")}
+    for path in files.values():
+        path.write_text("loaded\n")
+    (tmp_path / "flights_2024-04.tsv.gz").write_bytes(b"")
+    skipped = {month: "already loaded from this file (--force reloads it)" for month in files}
+
+    _name_compressed_twins(spec, skipped, files)
+
+    assert skipped == {
+        "2024-04": "already loaded from this file (--force reloads it); flights_2024-04.tsv.gz "
+        "beside it is not read: set file_pattern: flights_{month}.tsv.gz in the spec to load it "
+        "as delivered (every month of flights is then looked for gzip-compressed), or deliver "
+        "it uncompressed",
+        "2024-05": "already loaded from this file (--force reloads it)",
+    }
 
 
 def as_a_user(*command: str) -> subprocess.CompletedProcess[str]:

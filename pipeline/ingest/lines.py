@@ -284,7 +284,8 @@ def _sort_special_lines(
                 (
                     number,
                     None,
-                    f"line has {len(values)} fields, the header has {header.field_count}",
+                    f"line has {len(values)} field{'s' if len(values) != 1 else ''}, the header "
+                    f"has {header.field_count}",
                     f"{len(values)} fields",
                 )
             )
